@@ -129,7 +129,10 @@ mod tests {
         let big = u128::MAX / 3;
         assert_eq!(cmp_products(big, 6, big, 6), Ordering::Equal);
         assert_eq!(cmp_products(big, 7, big, 6), Ordering::Greater);
-        assert_eq!(cmp_products(u128::MAX, u128::MAX, u128::MAX, u128::MAX - 1), Ordering::Greater);
+        assert_eq!(
+            cmp_products(u128::MAX, u128::MAX, u128::MAX, u128::MAX - 1),
+            Ordering::Greater
+        );
         assert_eq!(cmp_products(2, 3, 1, 6), Ordering::Equal);
     }
 
@@ -138,7 +141,10 @@ mod tests {
         assert_eq!(mul_div_floor(7, 5, 3), Some((11, 2)));
         let big = u128::MAX / 2;
         assert_eq!(mul_div_floor(big, 4, 8), Some((big / 2, (big % 2) * 4)));
-        assert_eq!(mul_div_floor(u128::MAX, u128::MAX, u128::MAX), Some((u128::MAX, 0)));
+        assert_eq!(
+            mul_div_floor(u128::MAX, u128::MAX, u128::MAX),
+            Some((u128::MAX, 0))
+        );
         assert_eq!(mul_div_floor(u128::MAX, 2, 1), None);
         assert_eq!(mul_div_floor(1, 1, 0), None);
     }
@@ -146,7 +152,10 @@ mod tests {
     #[test]
     fn apportion_sums_to_total_and_breaks_ties_by_priority() {
         assert_eq!(apportion(10, &[1, 1, 1], &[2, 0, 1]), Some(vec![3, 4, 3]));
-        assert_eq!(apportion(1_000_000, &[1, 2], &[0, 1]), Some(vec![333_333, 666_667]));
+        assert_eq!(
+            apportion(1_000_000, &[1, 2], &[0, 1]),
+            Some(vec![333_333, 666_667])
+        );
         assert_eq!(apportion(5, &[0, 0], &[0, 1]), Some(vec![0, 0]));
         assert_eq!(lcm(4, 6), Some(12));
         assert_eq!(lcm(u128::MAX, u128::MAX - 1), None);

@@ -60,8 +60,10 @@ pub(crate) fn resolve(
     // `None` inside: delegates to someone not in the electorate.
     let mut next: Vec<Option<Option<usize>>> = vec![None; n];
     for d in delegations {
-        let from =
-            *table.index.get(d.from.as_str()).ok_or_else(|| TallyError::UnknownMember(d.from.clone()))?;
+        let from = *table
+            .index
+            .get(d.from.as_str())
+            .ok_or_else(|| TallyError::UnknownMember(d.from.clone()))?;
         // `from` comes from the index, so it is in range.
         let slot = &mut next[from];
         if slot.is_some() {
@@ -70,7 +72,10 @@ pub(crate) fn resolve(
         *slot = Some(table.index.get(d.to.as_str()).copied());
     }
     if delegations.is_empty() {
-        return Ok(Resolved { extra: vec![0; n], ..Resolved::default() });
+        return Ok(Resolved {
+            extra: vec![0; n],
+            ..Resolved::default()
+        });
     }
 
     let has_voted = |i: usize| voted.get(i).copied().unwrap_or(false);
@@ -113,7 +118,10 @@ pub(crate) fn resolve(
         }
     }
 
-    let mut out = Resolved { extra: vec![0; n], ..Resolved::default() };
+    let mut out = Resolved {
+        extra: vec![0; n],
+        ..Resolved::default()
+    };
     for (i, e) in end.iter().enumerate() {
         // Members who did not start a chain (no delegation) are not reported.
         let delegates = next.get(i).is_some_and(Option::is_some);
@@ -126,7 +134,10 @@ pub(crate) fn resolve(
                 let w = table.weight.get(i).copied().unwrap_or(0);
                 let slot = &mut out.extra[*v];
                 *slot = slot.checked_add(w).ok_or(TallyError::WeightOverflow)?;
-                out.delegated_total = out.delegated_total.checked_add(w).ok_or(TallyError::WeightOverflow)?;
+                out.delegated_total = out
+                    .delegated_total
+                    .checked_add(w)
+                    .ok_or(TallyError::WeightOverflow)?;
                 out.followed += 1;
             }
             End::Cycle => out.cycles.push(name()),
@@ -154,7 +165,11 @@ mod tests {
 
     #[test]
     fn chains_are_followed_to_the_first_voter() {
-        let r = run(&["a", "b", "c", "d", "e"], &["c", "e"], &[("a", "b"), ("b", "c"), ("d", "e"), ("e", "d")]);
+        let r = run(
+            &["a", "b", "c", "d", "e"],
+            &["c", "e"],
+            &[("a", "b"), ("b", "c"), ("d", "e"), ("e", "d")],
+        );
         assert_eq!(r.extra, vec![0, 0, 2000, 0, 1000]);
         assert_eq!(r.delegated_total, 3000);
         assert_eq!(r.followed, 3);
@@ -163,7 +178,11 @@ mod tests {
 
     #[test]
     fn cycles_count_as_no_delegation() {
-        let r = run(&["a", "b", "c", "x"], &["x"], &[("a", "b"), ("b", "c"), ("c", "b")]);
+        let r = run(
+            &["a", "b", "c", "x"],
+            &["x"],
+            &[("a", "b"), ("b", "c"), ("c", "b")],
+        );
         assert_eq!(r.extra, vec![0; 4]);
         assert_eq!(r.cycles, vec!["a", "b", "c"]);
         let r = run(&["a"], &[], &[("a", "a")]);
@@ -179,7 +198,11 @@ mod tests {
 
     #[test]
     fn suspended_or_unknown_delegates_break_the_chain() {
-        let voters = vec![Voter::new("a", "c"), Voter::new("b", "c").suspended(), Voter::new("c", "c")];
+        let voters = vec![
+            Voter::new("a", "c"),
+            Voter::new("b", "c").suspended(),
+            Voter::new("c", "c"),
+        ];
         let table = weigh(&voters, &Weighting::PerMember).unwrap();
         let ds = vec![Delegation::new("a", "b"), Delegation::new("b", "c")];
         let r = resolve(&table, &[false, false, true], &ds).unwrap();
@@ -192,7 +215,12 @@ mod tests {
             TallyError::UnknownMember("nobody".into())
         );
         assert_eq!(
-            resolve(&table, &[false; 3], &[Delegation::new("a", "c"), Delegation::new("a", "b")]).unwrap_err(),
+            resolve(
+                &table,
+                &[false; 3],
+                &[Delegation::new("a", "c"), Delegation::new("a", "b")]
+            )
+            .unwrap_err(),
             TallyError::DuplicateDelegation("a".into())
         );
     }

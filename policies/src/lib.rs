@@ -39,9 +39,9 @@ mod window;
 
 pub use share::{Fraction, PPM_WHOLE, Share};
 pub use voting::{
-    Audit, Ballot, Choice, ConsentPosition, Counts, Delegation, DelegationReport, IrvRound, Method, OptionCount,
-    OptionShare, Outcome, SetAside, SetAsideReason, TallyError, TallyInput, TallyResult, Tie, TieBreak, Turnout,
-    VotingRules, tally,
+    Audit, Ballot, Choice, ConsentPosition, Counts, Delegation, DelegationReport, IrvRound, Method,
+    OptionCount, OptionShare, Outcome, SetAside, SetAsideReason, TallyError, TallyInput, TallyResult, Tie,
+    TieBreak, Turnout, VotingRules, tally,
 };
 pub use weights::{ONE_VOTE_MILLI, Standing, Voter, Weight, WeightUnit, Weighting};
 pub use window::{VotingWindow, WindowPhase};

@@ -86,7 +86,10 @@ impl Fraction {
     /// A fraction `numerator / denominator` (checked where it is used).
     #[must_use]
     pub const fn new(numerator: u64, denominator: u64) -> Fraction {
-        Fraction { numerator, denominator }
+        Fraction {
+            numerator,
+            denominator,
+        }
     }
 }
 

@@ -61,7 +61,12 @@ impl Voter {
     /// An active member with one vote.
     #[must_use]
     pub fn new(id: impl Into<String>, class: impl Into<String>) -> Voter {
-        Voter { id: id.into(), class: class.into(), weight_milli: ONE_VOTE_MILLI, standing: Standing::Active }
+        Voter {
+            id: id.into(),
+            class: class.into(),
+            weight_milli: ONE_VOTE_MILLI,
+            standing: Standing::Active,
+        }
     }
 
     /// The same member with another weight, in milli-votes.
@@ -118,7 +123,9 @@ pub(crate) struct WeightTable<'a> {
 
 impl WeightTable<'_> {
     pub fn is_eligible(&self, voter: usize) -> bool {
-        self.voters.get(voter).is_some_and(|v| v.standing == Standing::Active)
+        self.voters
+            .get(voter)
+            .is_some_and(|v| v.standing == Standing::Active)
     }
 }
 
@@ -127,7 +134,10 @@ pub(crate) fn weigh<'a>(voters: &'a [Voter], weighting: &Weighting) -> Result<We
     let mut index = HashMap::with_capacity(voters.len());
     for (i, v) in voters.iter().enumerate() {
         if v.weight_milli < 0 {
-            return Err(TallyError::NegativeWeight { member: v.id.clone(), weight_milli: v.weight_milli });
+            return Err(TallyError::NegativeWeight {
+                member: v.id.clone(),
+                weight_milli: v.weight_milli,
+            });
         }
         if index.insert(v.id.as_str(), i).is_some() {
             return Err(TallyError::DuplicateMember(v.id.clone()));
@@ -144,18 +154,33 @@ pub(crate) fn weigh<'a>(voters: &'a [Voter], weighting: &Weighting) -> Result<We
         Weighting::PerMember => {
             let weight: Vec<Weight> = voters.iter().map(own).collect();
             let eligible_total = sum(&weight)?;
-            Ok(WeightTable { index, voters, weight, eligible_total, unit: WeightUnit::MilliVotes })
+            Ok(WeightTable {
+                index,
+                voters,
+                weight,
+                eligible_total,
+                unit: WeightUnit::MilliVotes,
+            })
         }
         Weighting::ClassShares(shares) => {
             let weight = class_weights(voters, shares, own)?;
             let eligible_total = sum(&weight.0)?;
-            Ok(WeightTable { index, voters, weight: weight.0, eligible_total, unit: weight.1 })
+            Ok(WeightTable {
+                index,
+                voters,
+                weight: weight.0,
+                eligible_total,
+                unit: weight.1,
+            })
         }
     }
 }
 
 fn sum(weights: &[Weight]) -> Result<Weight, TallyError> {
-    weights.iter().try_fold(0u128, |acc, w| acc.checked_add(*w)).ok_or(TallyError::WeightOverflow)
+    weights
+        .iter()
+        .try_fold(0u128, |acc, w| acc.checked_add(*w))
+        .ok_or(TallyError::WeightOverflow)
 }
 
 fn class_weights(
@@ -180,7 +205,10 @@ fn class_weights(
     let mut class_total: BTreeMap<&str, Weight> = BTreeMap::new();
     for v in voters {
         if !shares.contains_key(&v.class) {
-            return Err(TallyError::UnknownClass { member: v.id.clone(), class: v.class.clone() });
+            return Err(TallyError::UnknownClass {
+                member: v.id.clone(),
+                class: v.class.clone(),
+            });
         }
         let slot = class_total.entry(v.class.as_str()).or_insert(0);
         *slot = slot.checked_add(own(v)).ok_or(TallyError::WeightOverflow)?;
@@ -202,7 +230,9 @@ fn class_weights(
             0
         } else {
             let g = gcd(*w_c, share);
-            (share / g).checked_mul(denominator / (w_c / g)).ok_or(TallyError::WeightOverflow)?
+            (share / g)
+                .checked_mul(denominator / (w_c / g))
+                .ok_or(TallyError::WeightOverflow)?
         };
         per_class_factor.insert(class, factor);
     }
@@ -213,12 +243,19 @@ fn class_weights(
             factor.checked_mul(own(v)).ok_or(TallyError::WeightOverflow)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let per_whole = denominator.checked_mul(u128::from(PPM_WHOLE)).ok_or(TallyError::WeightOverflow)?;
+    let per_whole = denominator
+        .checked_mul(u128::from(PPM_WHOLE))
+        .ok_or(TallyError::WeightOverflow)?;
     // Divide out the common factor so the audit shows small numbers (7 and 3, not
     // 3 500 000 and 1 500 000). Ratios, and so every decision, are unchanged.
     let common = weight.iter().fold(per_whole, |g, w| gcd(g, *w)).max(1);
     let weight = weight.into_iter().map(|w| w / common).collect();
-    Ok((weight, WeightUnit::ClassScaled { per_whole: per_whole / common }))
+    Ok((
+        weight,
+        WeightUnit::ClassScaled {
+            per_whole: per_whole / common,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -242,7 +279,10 @@ mod tests {
     #[test]
     fn class_shares_hold_whatever_the_head_count() {
         let voters = coop();
-        let shares = BTreeMap::from([("workers".into(), Share::percent(50)), ("users".into(), Share::percent(50))]);
+        let shares = BTreeMap::from([
+            ("workers".into(), Share::percent(50)),
+            ("users".into(), Share::percent(50)),
+        ]);
         let table = weigh(&voters, &Weighting::ClassShares(shares)).unwrap();
         let workers: u128 = table.weight[..3].iter().sum();
         let users: u128 = table.weight[3..].iter().sum();
@@ -257,7 +297,10 @@ mod tests {
     fn suspended_members_weigh_nothing_and_shift_their_class() {
         let mut voters = coop();
         voters[0] = voters[0].clone().suspended();
-        let shares = BTreeMap::from([("workers".into(), Share::percent(60)), ("users".into(), Share::percent(40))]);
+        let shares = BTreeMap::from([
+            ("workers".into(), Share::percent(60)),
+            ("users".into(), Share::percent(40)),
+        ]);
         let table = weigh(&voters, &Weighting::ClassShares(shares)).unwrap();
         assert_eq!(table.weight[0], 0);
         let workers: u128 = table.weight[..3].iter().sum();
@@ -269,17 +312,29 @@ mod tests {
     fn bad_electorates_are_refused() {
         let mut voters = coop();
         voters[1].weight_milli = -5;
-        assert!(matches!(weigh(&voters, &Weighting::PerMember), Err(TallyError::NegativeWeight { .. })));
+        assert!(matches!(
+            weigh(&voters, &Weighting::PerMember),
+            Err(TallyError::NegativeWeight { .. })
+        ));
         let mut voters = coop();
         voters[1].id = "w0".into();
-        assert_eq!(weigh(&voters, &Weighting::PerMember).unwrap_err(), TallyError::DuplicateMember("w0".into()));
+        assert_eq!(
+            weigh(&voters, &Weighting::PerMember).unwrap_err(),
+            TallyError::DuplicateMember("w0".into())
+        );
         let voters = coop();
-        let shares = BTreeMap::from([("workers".into(), Share::percent(60)), ("users".into(), Share::percent(50))]);
+        let shares = BTreeMap::from([
+            ("workers".into(), Share::percent(60)),
+            ("users".into(), Share::percent(50)),
+        ]);
         assert_eq!(
             weigh(&voters, &Weighting::ClassShares(shares)).unwrap_err(),
             TallyError::ClassSharesOverWhole { total_ppm: 1_100_000 }
         );
         let shares = BTreeMap::from([("workers".into(), Share::percent(50))]);
-        assert!(matches!(weigh(&voters, &Weighting::ClassShares(shares)), Err(TallyError::UnknownClass { .. })));
+        assert!(matches!(
+            weigh(&voters, &Weighting::ClassShares(shares)),
+            Err(TallyError::UnknownClass { .. })
+        ));
     }
 }

@@ -35,7 +35,10 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
             let o = ctx.option(c.member, name)?;
             // `marked[o] == ballot` means this ballot already approved `o`.
             if std::mem::replace(&mut marked[o], ballot) == ballot {
-                return Err(TallyError::DuplicateChoice { member: c.member.to_owned(), option: name.clone() });
+                return Err(TallyError::DuplicateChoice {
+                    member: c.member.to_owned(),
+                    option: name.clone(),
+                });
             }
             add(&mut totals[o], c.weight)?;
         }
@@ -48,7 +51,10 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
             per_option: totals
                 .iter()
                 .enumerate()
-                .map(|(o, w)| OptionCount { option: ctx.name(o), weight: *w })
+                .map(|(o, w)| OptionCount {
+                    option: ctx.name(o),
+                    weight: *w,
+                })
                 .collect(),
             abstain: ctx.abstain,
         },
@@ -59,18 +65,24 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
 
 #[cfg(test)]
 mod tests {
+    use crate::TallyError;
     use crate::voting::{Ballot, Choice, Counts, Method, Outcome, TallyInput, VotingRules, tally};
     use crate::weights::Voter;
-    use crate::TallyError;
 
     fn approve(member: &str, options: &[&str]) -> Ballot {
-        Ballot::new(member, Choice::Approve(options.iter().map(|o| (*o).to_owned()).collect()))
+        Ballot::new(
+            member,
+            Choice::Approve(options.iter().map(|o| (*o).to_owned()).collect()),
+        )
     }
 
     fn example(d: &[&str]) -> TallyInput {
         TallyInput {
             options: vec!["llama".into(), "mistral".into(), "qwen".into()],
-            electorate: ["a", "b", "c", "d", "e"].iter().map(|n| Voter::new(*n, "members")).collect(),
+            electorate: ["a", "b", "c", "d", "e"]
+                .iter()
+                .map(|n| Voter::new(*n, "members"))
+                .collect(),
             ballots: vec![
                 approve("a", &["llama", "mistral"]),
                 approve("b", &["mistral"]),
@@ -84,10 +96,16 @@ mod tests {
 
     #[test]
     fn worked_example() {
-        let r = tally(&example(&["mistral", "qwen"]), &VotingRules::new(Method::Approval)).unwrap();
+        let r = tally(
+            &example(&["mistral", "qwen"]),
+            &VotingRules::new(Method::Approval),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
         assert_eq!(r.winner.as_deref(), Some("mistral"));
-        let Counts::Totals { per_option, abstain } = &r.counts else { panic!("totals") };
+        let Counts::Totals { per_option, abstain } = &r.counts else {
+            panic!("totals")
+        };
         let weights: Vec<u128> = per_option.iter().map(|c| c.weight).collect();
         assert_eq!(weights, vec![2000, 3000, 2000]);
         assert_eq!(*abstain, 1000);
@@ -106,15 +124,24 @@ mod tests {
         let rules = VotingRules::new(Method::Approval);
         assert_eq!(
             tally(&example(&["gpt"]), &rules).unwrap_err(),
-            TallyError::UnknownOption { member: "d".into(), option: "gpt".into() }
+            TallyError::UnknownOption {
+                member: "d".into(),
+                option: "gpt".into()
+            }
         );
         assert_eq!(
             tally(&example(&["qwen", "qwen"]), &rules).unwrap_err(),
-            TallyError::DuplicateChoice { member: "d".into(), option: "qwen".into() }
+            TallyError::DuplicateChoice {
+                member: "d".into(),
+                option: "qwen".into()
+            }
         );
         let mut input = example(&[]);
         input.ballots.push(approve("a", &["llama"]));
-        assert_eq!(tally(&input, &rules).unwrap_err(), TallyError::DuplicateBallot("a".into()));
+        assert_eq!(
+            tally(&input, &rules).unwrap_err(),
+            TallyError::DuplicateBallot("a".into())
+        );
         let mut input = example(&[]);
         input.options.clear();
         assert!(matches!(tally(&input, &rules), Err(TallyError::NoOptions { .. })));

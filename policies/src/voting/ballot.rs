@@ -20,7 +20,11 @@ impl Ballot {
     /// A ballot cast at time 0 (for callers that check the window themselves).
     #[must_use]
     pub fn new(member: impl Into<String>, choice: Choice) -> Ballot {
-        Ballot { member: member.into(), cast_at: 0, choice }
+        Ballot {
+            member: member.into(),
+            cast_at: 0,
+            choice,
+        }
     }
 }
 
@@ -75,6 +79,9 @@ impl Delegation {
     /// `from` delegates to `to`.
     #[must_use]
     pub fn new(from: impl Into<String>, to: impl Into<String>) -> Delegation {
-        Delegation { from: from.into(), to: to.into() }
+        Delegation {
+            from: from.into(),
+            to: to.into(),
+        }
     }
 }

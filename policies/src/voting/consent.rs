@@ -24,8 +24,13 @@
 use crate::voting::{Cast, Choice, ConsentPosition, Counts, Ctx, MethodOutcome, TallyError, add};
 use crate::weights::Weight;
 
-pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, blocks_allowed: u32) -> Result<MethodOutcome, TallyError> {
-    let (mut agree, mut stand_aside, mut disagree, mut block): (Weight, Weight, Weight, Weight) = (0, 0, 0, 0);
+pub(crate) fn count(
+    casts: &[Cast<'_>],
+    ctx: &Ctx<'_>,
+    blocks_allowed: u32,
+) -> Result<MethodOutcome, TallyError> {
+    let (mut agree, mut stand_aside, mut disagree, mut block): (Weight, Weight, Weight, Weight) =
+        (0, 0, 0, 0);
     let mut blocked_by = Vec::new();
     let mut stood_aside = Vec::new();
     for c in casts {
@@ -71,14 +76,19 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, blocks_allowed: u32) -> R
 
 #[cfg(test)]
 mod tests {
-    use crate::voting::{Ballot, Choice, ConsentPosition as P, Counts, Method, Outcome, TallyInput, VotingRules, tally};
+    use crate::voting::{
+        Ballot, Choice, ConsentPosition as P, Counts, Method, Outcome, TallyInput, VotingRules, tally,
+    };
     use crate::weights::Voter;
 
     fn example(eli: P) -> TallyInput {
         let names = ["ana", "ben", "caro", "dev", "eli", "fay"];
         let positions = [P::Agree, P::Agree, P::Agree, P::StandAside, eli];
-        let mut ballots: Vec<Ballot> =
-            positions.iter().zip(names).map(|(p, n)| Ballot::new(n, Choice::Consent(*p))).collect();
+        let mut ballots: Vec<Ballot> = positions
+            .iter()
+            .zip(names)
+            .map(|(p, n)| Ballot::new(n, Choice::Consent(*p)))
+            .collect();
         ballots.push(Ballot::new("fay", Choice::Abstain));
         TallyInput {
             electorate: names.iter().map(|n| Voter::new(*n, "members")).collect(),
@@ -89,7 +99,11 @@ mod tests {
 
     #[test]
     fn worked_example_passes_without_blocks() {
-        let r = tally(&example(P::Disagree), &VotingRules::new(Method::Consent { blocks_allowed: 0 })).unwrap();
+        let r = tally(
+            &example(P::Disagree),
+            &VotingRules::new(Method::Consent { blocks_allowed: 0 }),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
         assert_eq!(
             r.counts,
@@ -107,12 +121,25 @@ mod tests {
 
     #[test]
     fn one_block_stops_it_unless_tolerated() {
-        let r = tally(&example(P::Block), &VotingRules::new(Method::Consent { blocks_allowed: 0 })).unwrap();
+        let r = tally(
+            &example(P::Block),
+            &VotingRules::new(Method::Consent { blocks_allowed: 0 }),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Rejected);
-        let Counts::Consent { blocked_by, block, .. } = &r.counts else { panic!("consent counts") };
+        let Counts::Consent {
+            blocked_by, block, ..
+        } = &r.counts
+        else {
+            panic!("consent counts")
+        };
         assert_eq!(blocked_by, &vec!["eli".to_owned()]);
         assert_eq!(*block, 1000);
-        let r = tally(&example(P::Block), &VotingRules::new(Method::Consent { blocks_allowed: 1 })).unwrap();
+        let r = tally(
+            &example(P::Block),
+            &VotingRules::new(Method::Consent { blocks_allowed: 1 }),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
     }
 

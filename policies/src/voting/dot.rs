@@ -51,10 +51,16 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, budget: u64) -> Result<Me
                     budget,
                 });
             }
-            add(&mut totals[o], c.weight.checked_mul(u128::from(p)).ok_or(TallyError::WeightOverflow)?)?;
+            add(
+                &mut totals[o],
+                c.weight
+                    .checked_mul(u128::from(p))
+                    .ok_or(TallyError::WeightOverflow)?,
+            )?;
         }
     }
-    let shares = apportion(u128::from(PPM_WHOLE), &totals, &ctx.priority).ok_or(TallyError::WeightOverflow)?;
+    let shares =
+        apportion(u128::from(PPM_WHOLE), &totals, &ctx.priority).ok_or(TallyError::WeightOverflow)?;
     let passed = totals.iter().any(|t| *t > 0);
     let per_option = totals
         .iter()
@@ -69,7 +75,10 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, budget: u64) -> Result<Me
     Ok(MethodOutcome {
         passed,
         winner: None,
-        counts: Counts::Split { per_option, abstain: ctx.abstain },
+        counts: Counts::Split {
+            per_option,
+            abstain: ctx.abstain,
+        },
         ties: Vec::new(),
         rule: format!(
             "dot voting, {budget} points each: each option's share is its part of all weight × points, rounded to \
@@ -82,19 +91,27 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, budget: u64) -> Result<Me
 mod tests {
     use std::collections::BTreeMap;
 
+    use crate::TallyError;
     use crate::share::Share;
     use crate::voting::{Ballot, Choice, Counts, Method, Outcome, TallyInput, VotingRules, tally};
     use crate::weights::Voter;
-    use crate::TallyError;
 
     fn dots(pairs: &[(&str, i64)]) -> Choice {
-        Choice::Dots(pairs.iter().map(|(o, p)| ((*o).to_owned(), *p)).collect::<BTreeMap<_, _>>())
+        Choice::Dots(
+            pairs
+                .iter()
+                .map(|(o, p)| ((*o).to_owned(), *p))
+                .collect::<BTreeMap<_, _>>(),
+        )
     }
 
     fn example(c: &[(&str, i64)]) -> TallyInput {
         TallyInput {
             options: vec!["schools".into(), "research".into(), "surplus".into()],
-            electorate: ["a", "b", "c"].iter().map(|n| Voter::new(*n, "members")).collect(),
+            electorate: ["a", "b", "c"]
+                .iter()
+                .map(|n| Voter::new(*n, "members"))
+                .collect(),
             ballots: vec![
                 Ballot::new("a", dots(&[("schools", 6), ("research", 4)])),
                 Ballot::new("b", dots(&[("schools", 2), ("research", 2), ("surplus", 6)])),
@@ -105,11 +122,15 @@ mod tests {
     }
 
     fn rules() -> VotingRules {
-        VotingRules::new(Method::Dot { points_per_member: 10 })
+        VotingRules::new(Method::Dot {
+            points_per_member: 10,
+        })
     }
 
     fn shares(counts: &Counts) -> Vec<Share> {
-        let Counts::Split { per_option, .. } = counts else { panic!("split") };
+        let Counts::Split { per_option, .. } = counts else {
+            panic!("split")
+        };
         per_option.iter().map(|s| s.share).collect()
     }
 
@@ -117,7 +138,10 @@ mod tests {
     fn worked_example() {
         let r = tally(&example(&[("schools", 10)]), &rules()).unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
-        assert_eq!(shares(&r.counts), vec![Share::percent(60), Share::percent(20), Share::percent(20)]);
+        assert_eq!(
+            shares(&r.counts),
+            vec![Share::percent(60), Share::percent(20), Share::percent(20)]
+        );
     }
 
     #[test]
@@ -126,21 +150,35 @@ mod tests {
         input.ballots[0].choice = dots(&[("schools", 10)]);
         input.ballots[1].choice = dots(&[("research", 10)]);
         let s = shares(&tally(&input, &rules()).unwrap().counts);
-        assert_eq!(s, vec![Share::from_ppm(333_334), Share::from_ppm(333_333), Share::from_ppm(333_333)]);
+        assert_eq!(
+            s,
+            vec![
+                Share::from_ppm(333_334),
+                Share::from_ppm(333_333),
+                Share::from_ppm(333_333)
+            ]
+        );
     }
 
     #[test]
     fn bad_points_are_errors() {
         assert_eq!(
             tally(&example(&[("schools", 11)]), &rules()).unwrap_err(),
-            TallyError::TooManyPoints { member: "c".into(), spent: 11, budget: 10 }
+            TallyError::TooManyPoints {
+                member: "c".into(),
+                spent: 11,
+                budget: 10
+            }
         );
         assert!(matches!(
             tally(&example(&[("schools", -1)]), &rules()),
             Err(TallyError::NegativePoints { .. })
         ));
         assert!(matches!(
-            tally(&example(&[("schools", 1)]), &VotingRules::new(Method::Dot { points_per_member: 0 })),
+            tally(
+                &example(&[("schools", 1)]),
+                &VotingRules::new(Method::Dot { points_per_member: 0 })
+            ),
             Err(TallyError::NoPoints)
         ));
     }

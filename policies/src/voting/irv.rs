@@ -54,10 +54,14 @@ fn parse(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<Rankings, TallyError> {
         for name in ranking {
             let o = ctx.option(c.member, name)?;
             if std::mem::replace(&mut marked[o], ballot) == ballot {
-                return Err(TallyError::DuplicateChoice { member: c.member.to_owned(), option: name.clone() });
+                return Err(TallyError::DuplicateChoice {
+                    member: c.member.to_owned(),
+                    option: name.clone(),
+                });
             }
             // Option indices fit in u32: a proposal has far fewer than 4 billion options.
-            r.prefs.push(u32::try_from(o).map_err(|_| TallyError::WeightOverflow)?);
+            r.prefs
+                .push(u32::try_from(o).map_err(|_| TallyError::WeightOverflow)?);
         }
     }
     r.start.push(r.prefs.len());
@@ -107,7 +111,13 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
         let total = live.iter().try_fold(0u128, |acc, o| acc.checked_add(counts[*o]));
         let total = total.ok_or(TallyError::WeightOverflow)?;
         let mut record = IrvRound {
-            counts: live.iter().map(|o| OptionCount { option: ctx.name(*o), weight: counts[*o] }).collect(),
+            counts: live
+                .iter()
+                .map(|o| OptionCount {
+                    option: ctx.name(*o),
+                    weight: counts[*o],
+                })
+                .collect(),
             exhausted,
             eliminated: None,
             elected: None,
@@ -139,13 +149,23 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
         continuing[out] = false;
         counts[out] = 0;
         for b in std::mem::take(&mut piles[out]) {
-            place(b as usize, &mut pos, &continuing, &mut counts, &mut piles, &mut exhausted)?;
+            place(
+                b as usize,
+                &mut pos,
+                &continuing,
+                &mut counts,
+                &mut piles,
+                &mut exhausted,
+            )?;
         }
     }
     Ok(MethodOutcome {
         passed: winner.is_some(),
         winner,
-        counts: Counts::Rounds { rounds, abstain: ctx.abstain },
+        counts: Counts::Rounds {
+            rounds,
+            abstain: ctx.abstain,
+        },
         ties,
         rule: "instant-runoff: an option with more than half of the continuing weight wins; otherwise the \
                option with the least weight is eliminated and its ballots move to their next choice"
@@ -155,21 +175,26 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
 
 #[cfg(test)]
 mod tests {
+    use crate::TallyError;
     use crate::voting::{Ballot, Choice, Counts, Method, Outcome, TallyInput, VotingRules, tally};
     use crate::weights::Voter;
-    use crate::TallyError;
 
     fn input(groups: &[(usize, &[&str])]) -> TallyInput {
         let mut ballots = Vec::new();
         for (n, ranking) in groups {
             for _ in 0..*n {
                 let id = format!("m{}", ballots.len());
-                ballots.push(Ballot::new(id, Choice::Rank(ranking.iter().map(|o| (*o).to_owned()).collect())));
+                ballots.push(Ballot::new(
+                    id,
+                    Choice::Rank(ranking.iter().map(|o| (*o).to_owned()).collect()),
+                ));
             }
         }
         TallyInput {
             options: vec!["solar".into(), "wind".into(), "grid".into()],
-            electorate: (0..ballots.len()).map(|i| Voter::new(format!("m{i}"), "members")).collect(),
+            electorate: (0..ballots.len())
+                .map(|i| Voter::new(format!("m{i}"), "members"))
+                .collect(),
             ballots,
             delegations: vec![],
         }
@@ -181,10 +206,19 @@ mod tests {
 
     #[test]
     fn worked_example_transfers_elect_grid() {
-        let r = tally(&input(&[(4, &["solar", "wind"]), (3, &["grid", "wind"]), (2, &["wind", "grid"])]), &rules())
-            .unwrap();
+        let r = tally(
+            &input(&[
+                (4, &["solar", "wind"]),
+                (3, &["grid", "wind"]),
+                (2, &["wind", "grid"]),
+            ]),
+            &rules(),
+        )
+        .unwrap();
         assert_eq!(r.winner.as_deref(), Some("grid"));
-        let Counts::Rounds { rounds, .. } = &r.counts else { panic!("rounds") };
+        let Counts::Rounds { rounds, .. } = &r.counts else {
+            panic!("rounds")
+        };
         assert_eq!(rounds.len(), 2);
         let first: Vec<u128> = rounds[0].counts.iter().map(|c| c.weight).collect();
         assert_eq!(first, vec![4000, 2000, 3000]);
@@ -196,17 +230,29 @@ mod tests {
 
     #[test]
     fn exhausted_ballots_stop_counting() {
-        let r = tally(&input(&[(4, &["solar", "wind"]), (3, &["grid", "wind"]), (2, &["wind"])]), &rules()).unwrap();
+        let r = tally(
+            &input(&[(4, &["solar", "wind"]), (3, &["grid", "wind"]), (2, &["wind"])]),
+            &rules(),
+        )
+        .unwrap();
         assert_eq!(r.winner.as_deref(), Some("solar"));
-        let Counts::Rounds { rounds, .. } = &r.counts else { panic!("rounds") };
+        let Counts::Rounds { rounds, .. } = &r.counts else {
+            panic!("rounds")
+        };
         assert_eq!(rounds[1].exhausted, 2000);
     }
 
     #[test]
     fn tie_for_last_eliminates_the_later_listed() {
         // solar 2, wind 1, grid 1: wind and grid tie for last; grid (listed later) goes.
-        let r = tally(&input(&[(2, &["solar"]), (1, &["wind", "solar"]), (1, &["grid", "wind"])]), &rules()).unwrap();
-        let Counts::Rounds { rounds, .. } = &r.counts else { panic!("rounds") };
+        let r = tally(
+            &input(&[(2, &["solar"]), (1, &["wind", "solar"]), (1, &["grid", "wind"])]),
+            &rules(),
+        )
+        .unwrap();
+        let Counts::Rounds { rounds, .. } = &r.counts else {
+            panic!("rounds")
+        };
         assert_eq!(rounds[0].eliminated.as_deref(), Some("grid"));
         assert_eq!(r.ties[0].round, Some(1));
         assert_eq!(r.ties[0].tied, vec!["wind", "grid"]);
@@ -230,6 +276,9 @@ mod tests {
             tally(&input(&[(1, &["wind", "wind"])]), &rules()),
             Err(TallyError::DuplicateChoice { .. })
         ));
-        assert!(matches!(tally(&input(&[(1, &["coal"])]), &rules()), Err(TallyError::UnknownOption { .. })));
+        assert!(matches!(
+            tally(&input(&[(1, &["coal"])]), &rules()),
+            Err(TallyError::UnknownOption { .. })
+        ));
     }
 }

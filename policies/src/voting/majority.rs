@@ -54,8 +54,9 @@ pub(crate) fn count(
         }
         Some(f) => {
             let cast = yes.checked_add(no).ok_or(TallyError::WeightOverflow)?;
-            let reaches = crate::arith::cmp_products(yes, u128::from(f.denominator), u128::from(f.numerator), cast)
-                .is_ge();
+            let reaches =
+                crate::arith::cmp_products(yes, u128::from(f.denominator), u128::from(f.numerator), cast)
+                    .is_ge();
             (
                 yes > 0 && reaches,
                 format!(
@@ -65,29 +66,59 @@ pub(crate) fn count(
             )
         }
     };
-    Ok(MethodOutcome { passed, winner: None, counts: Counts::YesNo { yes, no, abstain: ctx.abstain }, ties, rule })
+    Ok(MethodOutcome {
+        passed,
+        winner: None,
+        counts: Counts::YesNo {
+            yes,
+            no,
+            abstain: ctx.abstain,
+        },
+        ties,
+        rule,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use crate::share::{Fraction, Share};
-    use crate::voting::{Ballot, Choice, Counts, Delegation, Method, Outcome, TallyInput, VotingRules, tally};
+    use crate::voting::{
+        Ballot, Choice, Counts, Delegation, Method, Outcome, TallyInput, VotingRules, tally,
+    };
     use crate::weights::Voter;
 
     /// The worked example from the module documentation.
     fn example() -> TallyInput {
         let electorate = (0..10).map(|i| Voter::new(format!("m{i}"), "members")).collect();
-        let mut ballots: Vec<Ballot> = (0..5).map(|i| Ballot::new(format!("m{i}"), Choice::Yes)).collect();
+        let mut ballots: Vec<Ballot> = (0..5)
+            .map(|i| Ballot::new(format!("m{i}"), Choice::Yes))
+            .collect();
         ballots.extend((5..8).map(|i| Ballot::new(format!("m{i}"), Choice::No)));
         ballots.push(Ballot::new("m8", Choice::Abstain));
-        TallyInput { options: vec![], electorate, ballots, delegations: vec![Delegation::new("m9", "m0")] }
+        TallyInput {
+            options: vec![],
+            electorate,
+            ballots,
+            delegations: vec![Delegation::new("m9", "m0")],
+        }
     }
 
     #[test]
     fn worked_example_majority() {
-        let r = tally(&example(), &VotingRules::new(Method::Majority).with_quorum(Share::percent(50))).unwrap();
+        let r = tally(
+            &example(),
+            &VotingRules::new(Method::Majority).with_quorum(Share::percent(50)),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
-        assert_eq!(r.counts, Counts::YesNo { yes: 6000, no: 3000, abstain: 1000 });
+        assert_eq!(
+            r.counts,
+            Counts::YesNo {
+                yes: 6000,
+                no: 3000,
+                abstain: 1000
+            }
+        );
         assert_eq!(r.audit.turnout.total_weight, 10_000);
         assert_eq!(r.audit.turnout.delegated_weight, 1000);
         assert_eq!(r.audit.turnout.share, Share::WHOLE);
@@ -96,17 +127,28 @@ mod tests {
 
     #[test]
     fn worked_example_supermajority_at_exactly_two_thirds() {
-        let rules = VotingRules::new(Method::Supermajority { threshold: Fraction::TWO_THIRDS });
+        let rules = VotingRules::new(Method::Supermajority {
+            threshold: Fraction::TWO_THIRDS,
+        });
         assert_eq!(tally(&example(), &rules).unwrap().outcome, Outcome::Passed);
         let mut input = example();
-X
+        input.ballots[1].choice = Choice::Abstain; // 5000 yes (m0 carries m9's vote), 3000 no
         let r = tally(&input, &rules).unwrap();
-        assert_eq!(r.counts, Counts::YesNo { yes: 5000, no: 3000, abstain: 2000 });
+        assert_eq!(
+            r.counts,
+            Counts::YesNo {
+                yes: 5000,
+                no: 3000,
+                abstain: 2000
+            }
+        );
         assert_eq!(r.outcome, Outcome::Rejected);
     }
 
     fn yes_no(yes: usize, no: usize, abstain: usize) -> TallyInput {
-        let electorate = (0..yes + no + abstain).map(|i| Voter::new(format!("m{i}"), "members")).collect();
+        let electorate = (0..yes + no + abstain)
+            .map(|i| Voter::new(format!("m{i}"), "members"))
+            .collect();
         let ballots = (0..yes + no + abstain)
             .map(|i| {
                 let choice = if i < yes {
@@ -119,13 +161,24 @@ X
                 Ballot::new(format!("m{i}"), choice)
             })
             .collect();
-        TallyInput { electorate, ballots, ..TallyInput::default() }
+        TallyInput {
+            electorate,
+            ballots,
+            ..TallyInput::default()
+        }
     }
 
     #[test]
     fn a_tie_keeps_the_status_quo() {
         let r = tally(&yes_no(3, 3, 3), &VotingRules::new(Method::Majority)).unwrap();
-        assert_eq!(r.counts, Counts::YesNo { yes: 3000, no: 3000, abstain: 3000 });
+        assert_eq!(
+            r.counts,
+            Counts::YesNo {
+                yes: 3000,
+                no: 3000,
+                abstain: 3000
+            }
+        );
         assert_eq!(r.outcome, Outcome::Rejected);
         assert_eq!(r.ties.len(), 1);
         assert!(r.ties[0].resolution.contains("status quo"));
@@ -139,13 +192,29 @@ X
 
     #[test]
     fn supermajority_needs_at_least_the_threshold() {
-        let rules = VotingRules::new(Method::Supermajority { threshold: Fraction::new(3, 4) });
+        let rules = VotingRules::new(Method::Supermajority {
+            threshold: Fraction::new(3, 4),
+        });
         assert_eq!(tally(&yes_no(3, 1, 9), &rules).unwrap().outcome, Outcome::Passed);
-        assert_eq!(tally(&yes_no(5, 2, 0), &rules).unwrap().outcome, Outcome::Rejected);
-        let unanimity = VotingRules::new(Method::Supermajority { threshold: Fraction::new(1, 1) });
-        assert_eq!(tally(&yes_no(9, 0, 1), &unanimity).unwrap().outcome, Outcome::Passed);
-        assert_eq!(tally(&yes_no(9, 1, 0), &unanimity).unwrap().outcome, Outcome::Rejected);
-        assert_eq!(tally(&yes_no(0, 0, 3), &unanimity).unwrap().outcome, Outcome::Rejected);
+        assert_eq!(
+            tally(&yes_no(5, 2, 0), &rules).unwrap().outcome,
+            Outcome::Rejected
+        );
+        let unanimity = VotingRules::new(Method::Supermajority {
+            threshold: Fraction::new(1, 1),
+        });
+        assert_eq!(
+            tally(&yes_no(9, 0, 1), &unanimity).unwrap().outcome,
+            Outcome::Passed
+        );
+        assert_eq!(
+            tally(&yes_no(9, 1, 0), &unanimity).unwrap().outcome,
+            Outcome::Rejected
+        );
+        assert_eq!(
+            tally(&yes_no(0, 0, 3), &unanimity).unwrap().outcome,
+            Outcome::Rejected
+        );
     }
 
     #[test]
@@ -153,10 +222,18 @@ X
         let mut input = example();
         input.ballots.truncate(3);
         input.delegations.clear();
-        let r = tally(&input, &VotingRules::new(Method::Majority).with_quorum(Share::percent(40))).unwrap();
+        let r = tally(
+            &input,
+            &VotingRules::new(Method::Majority).with_quorum(Share::percent(40)),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::NoQuorum);
         assert!(!r.audit.quorum_met);
-        let r = tally(&input, &VotingRules::new(Method::Majority).with_quorum(Share::percent(30))).unwrap();
+        let r = tally(
+            &input,
+            &VotingRules::new(Method::Majority).with_quorum(Share::percent(30)),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
     }
 
@@ -168,7 +245,12 @@ X
             tally(&input, &VotingRules::new(Method::Majority)),
             Err(crate::TallyError::WrongBallotKind { .. })
         ));
-        let rules = VotingRules::new(Method::Supermajority { threshold: Fraction::new(4, 3) });
-        assert!(matches!(tally(&example(), &rules), Err(crate::TallyError::InvalidThreshold { .. })));
+        let rules = VotingRules::new(Method::Supermajority {
+            threshold: Fraction::new(4, 3),
+        });
+        assert!(matches!(
+            tally(&example(), &rules),
+            Err(crate::TallyError::InvalidThreshold { .. })
+        ));
     }
 }

@@ -26,8 +26,8 @@ use std::collections::HashMap;
 pub use ballot::{Ballot, Choice, ConsentPosition, Delegation};
 pub use error::TallyError;
 pub use result::{
-    Audit, Counts, DelegationReport, IrvRound, OptionCount, OptionShare, Outcome, SetAside, SetAsideReason, Tie,
-    TallyResult, Turnout,
+    Audit, Counts, DelegationReport, IrvRound, OptionCount, OptionShare, Outcome, SetAside, SetAsideReason,
+    TallyResult, Tie, Turnout,
 };
 pub use rules::{Method, VotingRules};
 pub use tiebreak::TieBreak;
@@ -76,11 +76,17 @@ impl Ctx<'_> {
         self.option_index
             .get(option)
             .copied()
-            .ok_or_else(|| TallyError::UnknownOption { member: member.to_owned(), option: option.to_owned() })
+            .ok_or_else(|| TallyError::UnknownOption {
+                member: member.to_owned(),
+                option: option.to_owned(),
+            })
     }
 
     pub fn wrong_kind(&self, member: &str) -> TallyError {
-        TallyError::WrongBallotKind { member: member.to_owned(), method: self.method }
+        TallyError::WrongBallotKind {
+            member: member.to_owned(),
+            method: self.method,
+        }
     }
 
     pub fn name(&self, option: usize) -> String {
@@ -133,8 +139,10 @@ pub fn tally(input: &TallyInput, rules: &VotingRules) -> Result<TallyResult, Tal
     let mut counted: Vec<(usize, &Ballot)> = Vec::with_capacity(input.ballots.len());
     let mut set_aside = Vec::new();
     for b in &input.ballots {
-        let idx =
-            *table.index.get(b.member.as_str()).ok_or_else(|| TallyError::UnknownMember(b.member.clone()))?;
+        let idx = *table
+            .index
+            .get(b.member.as_str())
+            .ok_or_else(|| TallyError::UnknownMember(b.member.clone()))?;
         // Indices come from the table, so they are in range.
         if std::mem::replace(&mut seen[idx], true) {
             return Err(TallyError::DuplicateBallot(b.member.clone()));
@@ -142,20 +150,29 @@ pub fn tally(input: &TallyInput, rules: &VotingRules) -> Result<TallyResult, Tal
         if let Some(w) = rules.window
             && !w.contains(b.cast_at)
         {
-            return Err(TallyError::CastOutsideWindow { member: b.member.clone(), cast_at: b.cast_at });
+            return Err(TallyError::CastOutsideWindow {
+                member: b.member.clone(),
+                cast_at: b.cast_at,
+            });
         }
         if table.is_eligible(idx) {
             voted[idx] = true;
             counted.push((idx, b));
         } else {
-            set_aside.push(SetAside { member: b.member.clone(), reason: SetAsideReason::Suspended });
+            set_aside.push(SetAside {
+                member: b.member.clone(),
+                reason: SetAsideReason::Suspended,
+            });
         }
     }
     set_aside.sort_by(|a, b| a.member.cmp(&b.member));
 
     let delegation = crate::delegation::resolve(&table, &voted, &input.delegations)?;
     let overflow = || TallyError::WeightOverflow;
-    let mut turnout = Turnout { ballots: counted.len() as u64, ..Turnout::default() };
+    let mut turnout = Turnout {
+        ballots: counted.len() as u64,
+        ..Turnout::default()
+    };
     let mut casts = Vec::with_capacity(counted.len());
     for (idx, b) in counted {
         let own = table.weight[idx];
@@ -164,11 +181,18 @@ pub fn tally(input: &TallyInput, rules: &VotingRules) -> Result<TallyResult, Tal
         if b.choice == Choice::Abstain {
             turnout.abstain_weight = turnout.abstain_weight.checked_add(weight).ok_or_else(overflow)?;
         } else {
-            casts.push(Cast { member: &b.member, weight, choice: &b.choice });
+            casts.push(Cast {
+                member: &b.member,
+                weight,
+                choice: &b.choice,
+            });
         }
     }
     turnout.delegated_weight = delegation.delegated_total;
-    turnout.total_weight = turnout.direct_weight.checked_add(delegation.delegated_total).ok_or_else(overflow)?;
+    turnout.total_weight = turnout
+        .direct_weight
+        .checked_add(delegation.delegated_total)
+        .ok_or_else(overflow)?;
     turnout.share = turnout_share(turnout.total_weight, table.eligible_total);
 
     let ctx = Ctx {
@@ -230,7 +254,9 @@ pub(crate) fn top(totals: &[Weight], ctx: &Ctx<'_>) -> (Option<usize>, Option<Ti
     let Some(max) = totals.iter().copied().max().filter(|m| *m > 0) else {
         return (None, None);
     };
-    let tied: Vec<usize> = (0..totals.len()).filter(|i| totals.get(*i) == Some(&max)).collect();
+    let tied: Vec<usize> = (0..totals.len())
+        .filter(|i| totals.get(*i) == Some(&max))
+        .collect();
     let ordered = ctx.in_priority_order(tied);
     let winner = ordered.first().copied();
     let tie = (ordered.len() > 1).then(|| Tie {

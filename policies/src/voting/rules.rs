@@ -61,7 +61,10 @@ impl Method {
     /// Whether the method chooses between listed options (rather than yes or no).
     #[must_use]
     pub fn needs_options(&self) -> bool {
-        matches!(self, Method::Approval | Method::Score { .. } | Method::InstantRunoff | Method::Dot { .. })
+        matches!(
+            self,
+            Method::Approval | Method::Score { .. } | Method::InstantRunoff | Method::Dot { .. }
+        )
     }
 }
 
@@ -105,18 +108,31 @@ impl VotingRules {
     /// Checks the rules themselves, before any ballot is looked at.
     pub(crate) fn validate(&self) -> Result<(), TallyError> {
         if !self.quorum.is_valid() {
-            return Err(TallyError::ShareOverWhole { what: "quorum".to_owned(), ppm: self.quorum.ppm() });
+            return Err(TallyError::ShareOverWhole {
+                what: "quorum".to_owned(),
+                ppm: self.quorum.ppm(),
+            });
         }
         if let Some(w) = self.window
             && w.closes_at < w.opens_at
         {
-            return Err(TallyError::InvalidWindow { opens_at: w.opens_at, closes_at: w.closes_at });
+            return Err(TallyError::InvalidWindow {
+                opens_at: w.opens_at,
+                closes_at: w.closes_at,
+            });
         }
         match self.method {
-            Method::Supermajority { threshold: Fraction { numerator, denominator } }
-                if numerator == 0 || denominator == 0 || numerator > denominator =>
-            {
-                Err(TallyError::InvalidThreshold { numerator, denominator })
+            Method::Supermajority {
+                threshold:
+                    Fraction {
+                        numerator,
+                        denominator,
+                    },
+            } if numerator == 0 || denominator == 0 || numerator > denominator => {
+                Err(TallyError::InvalidThreshold {
+                    numerator,
+                    denominator,
+                })
             }
             Method::Score { min, max } if min > max => Err(TallyError::InvalidScoreRange { min, max }),
             Method::Dot { points_per_member: 0 } => Err(TallyError::NoPoints),

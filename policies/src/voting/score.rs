@@ -23,7 +23,12 @@
 
 use crate::voting::{Cast, Choice, Counts, Ctx, MethodOutcome, OptionCount, TallyError, add, top};
 
-pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, min: i64, max: i64) -> Result<MethodOutcome, TallyError> {
+pub(crate) fn count(
+    casts: &[Cast<'_>],
+    ctx: &Ctx<'_>,
+    min: i64,
+    max: i64,
+) -> Result<MethodOutcome, TallyError> {
     let mut totals = vec![0u128; ctx.options.len()];
     for c in casts {
         let Choice::Score(scores) = c.choice else {
@@ -42,7 +47,12 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, min: i64, max: i64) -> Re
             }
             // In range, so `score - min` is between 0 and `max - min`; i128 cannot overflow.
             let above_min = u128::try_from(i128::from(*score) - i128::from(min)).unwrap_or(0);
-            add(&mut totals[o], c.weight.checked_mul(above_min).ok_or(TallyError::WeightOverflow)?)?;
+            add(
+                &mut totals[o],
+                c.weight
+                    .checked_mul(above_min)
+                    .ok_or(TallyError::WeightOverflow)?,
+            )?;
         }
     }
     let (winner, tie) = top(&totals, ctx);
@@ -53,7 +63,10 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, min: i64, max: i64) -> Re
             per_option: totals
                 .iter()
                 .enumerate()
-                .map(|(o, w)| OptionCount { option: ctx.name(o), weight: *w })
+                .map(|(o, w)| OptionCount {
+                    option: ctx.name(o),
+                    weight: *w,
+                })
                 .collect(),
             abstain: ctx.abstain,
         },
@@ -69,18 +82,26 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>, min: i64, max: i64) -> Re
 mod tests {
     use std::collections::BTreeMap;
 
+    use crate::TallyError;
     use crate::voting::{Ballot, Choice, Counts, Method, Outcome, TallyInput, VotingRules, tally};
     use crate::weights::Voter;
-    use crate::TallyError;
 
     fn scores(pairs: &[(&str, i64)]) -> Choice {
-        Choice::Score(pairs.iter().map(|(o, s)| ((*o).to_owned(), *s)).collect::<BTreeMap<_, _>>())
+        Choice::Score(
+            pairs
+                .iter()
+                .map(|(o, s)| ((*o).to_owned(), *s))
+                .collect::<BTreeMap<_, _>>(),
+        )
     }
 
     fn example(c_south: i64) -> TallyInput {
         TallyInput {
             options: vec!["north".into(), "south".into()],
-            electorate: ["a", "b", "c"].iter().map(|n| Voter::new(*n, "members")).collect(),
+            electorate: ["a", "b", "c"]
+                .iter()
+                .map(|n| Voter::new(*n, "members"))
+                .collect(),
             ballots: vec![
                 Ballot::new("a", scores(&[("north", 5), ("south", 1)])),
                 Ballot::new("b", scores(&[("north", 2), ("south", 4)])),
@@ -94,7 +115,9 @@ mod tests {
     fn worked_example() {
         let r = tally(&example(5), &VotingRules::new(Method::Score { min: 0, max: 5 })).unwrap();
         assert_eq!(r.winner.as_deref(), Some("south"));
-        let Counts::Totals { per_option, .. } = &r.counts else { panic!("totals") };
+        let Counts::Totals { per_option, .. } = &r.counts else {
+            panic!("totals")
+        };
         assert_eq!(per_option[0].weight, 7000);
         assert_eq!(per_option[1].weight, 10_000);
     }
@@ -123,9 +146,18 @@ mod tests {
         let rules = VotingRules::new(Method::Score { min: 0, max: 5 });
         assert_eq!(
             tally(&example(6), &rules).unwrap_err(),
-            TallyError::ScoreOutOfRange { member: "c".into(), option: "south".into(), score: 6, min: 0, max: 5 }
+            TallyError::ScoreOutOfRange {
+                member: "c".into(),
+                option: "south".into(),
+                score: 6,
+                min: 0,
+                max: 5
+            }
         );
-        assert!(matches!(tally(&example(-1), &rules), Err(TallyError::ScoreOutOfRange { .. })));
+        assert!(matches!(
+            tally(&example(-1), &rules),
+            Err(TallyError::ScoreOutOfRange { .. })
+        ));
         assert!(matches!(
             tally(&example(1), &VotingRules::new(Method::Score { min: 3, max: 2 })),
             Err(TallyError::InvalidScoreRange { .. })

@@ -35,8 +35,11 @@ impl TieBreak {
         match self {
             TieBreak::FirstListed => (0..options.len()).collect(),
             TieBreak::Seeded { seed } => {
-                let mut keyed: Vec<(u64, usize)> =
-                    options.iter().enumerate().map(|(i, o)| (splitmix64(seed ^ fnv1a(o.as_bytes())), i)).collect();
+                let mut keyed: Vec<(u64, usize)> = options
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (splitmix64(seed ^ fnv1a(o.as_bytes())), i))
+                    .collect();
                 keyed.sort_unstable();
                 let mut priority = vec![0; options.len()];
                 for (rank, (_, i)) in keyed.into_iter().enumerate() {
@@ -67,7 +70,9 @@ impl TieBreak {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn splitmix64(x: u64) -> u64 {
@@ -96,7 +101,11 @@ mod tests {
         let mut sorted = p.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..8).collect::<Vec<_>>());
-        assert_ne!(p, TieBreak::Seeded { seed: 43 }.priority(&options), "the seed matters");
+        assert_ne!(
+            p,
+            TieBreak::Seeded { seed: 43 }.priority(&options),
+            "the seed matters"
+        );
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
     }
