@@ -9,6 +9,10 @@
 //!   ([`voting`]), with quorum ([`quorum`]), voting weights and class shares
 //!   ([`weights`]) and liquid delegation ([`delegation`]). The [`TallyResult`] carries
 //!   everything needed to audit it.
+//! * **Allocation**: [`solve`] turns capacity per model, the floors and tiers of the
+//!   allocation in force, the surplus cap and current demand into [`Quotas`]: a guaranteed
+//!   rate, a borrow limit and a monthly budget for every member and customer, plus the
+//!   surplus for sale ([`solver`]).
 //!
 //! Every decision is made with exact integers (weights in milli-votes, shares in parts per
 //! million, rates in tokens per second), never by comparing floats, so the same input
@@ -33,11 +37,16 @@ mod arith;
 pub mod delegation;
 pub mod quorum;
 mod share;
+pub mod solver;
 pub mod voting;
 pub mod weights;
 mod window;
 
 pub use share::{Fraction, PPM_WHOLE, Share};
+pub use solver::{
+    Caller, CallerQuota, ClassPolicy, ModelCapacity, ModelQuota, ModelSummary, QuotaHolder, Quotas, Role,
+    SECONDS_PER_30_DAYS, SolveError, SolverInput, solve,
+};
 pub use voting::{
     Audit, Ballot, Choice, ConsentPosition, Counts, Delegation, DelegationReport, IrvRound, Method,
     OptionCount, OptionShare, Outcome, SetAside, SetAsideReason, TallyError, TallyInput, TallyResult, Tie,
