@@ -96,12 +96,18 @@ fn inputs() -> impl Strategy<Value = SolverInput> {
 fn check_invariants(input: &SolverInput, q: &Quotas) -> Result<(), TestCaseError> {
     for m in &input.models {
         let cap = m.tokens_per_second;
-        let summary = q.model(&m.model).unwrap();
+        let summary = q
+            .model(&m.model)
+            .ok_or_else(|| TestCaseError::fail("model missing"))?;
         let mut total = 0u64;
         let mut customers = 0u64;
         let mut member_short = false;
         for c in &q.callers {
-            let mq = c.models.iter().find(|x| x.model == m.model).unwrap();
+            let mq = c
+                .models
+                .iter()
+                .find(|x| x.model == m.model)
+                .ok_or_else(|| TestCaseError::fail("model quota missing"))?;
             prop_assert!(mq.allocated_rate <= mq.demand, "never more than asked");
             total += mq.allocated_rate;
             match c.holder {

@@ -80,7 +80,7 @@ fn choice_for(method: &Method, seed: &[u8]) -> Choice {
                 let p = u64::from(pick(2 + i)) % (left + 1);
                 left -= p;
                 if p > 0 {
-                    dots.insert((*o).to_owned(), i64::try_from(p).unwrap());
+                    dots.insert((*o).to_owned(), i64::try_from(p).unwrap_or(i64::MAX));
                 }
             }
             Choice::Dots(dots)
