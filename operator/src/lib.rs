@@ -1,0 +1,1 @@
+//! The Synco operator: kube-rs controllers for cooperatives, proposals, allocations, pools and models.
