@@ -17,10 +17,17 @@ fn input() -> SolverInput {
         seed % bound
     };
     let models: Vec<ModelCapacity> = (0..20)
-        .map(|i| ModelCapacity { model: format!("model-{i:02}"), tokens_per_second: 50_000 + 10_000 * i })
+        .map(|i| ModelCapacity {
+            model: format!("model-{i:02}"),
+            tokens_per_second: 50_000 + 10_000 * i,
+        })
         .collect();
     let classes = (0..8)
-        .map(|i| ClassPolicy { name: format!("class-{i}"), tier: i / 3, floor: Share::percent(8) })
+        .map(|i| ClassPolicy {
+            name: format!("class-{i}"),
+            tier: i / 3,
+            floor: Share::percent(8),
+        })
         .collect();
     let callers = (0..10_000)
         .map(|i| {
@@ -39,13 +46,22 @@ fn input() -> SolverInput {
             caller
         })
         .collect();
-    SolverInput { models, classes, callers, surplus_cap: Share::percent(30), period_seconds: SECONDS_PER_30_DAYS }
+    SolverInput {
+        models,
+        classes,
+        callers,
+        surplus_cap: Share::percent(30),
+        period_seconds: SECONDS_PER_30_DAYS,
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let input = input();
     let mut group = c.benchmark_group("solver");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
     group.bench_function("10k_callers_20_models", |b| b.iter(|| solve(black_box(&input))));
     group.finish();
 }

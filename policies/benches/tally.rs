@@ -32,22 +32,35 @@ fn input(mut choice: impl FnMut(&mut Rng) -> Choice) -> TallyInput {
     let members = BALLOTS + BALLOTS / 19;
     let electorate: Vec<Voter> = (0..members)
         .map(|i| {
-            let v = Voter::new(format!("member-{i:07}"), if i % 2 == 0 { "workers" } else { "users" });
+            let v = Voter::new(
+                format!("member-{i:07}"),
+                if i % 2 == 0 { "workers" } else { "users" },
+            );
             if i % 1000 == 999 { v.suspended() } else { v }
         })
         .collect();
-    let ballots = (0..BALLOTS).map(|i| Ballot::new(format!("member-{i:07}"), choice(&mut rng))).collect();
+    let ballots = (0..BALLOTS)
+        .map(|i| Ballot::new(format!("member-{i:07}"), choice(&mut rng)))
+        .collect();
     let delegations = (BALLOTS..members)
         .step_by(100)
         .map(|i| Delegation::new(format!("member-{i:07}"), format!("member-{:07}", i - BALLOTS)))
         .collect();
     let options = OPTIONS.iter().map(|o| (*o).to_owned()).collect();
-    TallyInput { options, electorate, ballots, delegations }
+    TallyInput {
+        options,
+        electorate,
+        ballots,
+        delegations,
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("tally_1m_ballots");
-    group.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10))
+        .warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(BALLOTS as u64));
 
     let majority = input(|rng| match rng.next(10) {
@@ -83,7 +96,9 @@ fn benches(c: &mut Criterion) {
         }
         Choice::Dots(dots)
     });
-    let rules = VotingRules::new(Method::Dot { points_per_member: 10 });
+    let rules = VotingRules::new(Method::Dot {
+        points_per_member: 10,
+    });
     group.bench_function("dot", |b| b.iter(|| tally(black_box(&dot), &rules)));
     group.finish();
 }
