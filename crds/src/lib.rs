@@ -1,0 +1,43 @@
+//! The Synco API contract: every custom resource in `synco.coop/v1alpha1`.
+//!
+//! One co-op lives in one namespace. The types here are the single source of
+//! truth: the CRD YAML under `crds/yaml/` (and the chart's copy) is generated
+//! from them by the `crdgen` binary and is never edited by hand.
+//!
+//! Validation that must hold for every client is written into the schema as
+//! CEL rules (`x-kubernetes-validations`), so the API server enforces it for
+//! `kubectl` users exactly as for the gateway and the operator.
+
+pub mod conditions;
+pub mod generate;
+pub mod manifests;
+pub mod resources;
+
+pub use manifests::{Manifest, ManifestError};
+pub use resources::allocation::{
+    Allocation, AllocationPhase, AllocationPlan, AllocationSpec, AllocationStatus, Floor, Quota, SubjectKind,
+};
+pub use resources::compute_pool::{ComputePool, ComputePoolSpec, ComputePoolStatus, PoolNode};
+pub use resources::cooperative::{
+    ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, Peer, PriceCard,
+    SurplusPolicy, VotingDefault,
+};
+pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};
+pub use resources::inference_model::{
+    Capabilities, EngineKind, InferenceModel, InferenceModelSpec, InferenceModelStatus, ModelAccess,
+    ModelEngine, ModelPhase, ModelSource, VolumeSource,
+};
+pub use resources::member::{Member, MemberSpec, MemberStatus, OrganisationKind, Standing};
+pub use resources::proposal::{
+    BylawChange, IgnoredVote, MemberAdmission, ModelAdoption, OptionCount, Proposal, ProposalEffect,
+    ProposalKind, ProposalPhase, ProposalSpec, ProposalStatus, Round, Tally,
+};
+pub use resources::vote::{Position, Vote, VoteSpec, VoteStatus};
+pub use resources::voting::{Fraction, VotingMethod, VotingRules};
+
+/// The API group of every Synco resource.
+pub const GROUP: &str = "synco.coop";
+/// The one API version served so far.
+pub const VERSION: &str = "v1alpha1";
+/// The category that makes `kubectl get synco` list every Synco resource.
+pub const CATEGORY: &str = "synco";

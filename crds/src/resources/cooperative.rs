@@ -1,0 +1,162 @@
+//! Cooperative: the bylaws of one co-op, one per namespace.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::proposal::ProposalKind;
+use super::voting::VotingRules;
+
+/// The bylaws: voting rules, member classes and their tiers, the surplus policy and peers.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "synco.coop",
+    version = "v1alpha1",
+    kind = "Cooperative",
+    namespaced,
+    derive = "PartialEq",
+    status = "CooperativeStatus",
+    shortname = "coop",
+    category = "synco",
+    printcolumn(name = "Display name", type_ = "string", json_path = ".spec.displayName"),
+    printcolumn(name = "Members", type_ = "integer", json_path = ".status.activeMembers"),
+    printcolumn(
+        name = "Allocation",
+        type_ = "string",
+        json_path = ".status.allocationInForce"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.memberClasses.all(c, self.memberClasses.exists_one(d, d.name == c.name))").message("member class names must be unique"))]
+#[x_kube(validation = kube::core::Rule::new("!self.memberClasses.exists(c, has(c.votingPowerPercent)) || self.memberClasses.all(c, has(c.votingPowerPercent))").message("either every member class has votingPowerPercent or none does"))]
+#[x_kube(validation = kube::core::Rule::new("!self.memberClasses.all(c, has(c.votingPowerPercent)) || self.memberClasses.map(c, c.votingPowerPercent).sum() == 100").message("class voting power must add up to 100%"))]
+pub struct CooperativeSpec {
+    /// The co-op's name as people write it.
+    #[schemars(length(min = 1))]
+    pub display_name: String,
+    /// Default voting rules for each kind of proposal. A kind not listed uses majority
+    /// with no quorum and a seven-day window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["kind".into()]))]
+    pub voting_defaults: Vec<VotingDefault>,
+    /// The classes of members, each with its priority tier.
+    #[schemars(length(min = 1))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub member_classes: Vec<MemberClass>,
+    /// How capacity that no member claimed may be sold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surplus: Option<SurplusPolicy>,
+    /// Peer co-ops whose models may be reached as external engines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub peers: Vec<Peer>,
+}
+
+/// The voting rules used for one kind of proposal unless a proposal sets its own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VotingDefault {
+    /// The kind of proposal these rules apply to.
+    pub kind: ProposalKind,
+    /// The rules.
+    #[serde(flatten)]
+    pub rules: VotingRules,
+}
+
+/// A class of members, such as workers, users, schools or local businesses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberClass {
+    /// The class name that Members refer to.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Priority tier for serving: 0 is served first. Customers always come after every class.
+    pub tier: u32,
+    /// In a multi-stakeholder co-op, the fixed share of all voting power this class holds
+    /// whatever its head count (percent). Set it on every class or on none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub voting_power_percent: Option<u32>,
+    /// What the class is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A class's share of voting power, as the operator computed it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassVotingPower {
+    /// The class.
+    pub class: String,
+    /// Active members in the class.
+    pub members: u32,
+}
+
+/// How surplus capacity may be sold to outside customers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.rateCard.all(p, p.inputPerMillion >= self.priceFloor.inputPerMillion && p.outputPerMillion >= self.priceFloor.outputPerMillion)").message("no price on the rate card may be below the price floor the members voted"))]
+pub struct SurplusPolicy {
+    /// The largest share of total capacity that may be sold (percent).
+    #[schemars(range(max = 100))]
+    pub max_share_percent: u32,
+    /// ISO 4217 currency of every price, such as EUR.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+    /// The lowest price the members allow, per million tokens, in minor units (cents).
+    pub price_floor: PriceCard,
+    /// Prices per model, never below the floor. A model not listed sells at the floor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["model".into()]))]
+    pub rate_card: Vec<PriceCard>,
+}
+
+/// Prices per million tokens in the currency's minor units (integer, never a float).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceCard {
+    /// The model this price is for (its InferenceModel name); empty for the floor.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Minor units per million input (prompt) tokens.
+    #[schemars(range(min = 0))]
+    pub input_per_million: i64,
+    /// Minor units per million output (completion) tokens.
+    #[schemars(range(min = 0))]
+    pub output_per_million: i64,
+}
+
+/// A peer co-op whose OpenAI-compatible endpoint can serve as an external engine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// A short name for the peer.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// The peer's base URL (`https://…/v1`).
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: String,
+}
+
+/// What the operator observed of the co-op.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CooperativeStatus {
+    /// The generation the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions, keyed by type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = super::conditions_merge())]
+    pub conditions: Vec<Condition>,
+    /// Members in good standing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_members: Option<u32>,
+    /// Active members per class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassVotingPower>,
+    /// The name of the Allocation in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_in_force: Option<String>,
+}
