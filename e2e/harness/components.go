@@ -61,7 +61,7 @@ func runScheduler(args []string) int {
 
 func runKubectl(args []string) int {
 	// As upstream: set verbosity early so that command construction can log.
-	_ = logs.GlogSetter(kubectlcmd.GetLogVerbosity(os.Args))
+	_, _ = logs.GlogSetter(kubectlcmd.GetLogVerbosity(os.Args))
 	cmd := kubectlcmd.NewDefaultKubectlCommand()
 	cmd.SetArgs(args)
 	if err := cli.RunNoErrOutput(cmd); err != nil {
@@ -91,6 +91,12 @@ func runHelm(args []string) int {
 }
 
 func runKwok(args []string) int {
+	// Kubernetes packages linked into this binary register global flags
+	// (component-base's non-bool --version among them), and cobra merges the
+	// global set into every root command; kwok's own boolean --version then
+	// clashes. kwok needs none of them.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
+
 	flagset := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flagset.ParseErrorsWhitelist.UnknownFlags = true
 	flagset.Usage = func() {}
