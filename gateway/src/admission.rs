@@ -1,0 +1,110 @@
+//! Who is calling, and whether they may: the seams identity and quotas plug into.
+//!
+//! - An authentication middleware (issue 6) resolves the caller and puts a [`Caller`]
+//!   in the request's extensions. Without one, every request is [`Caller::anonymous`].
+//! - Before a request reaches an engine, the handler asks the [`Admission`] policy in
+//!   the app state. It may refuse (`ApiError::RateLimited`, `PermissionDenied`), wait
+//!   (priority queueing), or admit with a [`Reservation`] of tokens.
+//! - When the request ends, however it ends (done, failed, or the caller went away
+//!   mid-stream), the reservation is settled with the tokens actually used.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::error::ApiError;
+use crate::openai::Usage;
+
+/// What kind of party a caller is, in the co-op's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerKind {
+    /// A voting owner (or one of its users).
+    Member,
+    /// An outside buyer of surplus capacity.
+    Customer,
+    /// No identity (standalone mode without keys).
+    Anonymous,
+}
+
+/// The resolved identity of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The Member's or Customer's name.
+    pub id: String,
+    pub kind: CallerKind,
+    /// The member class (for tiers and model access).
+    pub class: Option<String>,
+}
+
+impl Caller {
+    pub fn anonymous() -> Self {
+        Self {
+            id: "anonymous".to_owned(),
+            kind: CallerKind::Anonymous,
+            class: None,
+        }
+    }
+}
+
+/// What the admission policy knows of a request before it runs.
+#[derive(Debug, Clone)]
+pub struct AdmissionRequest<'a> {
+    pub request_id: &'a str,
+    pub caller: &'a Caller,
+    pub model: &'a str,
+    pub endpoint: Endpoint,
+    /// The most completion tokens the request may produce (`max_tokens` × `n`), if bounded.
+    pub max_completion_tokens: Option<u64>,
+    /// Size of the request body in bytes: a cheap upper bound on prompt size.
+    pub body_bytes: usize,
+}
+
+/// The API endpoint a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat_completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Tokens held for an admitted request, settled once it ends.
+pub trait Reservation: Send + Sync + Debug {
+    /// Called exactly once, with the tokens actually used.
+    fn settle(self: Box<Self>, usage: &Usage);
+}
+
+/// Decides whether a request may run now.
+#[async_trait]
+pub trait Admission: Send + Sync + Debug {
+    async fn admit(&self, request: &AdmissionRequest<'_>) -> Result<Box<dyn Reservation>, ApiError>;
+}
+
+/// Admits everything; the default until quotas exist (issue 6).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdmitAll;
+
+#[derive(Debug)]
+struct NoReservation;
+
+impl Reservation for NoReservation {
+    fn settle(self: Box<Self>, _usage: &Usage) {}
+}
+
+#[async_trait]
+impl Admission for AdmitAll {
+    async fn admit(&self, _request: &AdmissionRequest<'_>) -> Result<Box<dyn Reservation>, ApiError> {
+        Ok(Box::new(NoReservation))
+    }
+}

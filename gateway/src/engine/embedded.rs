@@ -1,0 +1,475 @@
+//! The embedded engine: mistral.rs running inside the gateway process.
+//!
+//! Requests go straight to mistral.rs's scheduler as `NormalRequest`s, so every
+//! OpenAI parameter it understands (sampling, stop sequences, `n`, JSON schema
+//! constraints) reaches it, and its usage figures come back with the answer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use either::Either;
+use futures::StreamExt;
+use indexmap::IndexMap;
+use mistralrs::core::{RequestMessage, TokenizationRequest};
+use mistralrs::{
+    Constraint, ModelDType, NormalRequest, Request, Response, SamplingParams, StopTokens, TextModelBuilder,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{ChunkStream, Engine, Reply};
+use crate::error::ApiError;
+use crate::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, Prompt, ResponseFormat,
+    Sampling, TextCompletion, Usage, unix_now,
+};
+
+/// Where the weights come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A folder with `config.json`, `*.safetensors`, `tokenizer.json` and a chat template.
+    Local(PathBuf),
+    /// A Hugging Face hub id such as `Qwen/Qwen2.5-0.5B-Instruct` (downloaded on first use).
+    Hub(String),
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "local folder {}", p.display()),
+            Self::Hub(id) => write!(f, "hub model {id}"),
+        }
+    }
+}
+
+/// How the embedded engine runs.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Run on the CPU even when the build has CUDA.
+    pub force_cpu: bool,
+    /// Sequences mistral.rs schedules at once.
+    pub max_num_seqs: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            force_cpu: !cfg!(feature = "cuda"),
+            max_num_seqs: 32,
+        }
+    }
+}
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("model folder {path} does not exist")]
+    MissingFolder { path: PathBuf },
+    #[error(
+        "model folder {path} has no {file}; a model folder needs config.json, tokenizer.json and *.safetensors"
+    )]
+    MissingFile { path: PathBuf, file: &'static str },
+    #[error("mistral.rs could not load {source_desc}: {message}")]
+    Engine { source_desc: String, message: String },
+}
+
+/// mistral.rs in-process, serving one text model.
+pub struct EmbeddedEngine {
+    model: Arc<mistralrs::Model>,
+    source: ModelSource,
+}
+
+impl std::fmt::Debug for EmbeddedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedEngine")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedEngine {
+    /// Loads a text model. A local folder is checked first so that a typo gives a
+    /// clear message rather than a hub lookup.
+    pub async fn load(source: ModelSource, options: &EmbeddedOptions) -> Result<Self, LoadError> {
+        let id = match &source {
+            ModelSource::Local(path) => {
+                check_folder(path)?;
+                path.to_string_lossy().into_owned()
+            }
+            ModelSource::Hub(id) => id.clone(),
+        };
+        tracing::info!(%source, force_cpu = options.force_cpu, "loading embedded model");
+        let started = std::time::Instant::now();
+        let mut builder = TextModelBuilder::new(id)
+            .with_max_num_seqs(options.max_num_seqs)
+            .with_dtype(ModelDType::Auto);
+        if options.force_cpu {
+            builder = builder.with_force_cpu();
+        }
+        let model = builder.build().await.map_err(|e| LoadError::Engine {
+            source_desc: source.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        tracing::info!(%source, elapsed_ms = started.elapsed().as_millis(), "embedded model loaded");
+        Ok(Self {
+            model: Arc::new(model),
+            source,
+        })
+    }
+
+    async fn send(&self, request: NormalRequest) -> Result<(), ApiError> {
+        let sender = self
+            .model
+            .inner()
+            .get_sender(None)
+            .map_err(|e| ApiError::Unavailable(format!("embedded engine unavailable: {e:?}")))?;
+        sender
+            .send(Request::Normal(Box::new(request)))
+            .await
+            .map_err(|_| ApiError::Unavailable("embedded engine has stopped".to_owned()))
+    }
+
+    async fn count_prompt_tokens(&self, text: String) -> Result<u64, ApiError> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let request = Request::Tokenize(TokenizationRequest {
+            text: Either::Right(text),
+            tools: None,
+            add_generation_prompt: false,
+            add_special_tokens: true,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response: tx,
+        });
+        let sender = self
+            .model
+            .inner()
+            .get_sender(None)
+            .map_err(|e| ApiError::Unavailable(format!("embedded engine unavailable: {e:?}")))?;
+        sender
+            .send(request)
+            .await
+            .map_err(|_| ApiError::Unavailable("embedded engine has stopped".to_owned()))?;
+        match rx.recv().await {
+            Some(Ok(tokens)) => Ok(tokens.len() as u64),
+            Some(Err(e)) => Err(ApiError::Engine(format!("tokenizer failed: {e}"))),
+            None => Err(ApiError::Engine("tokenizer gave no answer".to_owned())),
+        }
+    }
+}
+
+fn check_folder(path: &Path) -> Result<(), LoadError> {
+    if !path.is_dir() {
+        return Err(LoadError::MissingFolder {
+            path: path.to_owned(),
+        });
+    }
+    for file in ["config.json", "tokenizer.json"] {
+        if !path.join(file).is_file() {
+            return Err(LoadError::MissingFile {
+                path: path.to_owned(),
+                file,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn sampling_params(sampling: &Sampling, max_tokens: Option<u32>) -> SamplingParams {
+    let mut params = SamplingParams::neutral();
+    params.temperature = sampling.temperature;
+    params.top_p = sampling.top_p;
+    params.frequency_penalty = sampling.frequency_penalty;
+    params.presence_penalty = sampling.presence_penalty;
+    params.max_len = max_tokens.map(|m| m as usize);
+    params.n_choices = sampling.choices() as usize;
+    params.stop_toks = sampling.stop.clone().map(|s| StopTokens::Seqs(s.into_vec()));
+    // mistral.rs has one sampler seed per model, not per request; `seed` is accepted
+    // and passed on by external engines only.
+    params
+}
+
+fn constraint(format: Option<&ResponseFormat>) -> Constraint {
+    match format {
+        None | Some(ResponseFormat::Text) => Constraint::None,
+        Some(ResponseFormat::JsonObject) => Constraint::JsonSchema(json!({"type": "object"})),
+        Some(ResponseFormat::JsonSchema { json_schema }) => Constraint::JsonSchema(
+            json_schema
+                .schema
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object"})),
+        ),
+    }
+}
+
+fn normal_request(
+    messages: RequestMessage,
+    sampling_params: SamplingParams,
+    constraint: Constraint,
+    is_streaming: bool,
+    response: mpsc::Sender<Response>,
+) -> NormalRequest {
+    NormalRequest {
+        messages,
+        sampling_params,
+        response,
+        return_logprobs: false,
+        is_streaming,
+        id: 0,
+        constraint,
+        suffix: None,
+        tools: None,
+        tool_choice: None,
+        logits_processors: None,
+        return_raw_logits: false,
+        web_search_options: None,
+        model_id: None,
+        truncate_sequence: false,
+    }
+}
+
+/// Re-reads one of mistral.rs's OpenAI-shaped responses as our wire type.
+fn convert<T: DeserializeOwned>(value: &impl serde::Serialize) -> Result<T, ApiError> {
+    serde_json::to_value(value)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::Engine(format!("unexpected engine response: {e}")))
+}
+
+fn response_error(response: Response) -> ApiError {
+    match response {
+        Response::ValidationError(e) => ApiError::invalid(e.to_string()),
+        Response::InternalError(e) => ApiError::Engine(format!("engine error: {e}")),
+        Response::ModelError(msg, _) | Response::CompletionModelError(msg, _) => {
+            ApiError::Engine(format!("model error: {msg}"))
+        }
+        _ => ApiError::Engine("unexpected engine response".to_owned()),
+    }
+}
+
+fn chat_messages(req: &ChatCompletionRequest) -> Result<RequestMessage, ApiError> {
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for message in &req.messages {
+        let text = match &message.content {
+            Some(content) => content.text()?,
+            None => String::new(),
+        };
+        let mut entry = IndexMap::new();
+        entry.insert("role".to_owned(), Either::Left(message.role.clone()));
+        entry.insert("content".to_owned(), Either::Left(text));
+        messages.push(entry);
+    }
+    Ok(RequestMessage::Chat {
+        messages,
+        enable_thinking: None,
+        reasoning_effort: None,
+    })
+}
+
+#[async_trait]
+impl Engine for EmbeddedEngine {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn chat(
+        &self,
+        req: ChatCompletionRequest,
+    ) -> Result<Reply<ChatCompletion, ChatCompletionChunk>, ApiError> {
+        let messages = chat_messages(&req)?;
+        let params = sampling_params(&req.sampling, req.max_tokens());
+        let constraint = constraint(req.response_format.as_ref());
+        let stream = req.is_stream();
+        let (tx, mut rx) = mpsc::channel(16);
+        self.send(normal_request(messages, params, constraint, stream, tx))
+            .await?;
+        if !stream {
+            return match rx.recv().await {
+                Some(Response::Done(done)) => Ok(Reply::Full(convert(&done)?)),
+                Some(other) => Err(response_error(other)),
+                None => Err(ApiError::Engine("engine gave no answer".to_owned())),
+            };
+        }
+        let choices = req.sampling.choices() as usize;
+        let chunks =
+            futures::stream::unfold((rx, vec![false; choices]), |(mut rx, mut finished)| async move {
+                if finished.iter().all(|f| *f) {
+                    return None;
+                }
+                let item = match rx.recv().await? {
+                    Response::Chunk(chunk) => {
+                        for choice in &chunk.choices {
+                            if choice.finish_reason.is_some()
+                                && let Some(f) = finished.get_mut(choice.index)
+                            {
+                                *f = true;
+                            }
+                        }
+                        convert::<ChatCompletionChunk>(&chunk)
+                    }
+                    // A whole answer on a stream (mistral.rs may send one for a
+                    // request that ended before producing any chunk).
+                    Response::Done(done) => {
+                        finished.iter_mut().for_each(|f| *f = true);
+                        convert::<ChatCompletion>(&done).map(done_as_chunk)
+                    }
+                    other => {
+                        finished.iter_mut().for_each(|f| *f = true);
+                        Err(response_error(other))
+                    }
+                };
+                Some((item, (rx, finished)))
+            });
+        Ok(Reply::Stream(chunks.boxed()))
+    }
+
+    async fn completion(
+        &self,
+        req: CompletionRequest,
+    ) -> Result<Reply<TextCompletion, TextCompletion>, ApiError> {
+        let text = match &req.prompt {
+            Prompt::Text(t) => t.clone(),
+            Prompt::Texts(texts) if texts.len() == 1 => texts[0].clone(),
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "prompt",
+                    "the embedded engine takes one text prompt per request",
+                ));
+            }
+        };
+        let params = sampling_params(&req.sampling, req.max_tokens);
+        let stream = req.is_stream();
+        let prompt_tokens = if stream {
+            self.count_prompt_tokens(text.clone()).await?
+        } else {
+            0
+        };
+        let messages = RequestMessage::Completion {
+            text,
+            echo_prompt: req.echo.unwrap_or(false),
+            best_of: None,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        self.send(normal_request(messages, params, Constraint::None, stream, tx))
+            .await?;
+        if !stream {
+            return match rx.recv().await {
+                Some(Response::CompletionDone(done)) => Ok(Reply::Full(convert(&done)?)),
+                Some(other) => Err(response_error(other)),
+                None => Err(ApiError::Engine("engine gave no answer".to_owned())),
+            };
+        }
+        Ok(Reply::Stream(completion_stream(
+            rx,
+            req.sampling.choices() as usize,
+            prompt_tokens,
+        )))
+    }
+}
+
+/// Text-completion chunks from mistral.rs carry no usage; the engine counts the
+/// generated pieces itself and sends usage on a last, choice-less chunk.
+fn completion_stream(
+    rx: mpsc::Receiver<Response>,
+    choices: usize,
+    prompt_tokens: u64,
+) -> ChunkStream<TextCompletion> {
+    struct State {
+        rx: mpsc::Receiver<Response>,
+        finished: Vec<bool>,
+        completion_tokens: u64,
+        last: Option<(String, String, u64)>,
+        done: bool,
+    }
+    let state = State {
+        rx,
+        finished: vec![false; choices],
+        completion_tokens: 0,
+        last: None,
+        done: false,
+    };
+    futures::stream::unfold(state, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let all_finished = st.finished.iter().all(|f| *f);
+        let next = if all_finished { None } else { st.rx.recv().await };
+        let item = match next {
+            Some(Response::CompletionChunk(chunk)) => {
+                st.completion_tokens += chunk.choices.len() as u64;
+                for choice in &chunk.choices {
+                    if choice.finish_reason.is_some()
+                        && let Some(f) = st.finished.get_mut(choice.index)
+                    {
+                        *f = true;
+                    }
+                }
+                st.last = Some((chunk.id.clone(), chunk.model.clone(), unix_now()));
+                convert::<TextCompletion>(&chunk)
+            }
+            Some(Response::CompletionDone(done)) => {
+                st.done = true;
+                convert::<TextCompletion>(&done)
+            }
+            Some(other) => {
+                st.done = true;
+                Err(response_error(other))
+            }
+            None => {
+                st.done = true;
+                let (id, model, created) = st.last.clone().unwrap_or_default();
+                Ok(TextCompletion {
+                    id,
+                    object: "text_completion".to_owned(),
+                    created,
+                    model,
+                    choices: Vec::new(),
+                    usage: Some(Usage::new(prompt_tokens, st.completion_tokens)),
+                    extra: serde_json::Map::new(),
+                })
+            }
+        };
+        Some((item, st))
+    })
+    .boxed()
+}
+
+fn done_as_chunk(done: ChatCompletion) -> ChatCompletionChunk {
+    ChatCompletionChunk {
+        id: done.id,
+        object: "chat.completion.chunk".to_owned(),
+        created: done.created,
+        model: done.model,
+        choices: done
+            .choices
+            .into_iter()
+            .map(|c| crate::openai::ChunkChoice {
+                index: c.index,
+                delta: c.message,
+                finish_reason: c.finish_reason,
+                logprobs: None,
+            })
+            .collect(),
+        usage: done.usage,
+        extra: serde_json::Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_folder_is_a_clear_error() {
+        let err = check_folder(Path::new("/definitely/not/here")).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn json_object_becomes_a_schema_constraint() {
+        assert!(matches!(
+            constraint(Some(&ResponseFormat::JsonObject)),
+            Constraint::JsonSchema(_)
+        ));
+    }
+}

@@ -1,0 +1,61 @@
+//! The Synco gateway: the co-op's OpenAI-compatible data plane.
+//!
+//! - [`app`]: state and router; [`routes`]: the handlers; [`sse`]: streaming.
+//! - [`error`]: the one `ApiError` and the JSON extractor.
+//! - [`engine`]: the `Engine` trait, the embedded mistral.rs engine and the external
+//!   OpenAI-compatible engine.
+//! - [`admission`] and [`usage`]: the seams for identity, quotas and metering.
+//! - [`standalone`], [`db`]: standalone mode's manifests and SQLite state.
+//! - [`tiny_model`]: a random-weight model folder for offline use.
+
+pub mod admission;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod mock_upstream;
+pub mod openai;
+pub mod routes;
+pub mod server;
+pub mod sse;
+pub mod standalone;
+pub mod telemetry;
+pub mod tiny_model;
+pub mod usage;
+
+use cli::{Cli, Command};
+use telemetry::{Telemetry, TelemetryOptions};
+
+impl Cli {
+    /// Runs the chosen command; telemetry is flushed after the server has stopped.
+    pub fn run(self) -> anyhow::Result<()> {
+        let options = match &self.command {
+            Command::Serve(a) => server_telemetry(&a.server),
+            Command::Standalone(a) => server_telemetry(&a.server),
+            Command::TinyModel(_) => TelemetryOptions::default(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let telemetry = Telemetry::init(&options)?;
+            let result = match self.command {
+                Command::Serve(args) => server::run_serve(args).await,
+                Command::Standalone(args) => server::run_standalone(args).await,
+                Command::TinyModel(args) => server::run_tiny_model(&args),
+            };
+            if let Err(e) = &result {
+                tracing::error!("{e:#}");
+            }
+            telemetry.shutdown();
+            result
+        })
+    }
+}
+
+fn server_telemetry(args: &cli::ServerArgs) -> TelemetryOptions {
+    TelemetryOptions {
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        json_logs: args.log_json,
+    }
+}

@@ -1,0 +1,155 @@
+//! Running the gateway: start-up for each mode, serving, and graceful shutdown.
+//!
+//! Shutdown order: SIGTERM or Ctrl-C cancels the token; `/readyz` turns 503 and the
+//! listener stops accepting; in-flight requests and streams get the grace period to
+//! finish; the usage sink is flushed; telemetry is flushed last (by the caller).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppState, Settings, router, with_layers};
+use crate::cli::{ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
+use crate::config::{GatewayConfig, load_models};
+use crate::engine::ModelRegistry;
+use crate::engine::embedded::EmbeddedOptions;
+use crate::tiny_model::{self, TinyModelOptions};
+
+fn embedded_options(args: &ServerArgs) -> EmbeddedOptions {
+    EmbeddedOptions {
+        force_cpu: args.force_cpu || !cfg!(feature = "cuda"),
+        max_num_seqs: args.max_seqs,
+    }
+}
+
+fn settings(args: &ServerArgs) -> Settings {
+    Settings {
+        body_limit: args.body_limit_bytes,
+        keep_alive: Duration::from_secs(args.keep_alive_seconds),
+    }
+}
+
+/// `serve --config`.
+pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = GatewayConfig::read(&args.config)?;
+    let models = load_models(&config.models, &embedded_options(&args.server)).await?;
+    let mut state = AppState::new(models);
+    state.settings = settings(&args.server);
+    serve_until_signal(state, &args.server).await
+}
+
+/// `standalone`.
+pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let tiny = if args.tiny_model {
+        let dir = args.data_dir.join("tiny-model");
+        if !tiny_model::exists(&dir) {
+            tiny_model::write(&dir, &TinyModelOptions::default())?;
+            tracing::info!(path = %dir.display(), "tiny model written");
+        }
+        Some(dir)
+    } else {
+        None
+    };
+    let loaded = crate::standalone::load(&args.manifests, tiny.as_deref())?;
+    let db = crate::db::open(&args.data_dir).await?;
+    crate::db::store_manifests(&db, &loaded.objects).await?;
+    let models = load_models(&loaded.models, &embedded_options(&args.server)).await?;
+    let mut state = AppState::new(models);
+    state.settings = settings(&args.server);
+    state.usage = Arc::new(crate::db::SqliteUsageSink::start(db));
+    serve_until_signal(state, &args.server).await
+}
+
+/// `tiny-model`.
+pub fn run_tiny_model(args: &TinyModelArgs) -> anyhow::Result<()> {
+    let options = TinyModelOptions {
+        seed: args.seed,
+        ..TinyModelOptions::default()
+    };
+    tiny_model::write(&args.out, &options)?;
+    tracing::info!(path = %args.out.display(), "tiny model written");
+    Ok(())
+}
+
+async fn serve_until_signal(mut state: AppState, args: &ServerArgs) -> anyhow::Result<()> {
+    state.metrics = crate::telemetry::prometheus();
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = &args.port_file {
+        write_port_file(path, &addr.to_string())?;
+    }
+    tracing::info!(%addr, models = state.models.len(), "gateway listening");
+    cancel_on_signal(state.shutdown.clone());
+    serve(listener, state, Duration::from_secs(args.grace_period_seconds)).await
+}
+
+/// Writes atomically, so a reader never sees a half-written address.
+fn write_port_file(path: &Path, addr: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addr)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Serves until `state.shutdown` is cancelled, then drains for at most `grace`.
+pub async fn serve(listener: TcpListener, state: AppState, grace: Duration) -> anyhow::Result<()> {
+    let token = state.shutdown.clone();
+    let usage = state.usage.clone();
+    let app = with_layers(router(state));
+    let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
+    let mut running = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut running => result??,
+        () = token.cancelled() => {
+            tracing::info!(grace_seconds = grace.as_secs(), "draining in-flight requests");
+            match tokio::time::timeout(grace, &mut running).await {
+                Ok(result) => result??,
+                Err(_) => {
+                    tracing::warn!("grace period over; closing the remaining connections");
+                    running.abort();
+                }
+            }
+        }
+    }
+    usage.flush().await;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => tracing::info!("Ctrl-C received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        token.cancel();
+    });
+}
+
+/// An app state over `models` with default settings, for tests and benches.
+pub fn state_for(models: ModelRegistry) -> AppState {
+    AppState::new(models)
+}

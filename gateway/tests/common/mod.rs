@@ -1,0 +1,147 @@
+//! Starting the real `synco-gateway` binary on a random loopback port.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const MODEL: &str = "tiny";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_synco-gateway")
+}
+
+/// A tiny model folder, written once per test binary by the binary's own subcommand.
+pub fn tiny_model() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new(binary())
+            .args(["tiny-model", "--out"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tiny-model failed");
+        dir
+    })
+    .path()
+}
+
+/// A running gateway; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// `serve --config` with the tiny model as `tiny`.
+    pub fn tiny() -> Self {
+        let config = format!(
+            "models:\n  - name: {MODEL}\n    engine: {{kind: embedded, path: '{}'}}\n",
+            tiny_model().display()
+        );
+        Self::serve(&config, &[])
+    }
+
+    pub fn serve(config: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut args: Vec<String> = vec!["serve".into(), "--config".into()];
+        args.push(config_path.display().to_string());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Self::start(dir, &args)
+    }
+
+    pub fn start(dir: tempfile::TempDir, args: &[String]) -> Self {
+        let port_file = dir.path().join("addr");
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let child = Command::new(binary())
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--port-file"])
+            .arg(&port_file)
+            .env("RUST_LOG", "info,synco_gateway=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut gateway = Self {
+            child,
+            addr: String::new(),
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&port_file) {
+                gateway.addr = addr;
+                break;
+            }
+            if let Some(status) = gateway.child.try_wait().unwrap() {
+                panic!("gateway exited early ({status}):\n{}", gateway.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "gateway did not start:\n{}",
+                gateway.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn base_url(&self) -> String {
+        self.url("/v1")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait_exit()
+    }
+
+    /// Waits (up to a minute) for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "gateway did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
