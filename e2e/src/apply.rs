@@ -17,7 +17,9 @@ pub const FIELD_MANAGER: &str = "synco-e2e";
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
 }
 
 /// The generated CRD YAML: `crds/yaml/*.yaml`.
@@ -73,13 +75,27 @@ pub async fn apply_yaml(client: &Client, namespace: Option<&str>, text: &str) ->
 }
 
 /// Server-side applies one object (see [`apply_yaml`]).
-pub async fn apply_object(client: &Client, namespace: Option<&str>, obj: DynamicObject) -> Result<DynamicObject> {
-    let types = obj.types.clone().ok_or_else(|| anyhow!("object {} has no apiVersion/kind", obj.name_any()))?;
+pub async fn apply_object(
+    client: &Client,
+    namespace: Option<&str>,
+    obj: DynamicObject,
+) -> Result<DynamicObject> {
+    let types = obj
+        .types
+        .clone()
+        .ok_or_else(|| anyhow!("object {} has no apiVersion/kind", obj.name_any()))?;
     let gvk = GroupVersionKind::try_from(&types).map_err(|e| anyhow!("bad apiVersion/kind: {e}"))?;
-    let name = obj.metadata.name.clone().ok_or_else(|| anyhow!("a {} without metadata.name", gvk.kind))?;
-    let (resource, caps) = discovery::pinned_kind(client, &gvk)
-        .await
-        .with_context(|| format!("the API server does not serve {}/{}", types.api_version, types.kind))?;
+    let name = obj
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| anyhow!("a {} without metadata.name", gvk.kind))?;
+    let (resource, caps) = discovery::pinned_kind(client, &gvk).await.with_context(|| {
+        format!(
+            "the API server does not serve {}/{}",
+            types.api_version, types.kind
+        )
+    })?;
     let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
         let ns = obj
             .metadata
@@ -106,6 +122,27 @@ pub async fn apply_file(client: &Client, namespace: Option<&str>, path: &Path) -
         .with_context(|| format!("applying {}", path.display()))
 }
 
+/// Server-side applies every example manifest (`crds/examples/*.yaml`, in
+/// file order) as `client`. Objects that name a namespace are moved to
+/// `namespace`, so that tests can each use a namespace of their own.
+pub async fn apply_examples(client: &Client, namespace: &str) -> Result<Vec<DynamicObject>> {
+    let mut applied = Vec::new();
+    for file in yaml_files(&examples_dir())? {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        for mut obj in parse_yaml_documents(&text).with_context(|| format!("parsing {}", file.display()))? {
+            if obj.metadata.namespace.is_some() {
+                obj.metadata.namespace = Some(namespace.to_owned());
+            }
+            applied.push(
+                apply_object(client, Some(namespace), obj)
+                    .await
+                    .with_context(|| format!("applying {}", file.display()))?,
+            );
+        }
+    }
+    Ok(applied)
+}
+
 /// Whether the generated CRD YAML exists yet.
 pub fn crds_available() -> bool {
     yaml_files(&crd_dir()).is_ok_and(|f| !f.is_empty())
@@ -119,25 +156,33 @@ pub async fn apply_crds(client: &Client) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for file in yaml_files(&crd_dir())? {
         for obj in apply_file(client, None, &file).await? {
-            if obj.types.as_ref().is_some_and(|t| t.kind == "CustomResourceDefinition") {
+            if obj
+                .types
+                .as_ref()
+                .is_some_and(|t| t.kind == "CustomResourceDefinition")
+            {
                 names.push(obj.name_any());
             }
         }
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in &names {
-        wait_until(&format!("CRD {name} to be established"), Duration::from_secs(30), || {
-            let crds = crds.clone();
-            async move {
-                let crd = crds.get(name).await?;
-                Ok(crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True"))
-            }
-        })
+        wait_until(
+            &format!("CRD {name} to be established"),
+            Duration::from_secs(30),
+            || {
+                let crds = crds.clone();
+                async move {
+                    let crd = crds.get(name).await?;
+                    Ok(crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True"))
+                }
+            },
+        )
         .await?;
     }
     Ok(names)
@@ -146,8 +191,9 @@ pub async fn apply_crds(client: &Client) -> Result<Vec<String>> {
 /// The API server's refusal inside an error from these helpers, if that is
 /// what it is: its status code and message.
 pub fn api_error(err: &anyhow::Error) -> Option<(u16, String)> {
-    err.chain().find_map(|cause| match cause.downcast_ref::<kube::Error>() {
-        Some(kube::Error::Api(status)) => Some((status.code, status.message.clone())),
-        _ => None,
-    })
+    err.chain()
+        .find_map(|cause| match cause.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => Some((status.code, status.message.clone())),
+            _ => None,
+        })
 }

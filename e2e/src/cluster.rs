@@ -138,7 +138,10 @@ impl Cluster {
     /// Attaches to a cluster that `e2e/cluster.sh up --run-dir DIR` started.
     pub fn attach(run_dir: &Path) -> Result<Self> {
         if !run_dir.join("ready").exists() {
-            bail!("no ready cluster in {} (run: e2e/cluster.sh up --run-dir {0})", run_dir.display());
+            bail!(
+                "no ready cluster in {} (run: e2e/cluster.sh up --run-dir {0})",
+                run_dir.display()
+            );
         }
         let out = Command::new("bash")
             .arg(script())
@@ -200,7 +203,11 @@ impl Cluster {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let info: ClusterInfo =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(Self { info, bin_dir: PathBuf::from(bin_dir), owned })
+        Ok(Self {
+            info,
+            bin_dir: PathBuf::from(bin_dir),
+            owned,
+        })
     }
 
     /// Stops a cluster this process started, leaving no process behind.
@@ -295,7 +302,10 @@ impl Cluster {
         let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
         if accounts.get_opt(name).await?.is_none() {
             let sa = ServiceAccount {
-                metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    ..ObjectMeta::default()
+                },
                 ..ServiceAccount::default()
             };
             match accounts.create(&PostParams::default(), &sa).await {
@@ -316,7 +326,10 @@ impl Cluster {
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .with_context(|| format!("requesting a token for {namespace}/{name}"))?;
-        let token = issued.status.map(|s| s.token).ok_or_else(|| anyhow!("TokenRequest returned no token"))?;
+        let token = issued
+            .status
+            .map(|s| s.token)
+            .ok_or_else(|| anyhow!("TokenRequest returned no token"))?;
         // kube's AuthInfo keeps tokens as secrets; a token file avoids taking a
         // dependency on that type and leaves the token inspectable on failure.
         let dir = self.info.run_dir.join("serviceaccounts");
@@ -324,7 +337,10 @@ impl Cluster {
         let file = dir.join(format!("{namespace}.{name}.token"));
         std::fs::write(&file, token)?;
         let mut cfg = config_from_kubeconfig(&self.info.kubeconfig).await?;
-        cfg.auth_info = AuthInfo { token_file: Some(file.to_string_lossy().into_owned()), ..AuthInfo::default() };
+        cfg.auth_info = AuthInfo {
+            token_file: Some(file.to_string_lossy().into_owned()),
+            ..AuthInfo::default()
+        };
         Client::try_from(cfg).context("building a service-account client")
     }
 
@@ -363,7 +379,9 @@ async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
 /// Removes run directories of private clusters whose supervisor is gone (the
 /// logs of a failed run stay until the next run, for a look).
 fn prune_stale_runs(runs: &Path) {
-    let Ok(entries) = std::fs::read_dir(runs) else { return };
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
     for entry in entries.flatten() {
         let dir = entry.path();
         if !dir.join(".synco-e2e-run").exists() {

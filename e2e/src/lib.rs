@@ -23,12 +23,14 @@ mod namespace;
 mod wait;
 
 pub use apply::{
-    FIELD_MANAGER, api_error, apply_crds, apply_file, apply_object, apply_yaml, crd_dir, crds_available, examples_dir,
-    parse_yaml_documents, workspace_root, yaml_files,
+    FIELD_MANAGER, api_error, apply_crds, apply_examples, apply_file, apply_object, apply_yaml, crd_dir,
+    crds_available, examples_dir, parse_yaml_documents, workspace_root, yaml_files,
 };
 pub use cluster::{
-    ADMIN, Cluster, ClusterInfo, GATEWAY, GPU_PRESENT_LABEL, GPU_PRODUCT_LABEL, GPU_RESOURCE, MEMBERS, NodeInfo, OPERATOR,
-    RUN_DIR_ENV, RUNS_ENV, UserInfo, cluster,
+    ADMIN, Cluster, ClusterInfo, GATEWAY, GPU_PRESENT_LABEL, GPU_PRODUCT_LABEL, GPU_RESOURCE, MEMBERS,
+    NodeInfo, OPERATOR, RUN_DIR_ENV, RUNS_ENV, UserInfo, cluster,
 };
-pub use namespace::{TEMP_NS_LABEL, create_namespace, delete_namespace, dump_namespace, temp_ns_name, with_temp_ns};
+pub use namespace::{
+    TEMP_NS_LABEL, create_namespace, delete_namespace, dump_namespace, temp_ns_name, with_temp_ns,
+};
 pub use wait::wait_until;

@@ -117,7 +117,10 @@ pub async fn delete_namespace(client: &Client, name: &str, timeout: Duration) ->
 
 /// Everything listable in a namespace, as YAML documents, Events last.
 pub async fn dump_namespace(client: &Client, namespace: &str) -> Result<String> {
-    let discovery = Discovery::new(client.clone()).run().await.context("API discovery")?;
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .context("API discovery")?;
     let mut out = String::new();
     let mut events = String::new();
     for group in discovery.groups() {
@@ -130,7 +133,9 @@ pub async fn dump_namespace(client: &Client, namespace: &str) -> Result<String> 
                 continue;
             }
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-            let Ok(list) = api.list(&ListParams::default()).await else { continue };
+            let Ok(list) = api.list(&ListParams::default()).await else {
+                continue;
+            };
             for mut obj in list.items {
                 obj.metadata.managed_fields = None;
                 if obj.types.is_none() {
@@ -141,7 +146,11 @@ pub async fn dump_namespace(client: &Client, namespace: &str) -> Result<String> 
                 }
                 let yaml = serde_yaml_ng::to_string(&obj)
                     .with_context(|| format!("serialising {} {}", resource.kind, obj.name_any()))?;
-                let target = if resource.kind == "Event" { &mut events } else { &mut out };
+                let target = if resource.kind == "Event" {
+                    &mut events
+                } else {
+                    &mut out
+                };
                 let _ = writeln!(target, "---\n{yaml}");
             }
         }

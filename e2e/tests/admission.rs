@@ -10,7 +10,12 @@ use synco_e2e::{api_error, apply_yaml, cluster, wait_until, with_temp_ns};
 
 const VAP_MESSAGE: &str = "e2e: configmaps here may not carry a key named forbidden";
 
-async fn delete_cluster_scoped(client: &Client, api_version: &str, kind: &str, name: &str) -> anyhow::Result<()> {
+async fn delete_cluster_scoped(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     let gvk = kube::api::GroupVersionKind::try_from(&kube::api::TypeMeta {
         api_version: api_version.into(),
         kind: kind.into(),
@@ -60,35 +65,56 @@ spec:
             ),
         )
         .await?;
-        let bad = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bad}}\ndata: {{forbidden: 'yes'}}\n");
+        let bad =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {forbidden: 'yes'}\n".to_owned();
         // Policies reach the admission plugin through an informer.
-        let result = wait_until("the policy to refuse a bad ConfigMap", Duration::from_secs(20), || {
-            let (admin, ns, bad) = (admin.clone(), ns.clone(), bad.clone());
-            async move {
-                match apply_yaml(&admin, Some(&ns), &bad).await {
-                    Ok(_) => {
-                        let cms: Api<DynamicObject> = Api::namespaced_with(
-                            admin,
-                            &ns,
-                            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
-                        );
-                        let _ = cms.delete("bad", &DeleteParams::default()).await;
-                        Ok(false)
-                    }
-                    Err(e) => {
-                        let (code, message) = api_error(&e).unwrap_or_default();
-                        assert_eq!(code, 422, "{e:#}");
-                        assert!(message.contains(VAP_MESSAGE), "{message}");
-                        Ok(true)
+        let result = wait_until(
+            "the policy to refuse a bad ConfigMap",
+            Duration::from_secs(20),
+            || {
+                let (admin, ns, bad) = (admin.clone(), ns.clone(), bad.clone());
+                async move {
+                    match apply_yaml(&admin, Some(&ns), &bad).await {
+                        Ok(_) => {
+                            let cms: Api<DynamicObject> = Api::namespaced_with(
+                                admin,
+                                &ns,
+                                &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+                            );
+                            let _ = cms.delete("bad", &DeleteParams::default()).await;
+                            Ok(false)
+                        }
+                        Err(e) => {
+                            let (code, message) = api_error(&e).unwrap_or_default();
+                            assert_eq!(code, 422, "{e:#}");
+                            assert!(message.contains(VAP_MESSAGE), "{message}");
+                            Ok(true)
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
         .await;
-        apply_yaml(&admin, Some(&ns), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\ndata: {fine: 'yes'}\n")
-            .await?;
-        delete_cluster_scoped(&admin, "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", &name).await?;
-        delete_cluster_scoped(&admin, "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", &name).await?;
+        apply_yaml(
+            &admin,
+            Some(&ns),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\ndata: {fine: 'yes'}\n",
+        )
+        .await?;
+        delete_cluster_scoped(
+            &admin,
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicyBinding",
+            &name,
+        )
+        .await?;
+        delete_cluster_scoped(
+            &admin,
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+            &name,
+        )
+        .await?;
         result
     })
     .await
@@ -137,27 +163,45 @@ async fn crd_cel_rules_refuse_with_their_messages() -> anyhow::Result<()> {
     };
     with_temp_ns(&admin.clone(), "cel", |ns| async move {
         // The CRD is served once established; retry the first apply until then.
-        let (a, n, first) = (&admin, ns.as_str(), ballot("yes", "2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z"));
+        let (a, n, first) = (
+            &admin,
+            ns.as_str(),
+            ballot("yes", "2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z"),
+        );
         wait_until("Ballot to be served", Duration::from_secs(30), || {
             let first = first.clone();
             async move { Ok(apply_yaml(a, Some(n), &first).await.is_ok()) }
         })
         .await?;
 
-        let changed = apply_yaml(&admin, Some(&ns), &ballot("no", "2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z")).await;
-        let err = changed.err().ok_or_else(|| anyhow::anyhow!("a changed ballot was accepted"))?;
+        let changed = apply_yaml(
+            &admin,
+            Some(&ns),
+            &ballot("no", "2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z"),
+        )
+        .await;
+        let err = changed
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a changed ballot was accepted"))?;
         let (code, message) = api_error(&err).unwrap_or_default();
         assert_eq!(code, 422, "{err:#}");
-        assert!(message.contains("a ballot cannot be changed once cast"), "{message}");
+        assert!(
+            message.contains("a ballot cannot be changed once cast"),
+            "{message}"
+        );
 
-        let backwards = ballot("yes", "2030-01-08T00:00:00Z", "2030-01-01T00:00:00Z").replace("name: b", "name: c");
+        let backwards =
+            ballot("yes", "2030-01-08T00:00:00Z", "2030-01-01T00:00:00Z").replace("name: b", "name: c");
         let err = apply_yaml(&admin, Some(&ns), &backwards)
             .await
             .err()
             .ok_or_else(|| anyhow::anyhow!("a window closing before it opens was accepted"))?;
         let (code, message) = api_error(&err).unwrap_or_default();
         assert_eq!(code, 422, "{err:#}");
-        assert!(message.contains("the window must close after it opens"), "{message}");
+        assert!(
+            message.contains("the window must close after it opens"),
+            "{message}"
+        );
         Ok::<_, anyhow::Error>(())
     })
     .await

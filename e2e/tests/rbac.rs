@@ -7,16 +7,24 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use synco_e2e::{apply_yaml, cluster, wait_until, with_temp_ns};
 
-fn status_code(result: Result<impl Sized, kube::Error>) -> Option<u16> {
+/// The API server's status code for a refused request; `None` if it went
+/// through. Other errors (connection, decoding) are passed on.
+fn status_code<T>(result: Result<T, kube::Error>) -> Result<Option<u16>, kube::Error> {
     match result {
-        Ok(_) => None,
-        Err(kube::Error::Api(s)) => Some(s.code),
-        Err(e) => panic!("not an API error: {e}"),
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) => Ok(Some(s.code)),
+        Err(e) => Err(e),
     }
 }
 
 fn config_map(name: &str) -> ConfigMap {
-    ConfigMap { metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -26,8 +34,11 @@ async fn a_member_without_a_role_binding_is_refused_and_one_with_it_is_not() -> 
     with_temp_ns(&admin.clone(), "rbac-member", |ns| async move {
         let alice: Api<ConfigMap> = Api::namespaced(cluster.member("alice").await?, &ns);
         let bob: Api<ConfigMap> = Api::namespaced(cluster.member("bob").await?, &ns);
-        assert_eq!(status_code(alice.list(&ListParams::default()).await), Some(403));
-        assert_eq!(status_code(alice.create(&PostParams::default(), &config_map("a")).await), Some(403));
+        assert_eq!(status_code(alice.list(&ListParams::default()).await)?, Some(403));
+        assert_eq!(
+            status_code(alice.create(&PostParams::default(), &config_map("a")).await)?,
+            Some(403)
+        );
 
         apply_yaml(
             &admin,
@@ -51,15 +62,24 @@ subjects:
         )
         .await?;
         // The authorizer reads RBAC objects from an informer cache.
-        wait_until("alice's RoleBinding to take effect", Duration::from_secs(10), || {
-            let alice = alice.clone();
-            async move { Ok(alice.list(&ListParams::default()).await.is_ok()) }
-        })
+        wait_until(
+            "alice's RoleBinding to take effect",
+            Duration::from_secs(10),
+            || {
+                let alice = alice.clone();
+                async move { Ok(alice.list(&ListParams::default()).await.is_ok()) }
+            },
+        )
         .await?;
-        alice.create(&PostParams::default(), &config_map("by-alice")).await?;
+        alice
+            .create(&PostParams::default(), &config_map("by-alice"))
+            .await?;
         // The binding names alice only.
-        assert_eq!(status_code(bob.list(&ListParams::default()).await), Some(403));
-        assert_eq!(status_code(bob.create(&PostParams::default(), &config_map("b")).await), Some(403));
+        assert_eq!(status_code(bob.list(&ListParams::default()).await)?, Some(403));
+        assert_eq!(
+            status_code(bob.create(&PostParams::default(), &config_map("b")).await)?,
+            Some(403)
+        );
         Ok::<_, anyhow::Error>(())
     })
     .await
@@ -76,16 +96,25 @@ async fn service_account_tokens_and_impersonation_are_subject_to_rbac() -> anyho
             .create(&PostParams::default(), &SelfSubjectReview::default())
             .await?;
         let user = review.status.and_then(|s| s.user_info).unwrap_or_default();
-        assert_eq!(user.username.as_deref(), Some(format!("system:serviceaccount:{ns}:synco-operator").as_str()));
+        assert_eq!(
+            user.username.as_deref(),
+            Some(format!("system:serviceaccount:{ns}:synco-operator").as_str())
+        );
         let as_sa: Api<ConfigMap> = Api::namespaced(sa, &ns);
-        assert_eq!(status_code(as_sa.list(&ListParams::default()).await), Some(403));
+        assert_eq!(status_code(as_sa.list(&ListParams::default()).await)?, Some(403));
 
         let impersonated = cluster.impersonate("erin", &["synco:members"]).await?;
         let as_erin: Api<ConfigMap> = Api::namespaced(impersonated, &ns);
-        assert_eq!(status_code(as_erin.list(&ListParams::default()).await), Some(403));
+        assert_eq!(
+            status_code(as_erin.list(&ListParams::default()).await)?,
+            Some(403)
+        );
 
         let operator: Api<ConfigMap> = Api::namespaced(cluster.operator().await?, &ns);
-        assert_eq!(status_code(operator.list(&ListParams::default()).await), Some(403));
+        assert_eq!(
+            status_code(operator.list(&ListParams::default()).await)?,
+            Some(403)
+        );
         Ok::<_, anyhow::Error>(())
     })
     .await
