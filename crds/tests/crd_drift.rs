@@ -97,3 +97,26 @@ fn crds_carry_names_columns_and_rules() {
     assert!(vote.contains("a vote cannot be changed once cast"));
     assert!(vote.contains(r#""rule":"self == oldSelf""#));
 }
+
+#[test]
+fn generated_yaml_is_read_the_same_by_yaml_1_1_readers() {
+    // kubectl and Helm read YAML 1.1, where a bare Yes or No is a boolean: the
+    // Vote position enum would silently become [true, false].
+    for (name, text) in rendered().unwrap() {
+        for line in text.lines() {
+            let value = line
+                .trim()
+                .trim_start_matches("- ")
+                .rsplit(": ")
+                .next()
+                .unwrap_or_default();
+            assert!(
+                !matches!(
+                    value,
+                    "Yes" | "No" | "yes" | "no" | "on" | "off" | "On" | "Off" | "y" | "n" | "Y" | "N"
+                ),
+                "{name}: unquoted YAML 1.1 boolean in {line:?}"
+            );
+        }
+    }
+}
