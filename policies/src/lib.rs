@@ -34,6 +34,7 @@
 //! ```
 
 mod arith;
+pub mod crd;
 pub mod delegation;
 pub mod quorum;
 mod share;

@@ -1,0 +1,284 @@
+//! From an Allocation, its Cooperative, the Members, Customers and InferenceModels to the
+//! solver's input, and from the solver's quotas to the Allocation's status.
+//!
+//! The quotas written to an Allocation's status are its *planning view*: what each
+//! caller is entitled to, not what it gets this second (the gateway re-solves with live
+//! demand). They are computed with members idle and every customer asking for all it may
+//! buy, so that:
+//!
+//! * a member's guaranteed rate is its floor (its own floor plus its part of its class's),
+//!   and its budget that rate over 30 days;
+//! * a member's borrow limit is what it could borrow above its floor while every other
+//!   caller leaves capacity unused: the rest of each model's capacity;
+//! * customers share what may be sold (the surplus cap of the capacity), and the surplus
+//!   is that amount.
+
+use synco_crds::{
+    Allocation, Cooperative, Customer, InferenceModel, Member, Quota, SubjectKind,
+    resources::member::Standing as MemberStanding,
+};
+
+use crate::{
+    Caller, ClassPolicy, ModelCapacity, QuotaHolder, Quotas, Role, SECONDS_PER_30_DAYS, Share, SolverInput,
+};
+
+/// The capacity a model would have with every replica ready: replicas × measured
+/// tokens per second per replica. The operator publishes the capacity of the ready
+/// replicas in the model's status instead; standalone mode, with nothing to wait for,
+/// uses this.
+#[must_use]
+pub fn planned_capacity(model: &InferenceModel) -> u64 {
+    u64::from(model.spec.replicas).saturating_mul(model.spec.tokens_per_second_per_replica)
+}
+
+/// The solver's input for `allocation`. Each model's capacity is its status's
+/// `capacityTokensPerSecond` (zero until the operator has seen it serve).
+///
+/// Members that are suspended or whose class the bylaws do not list get no quota;
+/// floors naming such members or unknown classes give nothing (the Member's own
+/// conditions say why). Suspended customers get nothing.
+#[must_use]
+pub fn solver_input(
+    coop: &Cooperative,
+    allocation: &Allocation,
+    members: &[Member],
+    customers: &[Customer],
+    models: &[InferenceModel],
+) -> SolverInput {
+    let plan = &allocation.spec.plan;
+    let percent_sum = |pick: &dyn Fn(&synco_crds::Floor) -> bool| {
+        plan.floors
+            .iter()
+            .filter(|f| pick(f))
+            .map(|f| f.share_percent)
+            .sum::<u32>()
+    };
+    let classes: Vec<ClassPolicy> = coop
+        .spec
+        .member_classes
+        .iter()
+        .map(|c| ClassPolicy {
+            name: c.name.clone(),
+            tier: c.tier,
+            floor: Share::percent(percent_sum(&|f: &synco_crds::Floor| {
+                f.member_class.as_deref() == Some(c.name.as_str())
+            })),
+        })
+        .collect();
+
+    let mut model_caps: Vec<ModelCapacity> = models
+        .iter()
+        .filter_map(|m| {
+            Some(ModelCapacity {
+                model: m.metadata.name.clone()?,
+                tokens_per_second: m.status.as_ref().map_or(0, |s| s.capacity_tokens_per_second),
+            })
+        })
+        .collect();
+    model_caps.sort_by(|a, b| a.model.cmp(&b.model));
+    model_caps.dedup_by(|a, b| a.model == b.model);
+
+    let mut callers = Vec::with_capacity(members.len() + customers.len());
+    for m in members {
+        let Some(name) = m.metadata.name.as_deref() else {
+            continue;
+        };
+        if m.spec.standing != MemberStanding::Active || !classes.iter().any(|c| c.name == m.spec.class) {
+            continue;
+        }
+        callers.push(Caller {
+            id: name.to_owned(),
+            role: Role::Member {
+                class: m.spec.class.clone(),
+                floor: Share::percent(percent_sum(&|f: &synco_crds::Floor| {
+                    f.member.as_deref() == Some(name)
+                })),
+            },
+            // Fair-share weight follows voting weight; a member with none still shares.
+            weight: m.spec.voting_weight.max(1),
+            demand: Default::default(),
+        });
+    }
+    for c in customers {
+        let Some(name) = c.metadata.name.as_deref() else {
+            continue;
+        };
+        if c.spec.suspended {
+            continue;
+        }
+        let mut caller = Caller::customer(name);
+        for (m, cap) in models
+            .iter()
+            .zip(models.iter().map(|m| m.metadata.name.as_deref()))
+        {
+            if let Some(model) = cap
+                && m.spec.access.customers
+                && let Some(mc) = model_caps.iter().find(|mc| mc.model == model)
+            {
+                caller = caller.wants(model, mc.tokens_per_second);
+            }
+        }
+        callers.push(caller);
+    }
+    callers.sort_by(|a, b| a.id.cmp(&b.id));
+    // A Member and a Customer of the same name would be one caller; the Member wins.
+    callers.dedup_by(|later, earlier| later.id == earlier.id);
+
+    let surplus_percent = plan
+        .surplus_cap_percent
+        .or_else(|| coop.spec.surplus.as_ref().map(|s| s.max_share_percent))
+        .unwrap_or(0);
+    SolverInput {
+        models: model_caps,
+        classes,
+        callers,
+        surplus_cap: Share::percent(surplus_percent),
+        period_seconds: SECONDS_PER_30_DAYS,
+    }
+}
+
+/// What an Allocation's status shows, from the solver's answer to `input`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocationFigures {
+    /// Total capacity over the co-op's models.
+    pub capacity_tokens_per_second: u64,
+    /// Capacity that may be sold to customers.
+    pub surplus_tokens_per_second: u64,
+    /// Every member's and customer's quota, by name.
+    pub quotas: Vec<Quota>,
+}
+
+/// Turns the solver's answer into the figures of an Allocation's status (see the module
+/// documentation for what the borrow limits mean).
+#[must_use]
+pub fn allocation_figures(input: &SolverInput, quotas: &Quotas) -> AllocationFigures {
+    let capacity = quotas
+        .models
+        .iter()
+        .map(|m| m.capacity)
+        .fold(0u64, u64::saturating_add);
+    let surplus = quotas
+        .models
+        .iter()
+        .map(|m| m.surplus_for_sale)
+        .fold(0u64, u64::saturating_add);
+    let customer_tier = input
+        .classes
+        .iter()
+        .map(|c| c.tier)
+        .max()
+        .map_or(0, |t| t.saturating_add(1));
+    let quotas = quotas
+        .callers
+        .iter()
+        .map(|c| match &c.holder {
+            QuotaHolder::Member { class, tier } => Quota {
+                kind: SubjectKind::Member,
+                name: c.id.clone(),
+                class: Some(class.clone()),
+                tier: *tier,
+                guaranteed_tokens_per_second: c.guaranteed_rate,
+                borrow_limit_tokens_per_second: c
+                    .models
+                    .iter()
+                    .map(|q| {
+                        let cap = quotas.model(&q.model).map_or(0, |m| m.capacity);
+                        cap.saturating_sub(q.guaranteed_rate)
+                    })
+                    .fold(0u64, u64::saturating_add),
+                monthly_token_budget: c.monthly_budget,
+            },
+            QuotaHolder::Customer => Quota {
+                kind: SubjectKind::Customer,
+                name: c.id.clone(),
+                class: None,
+                tier: customer_tier,
+                guaranteed_tokens_per_second: 0,
+                borrow_limit_tokens_per_second: c.borrow_limit,
+                monthly_token_budget: c.monthly_budget,
+            },
+        })
+        .collect();
+    AllocationFigures {
+        capacity_tokens_per_second: capacity,
+        surplus_tokens_per_second: surplus,
+        quotas,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solve;
+    use synco_crds::Manifest;
+
+    fn riverside() -> (
+        Cooperative,
+        Vec<Member>,
+        Vec<Customer>,
+        Vec<InferenceModel>,
+        Allocation,
+    ) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/examples");
+        let all = synco_crds::manifests::load_dir(&dir).unwrap();
+        let (mut coop, mut members, mut customers, mut models, mut alloc) =
+            (None, vec![], vec![], vec![], None);
+        for m in all {
+            match m {
+                Manifest::Cooperative(c) => coop = Some(*c),
+                Manifest::Member(m) => members.push(*m),
+                Manifest::Customer(c) => customers.push(*c),
+                Manifest::InferenceModel(m) => models.push(*m),
+                Manifest::Allocation(a) => alloc = Some(*a),
+                _ => {}
+            }
+        }
+        (coop.unwrap(), members, customers, models, alloc.unwrap())
+    }
+
+    #[test]
+    fn riverside_quotas_follow_floors_and_surplus_cap() {
+        let (coop, members, customers, mut models, alloc) = riverside();
+        for m in &mut models {
+            m.status = Some(synco_crds::InferenceModelStatus {
+                capacity_tokens_per_second: planned_capacity(m),
+                ..Default::default()
+            });
+        }
+        let input = solver_input(&coop, &alloc, &members, &customers, &models);
+        assert_eq!(input.callers.len(), 6);
+        assert_eq!(input.surplus_cap, Share::percent(30));
+        let quotas = solve(&input).unwrap();
+        let fig = allocation_figures(&input, &quotas);
+        // tiny-chat 400 + coop-large 1500.
+        assert_eq!(fig.capacity_tokens_per_second, 1900);
+        // Only tiny-chat may be sold: 30% of 400.
+        assert_eq!(fig.surplus_tokens_per_second, 120);
+        let q = |n: &str| fig.quotas.iter().find(|q| q.name == n).unwrap().clone();
+        // community: 60% split over four members; business: 10% to its one member.
+        assert_eq!(q("bakery-coop").guaranteed_tokens_per_second, 60 + 225);
+        assert_eq!(q("hardware-store").guaranteed_tokens_per_second, 40 + 150);
+        assert_eq!(q("hardware-store").tier, 1);
+        assert_eq!(q("bakery-coop").borrow_limit_tokens_per_second, 1900 - 285);
+        assert_eq!(q("bakery-coop").monthly_token_budget, 285 * SECONDS_PER_30_DAYS);
+        let cust = q("city-translation");
+        assert_eq!(cust.kind, SubjectKind::Customer);
+        assert_eq!(cust.tier, 2);
+        assert_eq!(cust.borrow_limit_tokens_per_second, 120);
+        assert_eq!(cust.guaranteed_tokens_per_second, 0);
+    }
+
+    #[test]
+    fn suspended_and_unknown_class_members_get_nothing() {
+        let (coop, mut members, customers, models, alloc) = riverside();
+        members[0].spec.standing = MemberStanding::Suspended;
+        members[1].spec.class = "nobody".to_owned();
+        let input = solver_input(&coop, &alloc, &members, &customers, &models);
+        assert_eq!(input.callers.len(), 4);
+        let quotas = solve(&input).unwrap();
+        let fig = allocation_figures(&input, &quotas);
+        // No model has reported capacity yet.
+        assert_eq!(fig.capacity_tokens_per_second, 0);
+        assert!(fig.quotas.iter().all(|q| q.guaranteed_tokens_per_second == 0));
+    }
+}
