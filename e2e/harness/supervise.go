@@ -384,6 +384,11 @@ func (s *supervisor) bringUp(ctx context.Context, dir string) (*clusterInfo, err
 			"--authorization-kubeconfig=" + kc(name),
 			"--bind-address=127.0.0.1",
 			"--leader-elect=false",
+			// The default client rate limit (20 QPS) paces the controller
+			// manager's start-up, which creates an account and token per
+			// controller; nothing else shares this API server.
+			"--kube-api-qps=200",
+			"--kube-api-burst=400",
 		}
 	}
 	if err := s.start("kube-controller-manager", append(common("kube-controller-manager"),
