@@ -69,7 +69,7 @@ fn vocab_size() -> usize {
 /// Writes the model folder at `dir` (created if missing; files are overwritten).
 pub fn write(dir: &Path, options: &TinyModelOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
-        options.hidden_size % options.heads == 0 && options.heads % options.kv_heads == 0,
+        options.hidden_size.is_multiple_of(options.heads) && options.heads.is_multiple_of(options.kv_heads),
         "hidden size must divide by heads, and heads by kv heads"
     );
     std::fs::create_dir_all(dir)?;

@@ -10,6 +10,7 @@ use synco_gateway::engine::ModelRegistry;
 use synco_gateway::engine::external::{ExternalEngine, ExternalOptions};
 use tokio::net::TcpListener;
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 async fn with_models(upstream: &str, names: &[(&str, Option<&str>)]) -> String {
     let mut models = ModelRegistry::default();
     for (name, upstream_model) in names {

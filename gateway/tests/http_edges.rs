@@ -37,6 +37,7 @@ fn assert_openai_error(body: &Value, status_name: &str) {
     );
 }
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 async fn assert_healthy(client: &reqwest::Client, gateway: &Gateway) {
     let health = client.get(gateway.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);

@@ -10,6 +10,11 @@ use std::process::Command;
 
 use common::{Gateway, MODEL, repo_root};
 
+#[expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test setup fails the test loudly"
+)]
 fn python() -> PathBuf {
     if let Ok(python) = std::env::var("SYNCO_TEST_PYTHON") {
         return PathBuf::from(python);

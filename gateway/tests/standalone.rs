@@ -22,6 +22,7 @@ spec:
     kind: Embedded
 "#;
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 fn standalone(manifests: &std::path::Path) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let args = vec![

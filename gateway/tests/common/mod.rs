@@ -1,6 +1,11 @@
 //! Starting the real `synco-gateway` binary on a random loopback port.
 
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test harness: a failure here should fail the test loudly"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
