@@ -1,0 +1,115 @@
+//! Benchmark: the time from a proposal's close to the new quotas in the Allocation's
+//! status, with 1,000 members and 1,000 votes, against the real API server.
+//!
+//! ```sh
+//! cargo test -p synco-e2e --release --test operator_bench -- --ignored --nocapture
+//! ```
+//!
+//! Set `SYNCO_BENCH_MEMBERS` for another size.
+
+mod operator_support;
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use operator_support::*;
+use synco_crds::{Allocation, AllocationPhase, Member, ProposalPhase};
+use synco_e2e::{cluster, wait_until, with_temp_ns};
+
+#[tokio::test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
+    let n: usize = std::env::var("SYNCO_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let cluster = cluster()?;
+    let admin = &cluster.admin().await?;
+    install_crds(admin).await?;
+    with_temp_ns(admin, "op-bench", |ns| async move {
+        let client = operator_client(cluster, &admin, &ns).await?;
+        coop(&admin, &ns).await?;
+        let members: Api<Member> = Api::namespaced(admin.clone(), &ns);
+        let names: Vec<String> = (0..n).map(|i| format!("m{i:04}")).collect();
+        let started = Instant::now();
+        futures::stream::iter(names.iter().cloned())
+            .map(|name| {
+                let members = members.clone();
+                async move {
+                    let m: Member = serde_json::from_value(serde_json::json!({
+                        "apiVersion": "synco.coop/v1alpha1", "kind": "Member",
+                        "metadata": {"name": name},
+                        "spec": {"displayName": name, "class": "community", "identity": name},
+                    }))?;
+                    members.create(&PostParams::default(), &m).await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        println!("created {n} members in {:?}", started.elapsed());
+
+        let op = start(client, &ns, "op-bench", false);
+        wait_until("the founding allocation in force with every member", Duration::from_secs(120), || async {
+            let all = allocations(&admin, &ns).await?;
+            Ok(all.first().and_then(|a| a.status.as_ref()).is_some_and(|s| s.quotas.len() == n + 5 + 1))
+        })
+        .await?;
+
+        let window = 30 + i64::try_from(n / 50).unwrap_or(0);
+        let proposal = propose(
+            &admin,
+            &ns,
+            "bench",
+            window,
+            "    kind: Allocation\n    effect:\n      allocation:\n        floors: [{memberClass: community, sharePercent: 70}]\n",
+        )
+        .await?;
+        let started = Instant::now();
+        futures::stream::iter(names.iter().cloned().enumerate())
+            .map(|(i, name)| {
+                let admin = admin.clone();
+                let ns = ns.clone();
+                async move { vote(&admin, &ns, "bench", &name, if i % 3 == 0 { "No" } else { "Yes" }).await.map(|_| ()) }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        println!("cast {n} votes in {:?}", started.elapsed());
+        let closes = proposal.spec.closes_at.0;
+        assert!(Timestamp::now() < closes, "votes took longer than the window; raise it");
+
+        // Wait for the close, then time until the new quotas are in the new Allocation.
+        let until_close = Duration::try_from(closes.duration_since(Timestamp::now())).unwrap_or_default();
+        tokio::time::sleep(until_close).await;
+        let closed_at = Instant::now();
+        let api: Api<Allocation> = Api::namespaced(admin.clone(), &ns);
+        let mut quotas_at = None;
+        while closed_at.elapsed() < Duration::from_secs(120) {
+            let all = api.list(&Default::default()).await?.items;
+            if all.iter().any(|a| {
+                a.spec.proposal.as_deref() == Some("bench")
+                    && a.status.as_ref().is_some_and(|s| s.phase == AllocationPhase::InForce && s.quotas.len() == n + 6)
+            }) {
+                quotas_at = Some(closed_at.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let quotas_at = quotas_at.ok_or_else(|| anyhow::anyhow!("no new quotas within 120 s of the close"))?;
+        let p = wait_phase(&admin, &ns, "bench", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        let s = p.status.unwrap();
+        println!(
+            "BENCH members={n} votes={n} counted={} close->quotas={:.0} ms (tally: yes {} no {}, turnout {}%)",
+            s.counted_votes.unwrap_or(0),
+            quotas_at.as_secs_f64() * 1000.0,
+            s.tally.as_ref().and_then(|t| t.yes.clone()).unwrap_or_default(),
+            s.tally.as_ref().and_then(|t| t.no.clone()).unwrap_or_default(),
+            s.turnout_percent.unwrap_or_default(),
+        );
+        op.shutdown().await?;
+        drop_rbac(&admin, &ns).await;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+}
