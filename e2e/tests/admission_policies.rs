@@ -68,12 +68,12 @@ const MEMBERS: &str = r#"
 apiVersion: synco.coop/v1alpha1
 kind: Member
 metadata: {name: bakery-coop}
-spec: {class: community, identity: alice, organisation: WorkerCoop}
+spec: {displayName: Bakery, class: community, identity: alice, organisation: WorkerCoop}
 ---
 apiVersion: synco.coop/v1alpha1
 kind: Member
 metadata: {name: riverside-school}
-spec: {class: community, identity: bob, organisation: School}
+spec: {displayName: School, class: community, identity: bob, organisation: School}
 "#;
 
 fn vote(member: &str, position: &str) -> DynamicObject {
@@ -350,7 +350,7 @@ async fn a_member_identity_is_unique() -> Result<()> {
             let members = api(&admin, &ns, "members");
             let member = |name: &str, identity: &str| {
                 let mut m = DynamicObject::new(name, &synco("members"))
-                    .data(json!({"spec": {"class": "community", "identity": identity}}));
+                    .data(json!({"spec": {"displayName": name, "class": "community", "identity": identity}}));
                 m.types = Some(kube::api::TypeMeta {
                     api_version: "synco.coop/v1alpha1".into(),
                     kind: "Member".into(),

@@ -504,7 +504,7 @@ fn rbac_is_least_privilege() -> Result<()> {
 
 #[test]
 fn names_fit_in_63_characters_for_a_long_release_name() -> Result<()> {
-    let release = "a-very-long-release-name-for-a-cooperative-data-centre-x";
+    let release = "a-long-release-name-for-the-riverside-cooperative-dc";
     let objects = render(
         release,
         NS,
