@@ -21,7 +21,10 @@ use synco_e2e::{cluster, wait_until, with_temp_ns};
 #[tokio::test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
-    let n: usize = std::env::var("SYNCO_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::var("SYNCO_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let cluster = cluster()?;
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
@@ -56,7 +59,16 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
         })
         .await?;
 
-        let window = 30 + i64::try_from(n / 50).unwrap_or(0);
+        // Let the operator settle (every member validated) so that the votes are not cast
+        // against its start-up work.
+        wait_until("every member Ready", Duration::from_secs(300), || async {
+            let list = members.list(&Default::default()).await?;
+            Ok(list.items.iter().filter(|m| {
+                m.status.as_ref().is_some_and(|s| synco_crds::conditions::is_true(&s.conditions, "Ready"))
+            }).count() >= n)
+        })
+        .await?;
+        let window = 60 + i64::try_from(n / 10).unwrap_or(0);
         let proposal = propose(
             &admin,
             &ns,

@@ -33,38 +33,77 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
         // The founding allocation comes into force with quotas.
         wait_until("shares-v1 in force", Duration::from_secs(30), || async {
             let all = allocations(&admin, &ns).await?;
-            Ok(all.len() == 1 && phase(&all[0]) == AllocationPhase::InForce
-                && all[0].status.as_ref().is_some_and(|s| s.capacity_tokens_per_second == 1000))
+            Ok(all.len() == 1
+                && phase(&all[0]) == AllocationPhase::InForce
+                && all[0]
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.capacity_tokens_per_second == 1000))
         })
         .await?;
 
         propose(&admin, &ns, "bob-floor", 5, ALLOCATION_EFFECT).await?;
-        for (m, p) in [("alice", "Yes"), ("bob", "Yes"), ("carol", "Yes"), ("dave", "No"), ("erin", "Abstain")] {
+        for (m, p) in [
+            ("alice", "Yes"),
+            ("bob", "Yes"),
+            ("carol", "Yes"),
+            ("dave", "No"),
+            ("erin", "Abstain"),
+        ] {
             vote(&admin, &ns, "bob-floor", m, p).await?;
         }
-        let p = wait_phase(&admin, &ns, "bob-floor", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        let p = wait_phase(
+            &admin,
+            &ns,
+            "bob-floor",
+            &[ProposalPhase::Applied],
+            Duration::from_secs(30),
+        )
+        .await?;
         let s = p.status.unwrap();
         let tally = s.tally.unwrap();
-        assert_eq!((tally.yes.as_deref(), tally.no.as_deref(), tally.abstain.as_deref()), (Some("3"), Some("1"), Some("1")));
+        assert_eq!(
+            (
+                tally.yes.as_deref(),
+                tally.no.as_deref(),
+                tally.abstain.as_deref()
+            ),
+            (Some("3"), Some("1"), Some("1"))
+        );
         assert_eq!(s.turnout_percent.as_deref(), Some("100"));
         assert_eq!(s.counted_votes, Some(5));
         assert!(s.rule.unwrap().contains("quorum 50%"));
         assert_eq!(s.applied_to.as_deref(), Some("Allocation/shares-v2"));
 
-        wait_until("shares-v2 in force and shares-v1 superseded", Duration::from_secs(30), || async {
-            let all = allocations(&admin, &ns).await?;
-            Ok(all.len() == 2 && phase(&all[0]) == AllocationPhase::Superseded && phase(&all[1]) == AllocationPhase::InForce)
-        })
+        wait_until(
+            "shares-v2 in force and shares-v1 superseded",
+            Duration::from_secs(30),
+            || async {
+                let all = allocations(&admin, &ns).await?;
+                Ok(all.len() == 2
+                    && phase(&all[0]) == AllocationPhase::Superseded
+                    && phase(&all[1]) == AllocationPhase::InForce)
+            },
+        )
         .await?;
         let all = allocations(&admin, &ns).await?;
         let (old, new) = (&all[0], &all[1]);
-        assert_eq!(old.status.as_ref().unwrap().superseded_by.as_deref(), Some("shares-v2"));
-        assert!(!old.status.as_ref().unwrap().quotas.is_empty(), "the superseded allocation keeps its quotas");
+        assert_eq!(
+            old.status.as_ref().unwrap().superseded_by.as_deref(),
+            Some("shares-v2")
+        );
+        assert!(
+            !old.status.as_ref().unwrap().quotas.is_empty(),
+            "the superseded allocation keeps its quotas"
+        );
         assert_eq!(new.spec.proposal.as_deref(), Some("bob-floor"));
         let expected = expected_quotas(&admin, &ns, new).await?;
         let status = new.status.clone().unwrap();
         assert_eq!(status.quotas, expected.quotas);
-        assert_eq!(status.capacity_tokens_per_second, expected.capacity_tokens_per_second);
+        assert_eq!(
+            status.capacity_tokens_per_second,
+            expected.capacity_tokens_per_second
+        );
         assert_eq!(status.surplus_tokens_per_second, 250);
         let bob = status.quotas.iter().find(|q| q.name == "bob").unwrap();
         // 15% of 1000 of its own, plus a quarter of the community's 45% (450 / 4, the
@@ -138,17 +177,33 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
         for m in ["alice", "bob", "carol"] {
             vote(&admin, &ns, "early", m, "Yes").await?;
         }
-        let decided = wait_phase(&admin, &ns, "early", &[ProposalPhase::Applied, ProposalPhase::Rejected, ProposalPhase::NoQuorum], Duration::from_secs(30)).await?;
+        let decided = wait_phase(
+            &admin,
+            &ns,
+            "early",
+            &[
+                ProposalPhase::Applied,
+                ProposalPhase::Rejected,
+                ProposalPhase::NoQuorum,
+            ],
+            Duration::from_secs(30),
+        )
+        .await?;
         let before = decided.status.unwrap();
         assert_eq!(before.phase, ProposalPhase::Applied);
         assert_eq!(before.counted_votes, Some(3));
 
         vote(&admin, &ns, "early", "dave", "No").await?;
         let api: Api<synco_crds::Proposal> = Api::namespaced(admin.clone(), &ns);
-        wait_until("the late vote to be reported", Duration::from_secs(30), || async {
-            let p = api.get("early").await?;
-            Ok(p.status.is_some_and(|s| s.ignored_votes.iter().any(|v| v.member == "dave")))
-        })
+        wait_until(
+            "the late vote to be reported",
+            Duration::from_secs(30),
+            || async {
+                let p = api.get("early").await?;
+                Ok(p.status
+                    .is_some_and(|s| s.ignored_votes.iter().any(|v| v.member == "dave")))
+            },
+        )
         .await?;
         let after = api.get("early").await?.status.unwrap();
         let late = after.ignored_votes.iter().find(|v| v.member == "dave").unwrap();
@@ -161,7 +216,10 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
         wait_until("a VoteIgnored Event", Duration::from_secs(10), || async {
             let list = events.list(&Default::default()).await?;
-            Ok(list.items.iter().any(|e| e.reason.as_deref() == Some("VoteIgnored") && e.note.as_deref().is_some_and(|n| n.contains("dave"))))
+            Ok(list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("VoteIgnored")
+                    && e.note.as_deref().is_some_and(|n| n.contains("dave"))
+            }))
         })
         .await?;
         op.shutdown().await?;

@@ -76,18 +76,27 @@ spec:
 }
 
 async fn member_ready(admin: &kube::Client, ns: &str, name: &str) -> anyhow::Result<()> {
-    let yaml = format!("apiVersion: synco.coop/v1alpha1\nkind: Member\nmetadata: {{name: {name}}}\nspec: {{displayName: {name}, class: community, identity: {name}}}\n");
+    let yaml = format!(
+        "apiVersion: synco.coop/v1alpha1\nkind: Member\nmetadata: {{name: {name}}}\nspec: {{displayName: {name}, class: community, identity: {name}}}\n"
+    );
     apply_yaml(admin, Some(ns), &yaml).await?;
     let api: Api<Member> = Api::namespaced(admin.clone(), ns);
-    wait_until(&format!("member {name} Ready"), Duration::from_secs(30), || async {
-        let m = api.get(name).await?;
-        Ok(m.status.is_some_and(|s| synco_crds::conditions::is_true(&s.conditions, "Ready")))
-    })
+    wait_until(
+        &format!("member {name} Ready"),
+        Duration::from_secs(30),
+        || async {
+            let m = api.get(name).await?;
+            Ok(m.status
+                .is_some_and(|s| synco_crds::conditions::is_true(&s.conditions, "Ready")))
+        },
+    )
     .await
 }
 
 async fn holder(admin: &kube::Client, ns: &str) -> anyhow::Result<Option<String>> {
-    let lease = Api::<Lease>::namespaced(admin.clone(), ns).get_opt("synco-operator").await?;
+    let lease = Api::<Lease>::namespaced(admin.clone(), ns)
+        .get_opt("synco-operator")
+        .await?;
     Ok(lease.and_then(|l| l.spec).and_then(|s| s.holder_identity))
 }
 

@@ -36,7 +36,11 @@ async fn gpu_node(admin: &Client, name: &str, ns: &str) -> anyhow::Result<()> {
     }))?;
     nodes.create(&PostParams::default(), &node).await?;
     nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {"capacity": capacity, "allocatable": capacity}})))
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"capacity": capacity, "allocatable": capacity}})),
+        )
         .await?;
     Ok(())
 }
@@ -82,44 +86,93 @@ spec:
             let op = start(client, &ns, "op-a", false);
             let models: Api<InferenceModel> = Api::namespaced(admin.clone(), &ns);
             let pools: Api<ComputePool> = Api::namespaced(admin.clone(), &ns);
-            wait_until("coop-large Ready with 2 replicas", Duration::from_secs(60), || async {
-                let m = models.get("coop-large").await?;
-                Ok(m.status.is_some_and(|s| s.phase == ModelPhase::Ready && s.ready_replicas == 2 && s.capacity_tokens_per_second == 1000))
-            })
+            wait_until(
+                "coop-large Ready with 2 replicas",
+                Duration::from_secs(60),
+                || async {
+                    let m = models.get("coop-large").await?;
+                    Ok(m.status.is_some_and(|s| {
+                        s.phase == ModelPhase::Ready
+                            && s.ready_replicas == 2
+                            && s.capacity_tokens_per_second == 1000
+                    }))
+                },
+            )
             .await?;
             let m = models.get("coop-large").await?.status.unwrap();
-            assert_eq!(m.endpoint.as_deref(), Some(format!("http://coop-large-engine.{ns}.svc:8080/v1").as_str()));
+            assert_eq!(
+                m.endpoint.as_deref(),
+                Some(format!("http://coop-large-engine.{ns}.svc:8080/v1").as_str())
+            );
 
-            let deployment = Api::<Deployment>::namespaced(admin.clone(), &ns).get("coop-large-engine").await?;
+            let deployment = Api::<Deployment>::namespaced(admin.clone(), &ns)
+                .get("coop-large-engine")
+                .await?;
             let owner = &deployment.metadata.owner_references.clone().unwrap()[0];
-            assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("InferenceModel", "coop-large"));
+            assert_eq!(
+                (owner.kind.as_str(), owner.name.as_str()),
+                ("InferenceModel", "coop-large")
+            );
             let pod = deployment.spec.unwrap().template.spec.unwrap();
             assert_eq!(pod.node_selector.unwrap().get(POOL_LABEL), Some(&ns));
             let c = &pod.containers[0];
             assert_eq!(c.image.as_deref(), Some("registry.invalid/synco/mistralrs:e2e"));
-            assert_eq!(c.resources.clone().unwrap().limits.unwrap()["nvidia.com/gpu"].0, "1");
-            assert!(c.args.clone().unwrap().contains(&"mistralai/Mistral-7B-Instruct-v0.3".to_owned()));
-            let service = Api::<Service>::namespaced(admin.clone(), &ns).get("coop-large-engine").await?;
+            assert_eq!(
+                c.resources.clone().unwrap().limits.unwrap()["nvidia.com/gpu"].0,
+                "1"
+            );
+            assert!(
+                c.args
+                    .clone()
+                    .unwrap()
+                    .contains(&"mistralai/Mistral-7B-Instruct-v0.3".to_owned())
+            );
+            let service = Api::<Service>::namespaced(admin.clone(), &ns)
+                .get("coop-large-engine")
+                .await?;
             assert_eq!(service.metadata.owner_references.unwrap()[0].name, "coop-large");
 
             let pool = pools.get("gpus").await?.status.unwrap();
-            assert_eq!((pool.total_gpus, pool.ready_nodes, pool.allocated_gpus), (2, 2, 2));
+            assert_eq!(
+                (pool.total_gpus, pool.ready_nodes, pool.allocated_gpus),
+                (2, 2, 2)
+            );
             // External 1000 + mistralrs 1000.
             wait_until("quotas on 2000 tokens/s", Duration::from_secs(30), || async {
                 let all = allocations(&admin, &ns).await?;
-                Ok(all[0].status.as_ref().is_some_and(|s| s.capacity_tokens_per_second == 2000))
+                Ok(all[0]
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.capacity_tokens_per_second == 2000))
             })
             .await?;
 
-            Api::<Node>::all(admin.clone()).delete(&n1, &DeleteParams::default()).await?;
-            wait_until("the pool to shrink to one GPU", Duration::from_secs(30), || async {
-                Ok(pools.get("gpus").await?.status.is_some_and(|s| s.total_gpus == 1 && s.ready_nodes == 1))
-            })
+            Api::<Node>::all(admin.clone())
+                .delete(&n1, &DeleteParams::default())
+                .await?;
+            wait_until(
+                "the pool to shrink to one GPU",
+                Duration::from_secs(30),
+                || async {
+                    Ok(pools
+                        .get("gpus")
+                        .await?
+                        .status
+                        .is_some_and(|s| s.total_gpus == 1 && s.ready_nodes == 1))
+                },
+            )
             .await?;
-            wait_until("quotas recomputed on 1500 tokens/s", Duration::from_secs(30), || async {
-                let all = allocations(&admin, &ns).await?;
-                Ok(all[0].status.as_ref().is_some_and(|s| s.capacity_tokens_per_second == 1500))
-            })
+            wait_until(
+                "quotas recomputed on 1500 tokens/s",
+                Duration::from_secs(30),
+                || async {
+                    let all = allocations(&admin, &ns).await?;
+                    Ok(all[0]
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.capacity_tokens_per_second == 1500))
+                },
+            )
             .await?;
             let all = allocations(&admin, &ns).await?;
             let expected = expected_quotas(&admin, &ns, &all[0]).await?;

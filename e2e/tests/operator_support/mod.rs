@@ -31,7 +31,11 @@ pub async fn install_crds(admin: &Client) -> Result<()> {
     for file in synco_e2e::yaml_files(&synco_e2e::crd_dir())? {
         let text = std::fs::read_to_string(&file)?;
         for mut obj in synco_e2e::parse_yaml_documents(&text)? {
-            if let Some(versions) = obj.data.pointer_mut("/spec/versions").and_then(|v| v.as_array_mut()) {
+            if let Some(versions) = obj
+                .data
+                .pointer_mut("/spec/versions")
+                .and_then(|v| v.as_array_mut())
+            {
                 for v in versions {
                     if let Some(schema) = v.pointer_mut("/schema/openAPIV3Schema") {
                         bound_schema(schema);
@@ -41,25 +45,33 @@ pub async fn install_crds(admin: &Client) -> Result<()> {
             synco_e2e::apply_object(admin, None, obj).await?;
         }
     }
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(admin.clone());
-    wait_until("the Synco CRDs to be established", Duration::from_secs(30), || {
-        let crds = crds.clone();
-        async move {
-            let list = crds.list(&ListParams::default()).await?;
-            let established = list
-                .items
-                .iter()
-                .filter(|c| c.spec.group == "synco.coop")
-                .filter(|c| {
-                    c.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                        cs.iter().any(|c| c.type_ == "Established" && c.status == "True")
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(admin.clone());
+    wait_until(
+        "the Synco CRDs to be established",
+        Duration::from_secs(30),
+        || {
+            let crds = crds.clone();
+            async move {
+                let list = crds.list(&ListParams::default()).await?;
+                let established = list
+                    .items
+                    .iter()
+                    .filter(|c| c.spec.group == "synco.coop")
+                    .filter(|c| {
+                        c.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| {
+                                cs.iter().any(|c| c.type_ == "Established" && c.status == "True")
+                            })
                     })
-                })
-                .count();
-            Ok(established >= 8)
-        }
-    })
+                    .count();
+                Ok(established >= 8)
+            }
+        },
+    )
     .await
 }
 
@@ -71,7 +83,9 @@ fn bound_schema(schema: &mut serde_json::Value) {
         Some("array") if !map.contains_key("maxItems") => {
             map.insert("maxItems".to_owned(), serde_json::json!(32));
         }
-        Some("string") if !map.contains_key("maxLength") && !map.contains_key("format") && !map.contains_key("enum") => {
+        Some("string")
+            if !map.contains_key("maxLength") && !map.contains_key("format") && !map.contains_key("enum") =>
+        {
             map.insert("maxLength".to_owned(), serde_json::json!(4096));
         }
         _ => {}
@@ -88,7 +102,10 @@ fn bound_schema(schema: &mut serde_json::Value) {
             .map(|r| r.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
         for key in keys.iter().filter(|k| !required.contains(k)) {
-            if let Some(prop) = items.pointer_mut(&format!("/properties/{key}")).and_then(|p| p.as_object_mut()) {
+            if let Some(prop) = items
+                .pointer_mut(&format!("/properties/{key}"))
+                .and_then(|p| p.as_object_mut())
+            {
                 prop.entry("default").or_insert(serde_json::json!(""));
             }
         }
@@ -188,8 +205,12 @@ pub async fn operator_client(cluster: &Cluster, admin: &Client, ns: &str) -> Res
 pub async fn drop_rbac(admin: &Client, ns: &str) {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
     let name = format!("synco-operator-{ns}");
-    let _ = Api::<ClusterRoleBinding>::all(admin.clone()).delete(&name, &DeleteParams::default()).await;
-    let _ = Api::<ClusterRole>::all(admin.clone()).delete(&name, &DeleteParams::default()).await;
+    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
+        .delete(&name, &DeleteParams::default())
+        .await;
+    let _ = Api::<ClusterRole>::all(admin.clone())
+        .delete(&name, &DeleteParams::default())
+        .await;
 }
 
 /// A running operator replica.
@@ -326,11 +347,19 @@ pub async fn vote(admin: &Client, ns: &str, proposal: &str, member: &str, positi
         "metadata": { "name": format!("{proposal}-{member}") },
         "spec": { "proposal": proposal, "member": member, "position": position },
     }))?;
-    Ok(Api::<Vote>::namespaced(admin.clone(), ns).create(&PostParams::default(), &v).await?)
+    Ok(Api::<Vote>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &v)
+        .await?)
 }
 
 /// Waits until the proposal reaches one of `phases`, and returns it.
-pub async fn wait_phase(admin: &Client, ns: &str, name: &str, phases: &[ProposalPhase], within: Duration) -> Result<Proposal> {
+pub async fn wait_phase(
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    phases: &[ProposalPhase],
+    within: Duration,
+) -> Result<Proposal> {
     let api: Api<Proposal> = Api::namespaced(admin.clone(), ns);
     wait_until(&format!("proposal {name} to reach {phases:?}"), within, || {
         let api = api.clone();
@@ -345,7 +374,10 @@ pub async fn wait_phase(admin: &Client, ns: &str, name: &str, phases: &[Proposal
 
 /// Every Allocation in `ns`, by version.
 pub async fn allocations(admin: &Client, ns: &str) -> Result<Vec<Allocation>> {
-    let mut all = Api::<Allocation>::namespaced(admin.clone(), ns).list(&ListParams::default()).await?.items;
+    let mut all = Api::<Allocation>::namespaced(admin.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
     all.sort_by_key(|a| a.spec.version);
     Ok(all)
 }
@@ -357,15 +389,30 @@ pub fn phase(a: &Allocation) -> AllocationPhase {
 
 /// Recomputes the quotas of `allocation` from what the API server holds, with the same
 /// `synco-policies` functions the operator uses.
-pub async fn expected_quotas(admin: &Client, ns: &str, allocation: &Allocation) -> Result<synco_policies::crd::AllocationFigures> {
-    let coop = Api::<synco_crds::Cooperative>::namespaced(admin.clone(), ns).get("riverside").await?;
+pub async fn expected_quotas(
+    admin: &Client,
+    ns: &str,
+    allocation: &Allocation,
+) -> Result<synco_policies::crd::AllocationFigures> {
+    let coop = Api::<synco_crds::Cooperative>::namespaced(admin.clone(), ns)
+        .get("riverside")
+        .await?;
     let lp = ListParams::default();
-    let members = Api::<synco_crds::Member>::namespaced(admin.clone(), ns).list(&lp).await?.items;
-    let customers = Api::<synco_crds::Customer>::namespaced(admin.clone(), ns).list(&lp).await?.items;
-    let models = Api::<synco_crds::InferenceModel>::namespaced(admin.clone(), ns).list(&lp).await?.items;
+    let members = Api::<synco_crds::Member>::namespaced(admin.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
+    let customers = Api::<synco_crds::Customer>::namespaced(admin.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
+    let models = Api::<synco_crds::InferenceModel>::namespaced(admin.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
     let input = synco_policies::crd::solver_input(&coop, allocation, &members, &customers, &models);
     let quotas = synco_policies::solve(&input)?;
-    Ok(synco_policies::crd::allocation_figures(&input, &quotas))
+    Ok(synco_policies::crd::allocation_figures(&input, &quotas, &models))
 }
 
 /// A Kubernetes time `seconds` from now.

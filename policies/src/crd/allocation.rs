@@ -149,9 +149,19 @@ pub struct AllocationFigures {
 }
 
 /// Turns the solver's answer into the figures of an Allocation's status (see the module
-/// documentation for what the borrow limits mean).
+/// documentation for what the borrow limits mean). The surplus counts only the models
+/// that customers may buy (`access.customers`).
 #[must_use]
-pub fn allocation_figures(input: &SolverInput, quotas: &Quotas) -> AllocationFigures {
+pub fn allocation_figures(
+    input: &SolverInput,
+    quotas: &Quotas,
+    models: &[InferenceModel],
+) -> AllocationFigures {
+    let sellable = |name: &str| {
+        models
+            .iter()
+            .any(|m| m.metadata.name.as_deref() == Some(name) && m.spec.access.customers)
+    };
     let capacity = quotas
         .models
         .iter()
@@ -160,6 +170,7 @@ pub fn allocation_figures(input: &SolverInput, quotas: &Quotas) -> AllocationFig
     let surplus = quotas
         .models
         .iter()
+        .filter(|m| sellable(&m.model))
         .map(|m| m.surplus_for_sale)
         .fold(0u64, u64::saturating_add);
     let customer_tier = input
@@ -249,7 +260,7 @@ mod tests {
         assert_eq!(input.callers.len(), 6);
         assert_eq!(input.surplus_cap, Share::percent(30));
         let quotas = solve(&input).unwrap();
-        let fig = allocation_figures(&input, &quotas);
+        let fig = allocation_figures(&input, &quotas, &models);
         // tiny-chat 400 + coop-large 1500.
         assert_eq!(fig.capacity_tokens_per_second, 1900);
         // Only tiny-chat may be sold: 30% of 400.
@@ -276,7 +287,7 @@ mod tests {
         let input = solver_input(&coop, &alloc, &members, &customers, &models);
         assert_eq!(input.callers.len(), 4);
         let quotas = solve(&input).unwrap();
-        let fig = allocation_figures(&input, &quotas);
+        let fig = allocation_figures(&input, &quotas, &models);
         // No model has reported capacity yet.
         assert_eq!(fig.capacity_tokens_per_second, 0);
         assert!(fig.quotas.iter().all(|q| q.guaranteed_tokens_per_second == 0));
