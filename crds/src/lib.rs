@@ -19,7 +19,7 @@ pub use resources::allocation::{
 };
 pub use resources::compute_pool::{ComputePool, ComputePoolSpec, ComputePoolStatus, PoolNode};
 pub use resources::cooperative::{
-    ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, Peer, PriceCard,
+    ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, Peer, Price, PriceCard,
     SurplusPolicy, VotingDefault,
 };
 pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};

@@ -28,7 +28,6 @@ use super::voting::VotingRules;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("self.memberClasses.all(c, self.memberClasses.exists_one(d, d.name == c.name))").message("member class names must be unique"))]
 #[x_kube(validation = kube::core::Rule::new("!self.memberClasses.exists(c, has(c.votingPowerPercent)) || self.memberClasses.all(c, has(c.votingPowerPercent))").message("either every member class has votingPowerPercent or none does"))]
 #[x_kube(validation = kube::core::Rule::new("!self.memberClasses.all(c, has(c.votingPowerPercent)) || self.memberClasses.map(c, c.votingPowerPercent).sum() == 100").message("class voting power must add up to 100%"))]
 pub struct CooperativeSpec {
@@ -38,10 +37,11 @@ pub struct CooperativeSpec {
     /// Default voting rules for each kind of proposal. A kind not listed uses majority
     /// with no quorum and a seven-day window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["kind".into()]))]
     pub voting_defaults: Vec<VotingDefault>,
-    /// The classes of members, each with its priority tier.
-    #[schemars(length(min = 1))]
+    /// The classes of members, each with its priority tier. Names are unique.
+    #[schemars(length(min = 1, max = 16))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub member_classes: Vec<MemberClass>,
     /// How capacity that no member claimed may be sold.
@@ -49,6 +49,7 @@ pub struct CooperativeSpec {
     pub surplus: Option<SurplusPolicy>,
     /// Peer co-ops whose models may be reached as external engines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub peers: Vec<Peer>,
 }
@@ -105,26 +106,36 @@ pub struct SurplusPolicy {
     #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
     /// The lowest price the members allow, per million tokens, in minor units (cents).
-    pub price_floor: PriceCard,
+    pub price_floor: Price,
     /// Prices per model, never below the floor. A model not listed sells at the floor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["model".into()]))]
     pub rate_card: Vec<PriceCard>,
 }
 
 /// Prices per million tokens in the currency's minor units (integer, never a float).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PriceCard {
-    /// The model this price is for (its InferenceModel name); empty for the floor.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub model: String,
+pub struct Price {
     /// Minor units per million input (prompt) tokens.
     #[schemars(range(min = 0))]
     pub input_per_million: i64,
     /// Minor units per million output (completion) tokens.
     #[schemars(range(min = 0))]
     pub output_per_million: i64,
+}
+
+/// The price of one model on the rate card.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceCard {
+    /// The InferenceModel this price is for.
+    #[schemars(length(min = 1, max = 253))]
+    pub model: String,
+    /// The prices.
+    #[serde(flatten)]
+    pub price: Price,
 }
 
 /// A peer co-op whose OpenAI-compatible endpoint can serve as an external engine.

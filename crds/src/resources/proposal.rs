@@ -51,7 +51,7 @@ pub struct ProposalSpec {
     pub proposer: String,
     /// The options for approval, score, ranked-choice and dot voting. Yes/no methods need none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 200)))]
     pub options: Vec<String>,
     /// The rules of this vote; the Cooperative's default for the kind when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,9 +111,11 @@ pub struct ProposalEffect {
 pub struct BylawChange {
     /// New voting defaults, replacing the old list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
     pub voting_defaults: Option<Vec<VotingDefault>>,
     /// New member classes, replacing the old list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
     pub member_classes: Option<Vec<MemberClass>>,
 }
 
