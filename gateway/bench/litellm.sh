@@ -5,10 +5,13 @@
 #
 # What LiteLLM cannot do here: virtual keys and per-key budgets need its Postgres
 # database through Prisma, and `prisma generate` downloads engine binaries from a host
-# this machine cannot reach. So this row runs without a database: master-key auth, a
-# proxy-wide `max_budget` over `budget_duration` (checked on every request against the
-# in-memory spend that its cost tracking accumulates), and per-request cost
-# calculation from the model's per-token prices. See docs/benchmarks.md.
+# this machine cannot reach. So this row runs without a database: master-key
+# authentication on every request, per-request cost calculation from the model's
+# per-token prices (its spend-tracking callbacks run), and a proxy-wide
+# `max_budget`/`budget_duration` in the config -- which LiteLLM 1.106.2 accepts but,
+# with no database, does NOT enforce (proxy_server.py: warn_budget_without_db, "the
+# budget will NOT be enforced and requests will never be blocked"). See
+# docs/benchmarks.md.
 LITELLM_MASTER_KEY=sk-bench-master-key
 cat > "$RUN/litellm.yaml" <<EOF
 model_list:
@@ -36,7 +39,7 @@ litellm_pid=$!
 PIDS+=($litellm_pid)
 if wait_http "http://127.0.0.1:$port/health/liveliness" 180 "Authorization: Bearer $LITELLM_MASTER_KEY"; then
   add_target litellm "http://127.0.0.1:$port" "$litellm_pid" "Authorization: Bearer $LITELLM_MASTER_KEY" \
-    "LiteLLM proxy $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))'): master key, proxy max_budget, no DB (no virtual keys: Prisma engines unreachable)"
+    "LiteLLM proxy $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))'): master-key auth, cost tracking, proxy max_budget configured but not enforced without a DB; no virtual keys (need Prisma engines, unreachable)"
   cp "$RUN/litellm.yaml" "$OUT/litellm.yaml"
 else
   log "LiteLLM did not start:"; tail -30 "$RUN/litellm.log" >&2

@@ -23,6 +23,7 @@
 #   BENCH_GOVERNANCE=1       0 skips the policies and operator benches
 #   BENCH_OPERATOR=1         0 skips the operator benchmark (needs the e2e control plane)
 #   BENCH_OPERATOR_PROFILE=release  (or dev: reuses a debug e2e build; slower operator)
+#   BENCH_PROFILE=release    (dev: a debug build, dependencies at opt-level 2; only for trials)
 #   BENCH_QUICK=1            smoke mode: 1 s points, rates "100 max", no governance
 #   SYNCO_BENCH_CACHE=~/.cache/synco-bench  where oha and the venv are kept
 #   CARGO_TARGET_DIR=<repo>/target-bench
@@ -42,7 +43,7 @@ OPERATOR_PROFILE=${BENCH_OPERATOR_PROFILE:-release}
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
   SECONDS_PER_POINT=1; RATES="100 max"; GOVERNANCE=0
 fi
-LITELLM_VERSION=${BENCH_LITELLM_VERSION:-1.80.0}
+LITELLM_VERSION=${BENCH_LITELLM_VERSION:-1.106.2}
 OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench-results/$(date +%Y%m%dT%H%M%S)}
 mkdir -p "$OUT" "$CACHE"
 RUN=$(mktemp -d /tmp/synco-bench.XXXXXX)
@@ -72,10 +73,12 @@ wait_http() { # url [seconds] [header]
 }
 
 # ---------------------------------------------------------------- tools
-log "building synco-gateway and the mock upstream (release, $CARGO_TARGET_DIR)"
-cargo build --release -q -p synco-gateway --bin synco-gateway --example bench_upstream
-GW_BIN=$CARGO_TARGET_DIR/release/synco-gateway
-MOCK_BIN=$CARGO_TARGET_DIR/release/examples/bench_upstream
+PROFILE=${BENCH_PROFILE:-release}
+if [[ $PROFILE == release ]]; then prof=(--release); pdir=release; else prof=(); pdir=debug; fi
+log "building synco-gateway and the mock upstream ($PROFILE, $CARGO_TARGET_DIR)"
+cargo build "${prof[@]}" -q -p synco-gateway --bin synco-gateway --example bench_upstream
+GW_BIN=$CARGO_TARGET_DIR/$pdir/synco-gateway
+MOCK_BIN=$CARGO_TARGET_DIR/$pdir/examples/bench_upstream
 
 OHA=$CACHE/cargo/bin/oha
 if [[ ! -x $OHA ]]; then
@@ -83,10 +86,12 @@ if [[ ! -x $OHA ]]; then
   cargo install -q oha --locked --root "$CACHE/cargo"
 fi
 VENV=$CACHE/litellm-venv
-if [[ ! -x $VENV/bin/litellm ]] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+if [[ ! -x $VENV/bin/litellm ]] || ! "$VENV/bin/python" -c 'import matplotlib, prisma' 2>/dev/null; then
   log "installing litellm[proxy]==$LITELLM_VERSION and matplotlib into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION" matplotlib
+  # prisma (the Python package only; its engines are never generated or downloaded): LiteLLM's
+  # auth error path imports it, and without it a request with no key gets a 500, not a 401.
+  "$VENV/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION" prisma matplotlib
 fi
 PY=$VENV/bin/python
 
@@ -100,7 +105,7 @@ PY=$VENV/bin/python
   echo "synco commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "oha: $($OHA --version)"
   echo "litellm: $("$PY" -c 'import importlib.metadata as m; print(m.version("litellm"))')"
-  echo "rustc: $(rustc --version)"
+  echo "rustc: $(rustc --version); gateway profile: $PROFILE"
   echo "seconds per point: $SECONDS_PER_POINT; mock latency: ${LATENCY_MS} ms"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
