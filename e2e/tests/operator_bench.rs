@@ -29,8 +29,8 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
     with_temp_ns(admin, "op-bench", |ns| async move {
-        let client = operator_client(cluster, &admin, &ns).await?;
-        coop(&admin, &ns).await?;
+        let client = operator_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
         let members: Api<Member> = Api::namespaced(admin.clone(), &ns);
         let names: Vec<String> = (0..n).map(|i| format!("m{i:04}")).collect();
         let started = Instant::now();
@@ -54,7 +54,7 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
 
         let op = start(client, &ns, "op-bench", false);
         wait_until("the founding allocation in force with every member", Duration::from_secs(120), || async {
-            let all = allocations(&admin, &ns).await?;
+            let all = allocations(admin, &ns).await?;
             Ok(all.first().and_then(|a| a.status.as_ref()).is_some_and(|s| s.quotas.len() == n + 5 + 1))
         })
         .await?;
@@ -70,7 +70,7 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
         .await?;
         let window = 60 + i64::try_from(n / 10).unwrap_or(0);
         let proposal = propose(
-            &admin,
+            admin,
             &ns,
             "bench",
             window,
@@ -109,7 +109,7 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let quotas_at = quotas_at.ok_or_else(|| anyhow::anyhow!("no new quotas within 120 s of the close"))?;
-        let p = wait_phase(&admin, &ns, "bench", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        let p = wait_phase(admin, &ns, "bench", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
         let s = p.status.unwrap();
         println!(
             "BENCH members={n} votes={n} counted={} close->quotas={:.0} ms (tally: yes {} no {}, turnout {}%)",
@@ -120,7 +120,7 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
             s.turnout_percent.unwrap_or_default(),
         );
         op.shutdown().await?;
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         Ok::<_, anyhow::Error>(())
     })
     .await

@@ -27,12 +27,12 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
     with_temp_ns(admin, "op-allocation", |ns| async move {
-        let client = operator_client(cluster, &admin, &ns).await?;
-        coop(&admin, &ns).await?;
+        let client = operator_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
         let op = start(client, &ns, "op-a", false);
         // The founding allocation comes into force with quotas.
         wait_until("shares-v1 in force", Duration::from_secs(30), || async {
-            let all = allocations(&admin, &ns).await?;
+            let all = allocations(admin, &ns).await?;
             Ok(all.len() == 1
                 && phase(&all[0]) == AllocationPhase::InForce
                 && all[0]
@@ -42,7 +42,7 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
         })
         .await?;
 
-        propose(&admin, &ns, "bob-floor", 5, ALLOCATION_EFFECT).await?;
+        propose(admin, &ns, "bob-floor", 5, ALLOCATION_EFFECT).await?;
         for (m, p) in [
             ("alice", "Yes"),
             ("bob", "Yes"),
@@ -50,10 +50,10 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
             ("dave", "No"),
             ("erin", "Abstain"),
         ] {
-            vote(&admin, &ns, "bob-floor", m, p).await?;
+            vote(admin, &ns, "bob-floor", m, p).await?;
         }
         let p = wait_phase(
-            &admin,
+            admin,
             &ns,
             "bob-floor",
             &[ProposalPhase::Applied],
@@ -79,14 +79,14 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
             "shares-v2 in force and shares-v1 superseded",
             Duration::from_secs(30),
             || async {
-                let all = allocations(&admin, &ns).await?;
+                let all = allocations(admin, &ns).await?;
                 Ok(all.len() == 2
                     && phase(&all[0]) == AllocationPhase::Superseded
                     && phase(&all[1]) == AllocationPhase::InForce)
             },
         )
         .await?;
-        let all = allocations(&admin, &ns).await?;
+        let all = allocations(admin, &ns).await?;
         let (old, new) = (&all[0], &all[1]);
         assert_eq!(
             old.status.as_ref().unwrap().superseded_by.as_deref(),
@@ -97,7 +97,7 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
             "the superseded allocation keeps its quotas"
         );
         assert_eq!(new.spec.proposal.as_deref(), Some("bob-floor"));
-        let expected = expected_quotas(&admin, &ns, new).await?;
+        let expected = expected_quotas(admin, &ns, new).await?;
         let status = new.status.clone().unwrap();
         assert_eq!(status.quotas, expected.quotas);
         assert_eq!(
@@ -110,7 +110,7 @@ async fn five_members_pass_an_allocation_and_quotas_match_the_policies() -> anyh
         // remainder going to the first members by name).
         assert!((262..=263).contains(&bob.guaranteed_tokens_per_second), "{bob:?}");
         op.shutdown().await?;
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         Ok::<_, anyhow::Error>(())
     })
     .await
@@ -122,13 +122,13 @@ async fn no_quorum_changes_nothing_and_a_block_rejects_consent() -> anyhow::Resu
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
     with_temp_ns(admin, "op-noquorum", |ns| async move {
-        let client = operator_client(cluster, &admin, &ns).await?;
-        coop(&admin, &ns).await?;
+        let client = operator_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
         let op = start(client, &ns, "op-a", false);
-        propose(&admin, &ns, "thin", 4, ALLOCATION_EFFECT).await?;
-        vote(&admin, &ns, "thin", "alice", "Yes").await?;
+        propose(admin, &ns, "thin", 4, ALLOCATION_EFFECT).await?;
+        vote(admin, &ns, "thin", "alice", "Yes").await?;
         propose(
-            &admin,
+            admin,
             &ns,
             "admit-frank",
             4,
@@ -136,29 +136,29 @@ async fn no_quorum_changes_nothing_and_a_block_rejects_consent() -> anyhow::Resu
         )
         .await?;
         for (m, p) in [("alice", "Yes"), ("bob", "Yes"), ("carol", "StandAside"), ("dave", "Yes"), ("erin", "Block")] {
-            vote(&admin, &ns, "admit-frank", m, p).await?;
+            vote(admin, &ns, "admit-frank", m, p).await?;
         }
 
-        let thin = wait_phase(&admin, &ns, "thin", &[ProposalPhase::NoQuorum, ProposalPhase::Passed, ProposalPhase::Rejected, ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        let thin = wait_phase(admin, &ns, "thin", &[ProposalPhase::NoQuorum, ProposalPhase::Passed, ProposalPhase::Rejected, ProposalPhase::Applied], Duration::from_secs(30)).await?;
         let s = thin.status.unwrap();
         assert_eq!(s.phase, ProposalPhase::NoQuorum);
         assert_eq!(s.turnout_percent.as_deref(), Some("20"));
         assert!(s.applied_to.is_none());
 
-        let admit = wait_phase(&admin, &ns, "admit-frank", &[ProposalPhase::Rejected, ProposalPhase::Passed, ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        let admit = wait_phase(admin, &ns, "admit-frank", &[ProposalPhase::Rejected, ProposalPhase::Passed, ProposalPhase::Applied], Duration::from_secs(30)).await?;
         let s = admit.status.unwrap();
         assert_eq!(s.phase, ProposalPhase::Rejected);
         assert_eq!(s.tally.unwrap().block.as_deref(), Some("1"));
 
         // Give the operator a moment to do anything it (wrongly) would.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let all = allocations(&admin, &ns).await?;
+        let all = allocations(admin, &ns).await?;
         assert_eq!(all.len(), 1, "no new allocation without quorum");
         assert_eq!(phase(&all[0]), AllocationPhase::InForce);
         let members: Api<Member> = Api::namespaced(admin.clone(), &ns);
         assert!(members.get_opt("frank").await?.is_none(), "a blocked admission admits no one");
         op.shutdown().await?;
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         Ok::<_, anyhow::Error>(())
     })
     .await
@@ -170,15 +170,15 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
     with_temp_ns(admin, "op-late-vote", |ns| async move {
-        let client = operator_client(cluster, &admin, &ns).await?;
-        coop(&admin, &ns).await?;
+        let client = operator_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
         let op = start(client, &ns, "op-a", false);
-        propose(&admin, &ns, "early", 3, "    kind: FreeText\n").await?;
+        propose(admin, &ns, "early", 3, "    kind: FreeText\n").await?;
         for m in ["alice", "bob", "carol"] {
-            vote(&admin, &ns, "early", m, "Yes").await?;
+            vote(admin, &ns, "early", m, "Yes").await?;
         }
         let decided = wait_phase(
-            &admin,
+            admin,
             &ns,
             "early",
             &[
@@ -193,7 +193,7 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
         assert_eq!(before.phase, ProposalPhase::Applied);
         assert_eq!(before.counted_votes, Some(3));
 
-        vote(&admin, &ns, "early", "dave", "No").await?;
+        vote(admin, &ns, "early", "dave", "No").await?;
         let api: Api<synco_crds::Proposal> = Api::namespaced(admin.clone(), &ns);
         wait_until(
             "the late vote to be reported",
@@ -223,7 +223,7 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
         })
         .await?;
         op.shutdown().await?;
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         Ok::<_, anyhow::Error>(())
     })
     .await

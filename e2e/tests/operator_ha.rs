@@ -19,10 +19,10 @@ async fn restarting_mid_flow_creates_no_duplicates() -> anyhow::Result<()> {
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
     with_temp_ns(admin, "op-restart", |ns| async move {
-        let client = operator_client(cluster, &admin, &ns).await?;
-        coop(&admin, &ns).await?;
+        let client = operator_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
         apply_yaml(
-            &admin,
+            admin,
             Some(&ns),
             r#"
 apiVersion: synco.coop/v1alpha1
@@ -43,17 +43,17 @@ spec:
         )
         .await?;
         let first = start(client.clone(), &ns, "op-a", true);
-        propose(&admin, &ns, "restart", 5, "    kind: Allocation\n    effect:\n      allocation:\n        floors: [{memberClass: community, sharePercent: 50}]\n").await?;
-        wait_phase(&admin, &ns, "restart", &[ProposalPhase::Open], Duration::from_secs(20)).await?;
+        propose(admin, &ns, "restart", 5, "    kind: Allocation\n    effect:\n      allocation:\n        floors: [{memberClass: community, sharePercent: 50}]\n").await?;
+        wait_phase(admin, &ns, "restart", &[ProposalPhase::Open], Duration::from_secs(20)).await?;
         for m in MEMBERS {
-            vote(&admin, &ns, "restart", m, "Yes").await?;
+            vote(admin, &ns, "restart", m, "Yes").await?;
         }
         // Stop while the proposal is open; the next replica closes it.
         first.shutdown().await?;
         let second = start(client.clone(), &ns, "op-b", true);
-        wait_phase(&admin, &ns, "restart", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        wait_phase(admin, &ns, "restart", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
         wait_until("shares-v2 in force", Duration::from_secs(30), || async {
-            let all = allocations(&admin, &ns).await?;
+            let all = allocations(admin, &ns).await?;
             Ok(all.len() == 2 && phase(&all[1]) == AllocationPhase::InForce && phase(&all[0]) == AllocationPhase::Superseded)
         })
         .await?;
@@ -63,13 +63,13 @@ spec:
         let third = start(client, &ns, "op-c", true);
         wait_until("the third replica to reconcile", Duration::from_secs(30), || async { Ok(third.stats.reconciles() >= 8) }).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let all = allocations(&admin, &ns).await?;
+        let all = allocations(admin, &ns).await?;
         assert_eq!(all.iter().map(|a| a.metadata.name.clone().unwrap()).collect::<Vec<_>>(), ["shares-v1", "shares-v2"]);
         assert_eq!(all.iter().filter(|a| phase(a) == AllocationPhase::InForce).count(), 1);
         let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns).list(&ListParams::default()).await?;
         assert_eq!(deployments.items.len(), 1);
         third.shutdown().await?;
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         Ok::<_, anyhow::Error>(())
     })
     .await
@@ -106,32 +106,32 @@ async fn of_two_replicas_one_reconciles_and_the_other_takes_over() -> anyhow::Re
     let admin = &cluster.admin().await?;
     install_crds(admin).await?;
     with_temp_ns(admin, "op-leader", |ns| async move {
-        let client = operator_client(cluster, &admin, &ns).await?;
-        coop(&admin, &ns).await?;
+        let client = operator_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
         let a = start(client.clone(), &ns, "replica-a", true);
         wait_until("replica-a to lead", Duration::from_secs(20), || async {
-            Ok(holder(&admin, &ns).await?.as_deref() == Some("replica-a"))
+            Ok(holder(admin, &ns).await?.as_deref() == Some("replica-a"))
         })
         .await?;
         let b = start(client, &ns, "replica-b", true);
-        member_ready(&admin, &ns, "frank").await?;
+        member_ready(admin, &ns, "frank").await?;
         // Several renewals go by; b never gets to reconcile.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(a.stats.reconciles() > 0);
         assert_eq!(b.stats.reconciles(), 0, "the standby replica must not reconcile");
-        assert_eq!(holder(&admin, &ns).await?.as_deref(), Some("replica-a"));
+        assert_eq!(holder(admin, &ns).await?.as_deref(), Some("replica-a"));
 
         let before = a.stats.reconciles();
         a.shutdown().await?;
         wait_until("replica-b to take over", Duration::from_secs(20), || async {
-            Ok(holder(&admin, &ns).await?.as_deref() == Some("replica-b"))
+            Ok(holder(admin, &ns).await?.as_deref() == Some("replica-b"))
         })
         .await?;
-        member_ready(&admin, &ns, "grace").await?;
+        member_ready(admin, &ns, "grace").await?;
         assert!(b.stats.reconciles() > 0);
         let _ = before;
         b.shutdown().await?;
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         Ok::<_, anyhow::Error>(())
     })
     .await

@@ -52,13 +52,13 @@ async fn a_mistralrs_model_is_deployed_and_follows_its_pool() -> anyhow::Result<
     install_crds(admin).await?;
     with_temp_ns(admin, "op-models", |ns| async move {
         let (n0, n1) = (format!("{ns}-gpu-0"), format!("{ns}-gpu-1"));
-        gpu_node(&admin, &n0, &ns).await?;
-        gpu_node(&admin, &n1, &ns).await?;
+        gpu_node(admin, &n0, &ns).await?;
+        gpu_node(admin, &n1, &ns).await?;
         let result = async {
-            let client = operator_client(cluster, &admin, &ns).await?;
-            coop(&admin, &ns).await?;
+            let client = operator_client(cluster, admin, &ns).await?;
+            coop(admin, &ns).await?;
             apply_yaml(
-                &admin,
+                admin,
                 Some(&ns),
                 &format!(
                     r#"
@@ -139,7 +139,7 @@ spec:
             );
             // External 1000 + mistralrs 1000.
             wait_until("quotas on 2000 tokens/s", Duration::from_secs(30), || async {
-                let all = allocations(&admin, &ns).await?;
+                let all = allocations(admin, &ns).await?;
                 Ok(all[0]
                     .status
                     .as_ref()
@@ -166,7 +166,7 @@ spec:
                 "quotas recomputed on 1500 tokens/s",
                 Duration::from_secs(30),
                 || async {
-                    let all = allocations(&admin, &ns).await?;
+                    let all = allocations(admin, &ns).await?;
                     Ok(all[0]
                         .status
                         .as_ref()
@@ -174,8 +174,8 @@ spec:
                 },
             )
             .await?;
-            let all = allocations(&admin, &ns).await?;
-            let expected = expected_quotas(&admin, &ns, &all[0]).await?;
+            let all = allocations(admin, &ns).await?;
+            let expected = expected_quotas(admin, &ns, &all[0]).await?;
             assert_eq!(all[0].status.as_ref().unwrap().quotas, expected.quotas);
             op.shutdown().await?;
             anyhow::Ok(())
@@ -185,7 +185,7 @@ spec:
         for n in [&n0, &n1] {
             let _ = nodes.delete(n, &DeleteParams::default()).await;
         }
-        drop_rbac(&admin, &ns).await;
+        drop_rbac(admin, &ns).await;
         result
     })
     .await
