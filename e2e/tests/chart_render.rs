@@ -182,9 +182,12 @@ fn default_install_has_every_object() -> Result<()> {
     let operator = find(&objects, "Deployment", "-operator")?;
     ensure!(operator["spec"]["replicas"] == 2, "two operator replicas");
     let env = container(operator)?["env"].clone();
-    ensure!(env_value(&env, "SYNCO_LEADER_ELECTION") == Some(json!("true")));
+    ensure!(
+        env_value(&env, "SYNCO_NO_LEADER_ELECTION").is_none(),
+        "leader election is on by default"
+    );
     ensure!(env_value(&env, "SYNCO_LEASE_NAME") == Some(json!("synco-operator")));
-    ensure!(env_value(&env, "SYNCO_METRICS_LISTEN") == Some(json!("0.0.0.0:9090")));
+    ensure!(env_value(&env, "SYNCO_METRICS_ADDR") == Some(json!("0.0.0.0:9090")));
 
     let gateway = find(&objects, "Deployment", "-gateway")?;
     let env = container(gateway)?["env"].clone();
@@ -626,4 +629,65 @@ fn env_secret(env: &Value, name: &str) -> Option<(String, String)> {
     let e = env.as_array()?.iter().find(|e| e["name"] == name)?;
     let r = &e["valueFrom"]["secretKeyRef"];
     Some((r["name"].as_str()?.to_owned(), r["key"].as_str()?.to_owned()))
+}
+
+/// The environment the chart gives the operator: names the binary reads.
+fn operator_env(objects: &[Value]) -> Result<Vec<(String, Value)>> {
+    let deployment = find(objects, "Deployment", "-operator")?;
+    let env = deployment
+        .pointer("/spec/template/spec/containers/0/env")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("the operator Deployment has no env"))?;
+    Ok(env
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap_or_default().to_owned(), e.clone()))
+        .collect())
+}
+
+#[test]
+fn the_operator_is_configured_only_through_flags_it_has() -> Result<()> {
+    use clap::CommandFactory as _;
+    let command = synco_operator::cli::Args::command();
+    let mut known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    // Read by the logging filter and the OpenTelemetry SDK rather than by clap.
+    known.extend(["RUST_LOG".to_owned(), "OTEL_SERVICE_NAME".to_owned()]);
+    for values in [&[][..], &["--set", "operator.leaderElection.enabled=false"][..]] {
+        let objects = render("rel", "synco-system", values)?;
+        let env = operator_env(&objects)?;
+        for (name, _) in &env {
+            ensure!(
+                known.contains(name),
+                "the chart sets {name}, which synco-operator does not read ({known:?})"
+            );
+        }
+        let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+        ensure!(
+            names.contains(&"POD_NAME") && names.contains(&"POD_NAMESPACE"),
+            "lease identity: {names:?}"
+        );
+        ensure!(
+            names.contains(&"SYNCO_NO_LEADER_ELECTION") == !values.is_empty(),
+            "leader election switch wrong for {values:?}: {names:?}"
+        );
+    }
+    // The Lease name the operator is told is the one its Role is pinned to.
+    let objects = render("rel", "synco-system", &[])?;
+    let lease = operator_env(&objects)?
+        .into_iter()
+        .find(|(n, _)| n == "SYNCO_LEASE_NAME")
+        .and_then(|(_, e)| e["value"].as_str().map(str::to_owned))
+        .ok_or_else(|| anyhow!("no SYNCO_LEASE_NAME"))?;
+    let pinned = of_kind(&objects, "Role").into_iter().any(|role| {
+        role["rules"].as_array().into_iter().flatten().any(|rule| {
+            rule["resources"] == json!(["leases"])
+                && rule["resourceNames"]
+                    .as_array()
+                    .is_some_and(|n| n.contains(&json!(lease)))
+        })
+    });
+    ensure!(pinned, "no Role pins the Lease {lease}");
+    Ok(())
 }
