@@ -669,7 +669,7 @@ fn the_operator_is_configured_only_through_flags_it_has() -> Result<()> {
             "lease identity: {names:?}"
         );
         ensure!(
-            names.contains(&"SYNCO_NO_LEADER_ELECTION") == !values.is_empty(),
+            names.contains(&"SYNCO_NO_LEADER_ELECTION") != values.is_empty(),
             "leader election switch wrong for {values:?}: {names:?}"
         );
     }
