@@ -3,7 +3,7 @@
 #
 #     gateway/bench/run.sh
 #
-# Builds the gateway (release) and a fixed-latency mock OpenAI upstream, installs `oha`
+# Builds the gateway (release) and a fixed-latency mock OpenAI upstream (Go stdlib), installs `oha`
 # (crates.io) and LiteLLM's proxy + matplotlib (PyPI, into a cached venv), starts on
 # 127.0.0.1 only: the mock, Synco's gateway in each configuration, LiteLLM's proxy
 # and (when the gateway can use it) a throwaway Postgres; then drives each target with
@@ -23,7 +23,8 @@
 #   BENCH_GOVERNANCE=1       0 skips the policies and operator benches
 #   BENCH_OPERATOR=1         0 skips the operator benchmark (needs the e2e control plane)
 #   BENCH_OPERATOR_PROFILE=release  (or dev: reuses a debug e2e build; slower operator)
-#   BENCH_PROFILE=release    (dev: a debug build, dependencies at opt-level 2; only for trials)
+#   BENCH_GATEWAY_BIN=PATH   use this gateway binary instead of building one (release)
+#   BENCH_PROFILE=NAME       label for that binary's build profile in the report
 #   BENCH_QUICK=1            smoke mode: 1 s points, rates "100 max", no governance
 #   SYNCO_BENCH_CACHE=~/.cache/synco-bench  where oha and the venv are kept
 #   CARGO_TARGET_DIR=<repo>/target-bench
@@ -73,12 +74,18 @@ wait_http() { # url [seconds] [header]
 }
 
 # ---------------------------------------------------------------- tools
-PROFILE=${BENCH_PROFILE:-release}
-if [[ $PROFILE == release ]]; then prof=(--release); pdir=release; else prof=(); pdir=debug; fi
-log "building synco-gateway and the mock upstream ($PROFILE, $CARGO_TARGET_DIR)"
-cargo build "${prof[@]}" -q -p synco-gateway --bin synco-gateway --example bench_upstream
-GW_BIN=$CARGO_TARGET_DIR/$pdir/synco-gateway
-MOCK_BIN=$CARGO_TARGET_DIR/$pdir/examples/bench_upstream
+if [[ -n ${BENCH_GATEWAY_BIN:-} ]]; then
+  GW_BIN=$BENCH_GATEWAY_BIN   # a gateway binary built elsewhere (say which profile in the docs)
+  PROFILE=${BENCH_PROFILE:-given}
+else
+  PROFILE=release
+  log "building synco-gateway (release, $CARGO_TARGET_DIR)"
+  cargo build --release -q -p synco-gateway --bin synco-gateway
+  GW_BIN=$CARGO_TARGET_DIR/release/synco-gateway
+fi
+log "building the mock upstream (Go standard library only)"
+MOCK_BIN=$CACHE/bench-mock
+(cd "$ROOT/gateway/bench/mock" && go build -o "$MOCK_BIN" .)
 
 OHA=$CACHE/cargo/bin/oha
 if [[ ! -x $OHA ]]; then
@@ -105,14 +112,14 @@ PY=$VENV/bin/python
   echo "synco commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "oha: $($OHA --version)"
   echo "litellm: $("$PY" -c 'import importlib.metadata as m; print(m.version("litellm"))')"
-  echo "rustc: $(rustc --version); gateway profile: $PROFILE"
+  echo "rustc: $(rustc --version); gateway: $GW_BIN (profile: $PROFILE)"
   echo "seconds per point: $SECONDS_PER_POINT; mock latency: ${LATENCY_MS} ms"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
 # ---------------------------------------------------------------- mock upstream
 MOCK_PORT=$(free_port)
-"$MOCK_BIN" --listen "127.0.0.1:$MOCK_PORT" --latency-ms "$LATENCY_MS" > "$RUN/mock.log" 2>&1 &
+"$MOCK_BIN" -listen "127.0.0.1:$MOCK_PORT" -latency-ms "$LATENCY_MS" > "$RUN/mock.log" 2>&1 &
 PIDS+=($!)
 MOCK_URL=http://127.0.0.1:$MOCK_PORT/v1
 wait_http "$MOCK_URL/models" 30

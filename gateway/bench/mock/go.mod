@@ -1,0 +1,3 @@
+module synco.coop/bench/mock
+
+go 1.22
