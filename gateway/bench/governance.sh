@@ -8,7 +8,7 @@
 # Uses: OUT, ROOT, OPERATOR, OPERATOR_PROFILE, log.
 POLICIES_TARGET_DIR=${BENCH_POLICIES_TARGET_DIR:-$CARGO_TARGET_DIR}
 log "policies benches (criterion; CARGO_TARGET_DIR=$POLICIES_TARGET_DIR)"
-if ! CARGO_TARGET_DIR=$POLICIES_TARGET_DIR timeout 1200 cargo bench -q -p synco-policies -- --noplot \
+if ! CARGO_TARGET_DIR=$POLICIES_TARGET_DIR timeout 1200 cargo bench -q -p synco-policies --bench tally --bench solver -- --noplot \
   > "$OUT/policies.txt" 2>&1; then
   log "policies benches failed; see $OUT/policies.txt"
 fi
