@@ -289,6 +289,7 @@ impl Cluster {
         let mut cfg = config_from_kubeconfig(&self.info.kubeconfig).await?;
         cfg.auth_info.impersonate = Some(user.to_owned());
         cfg.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+        install_crypto_provider();
         Client::try_from(cfg).context("building an impersonating client")
     }
 
@@ -341,6 +342,7 @@ impl Cluster {
             token_file: Some(file.to_string_lossy().into_owned()),
             ..AuthInfo::default()
         };
+        install_crypto_provider();
         Client::try_from(cfg).context("building a service-account client")
     }
 
@@ -371,7 +373,15 @@ async fn config_from_kubeconfig(path: &Path) -> Result<Config> {
         .with_context(|| format!("loading {}", path.display()))
 }
 
+/// Chooses ring as rustls's process-wide crypto provider. A workspace build enables
+/// both ring and aws-lc-rs (through reqwest and sqlx), and then rustls will not pick
+/// one by itself. Installing twice is harmless.
+pub fn install_crypto_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}
+
 async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    install_crypto_provider();
     let cfg = config_from_kubeconfig(path).await?;
     Client::try_from(cfg).with_context(|| format!("building a client from {}", path.display()))
 }

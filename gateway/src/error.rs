@@ -226,6 +226,15 @@ where
             .extensions()
             .get::<BodyLimit>()
             .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        // A declared length over the limit is refused before a byte of the body is read.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| bytes_rejection(&rejection, limit))?;

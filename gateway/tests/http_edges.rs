@@ -50,6 +50,28 @@ async fn assert_healthy(client: &reqwest::Client, gateway: &Gateway) {
     assert_eq!(response.status(), 200, "{}", gateway.log());
 }
 
+/// Sends a chat request's headers declaring `length` bytes, and no body; returns the
+/// status and body of the answer.
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+async fn declared_length_only(gateway: &Gateway, length: usize) -> (u16, String) {
+    let mut socket = tokio::net::TcpStream::connect(&gateway.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         content-length: {length}\r\nconnection: close\r\n\r\n",
+        gateway.addr
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap();
+    (status, body)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
     let gateway = Gateway::tiny();
@@ -70,22 +92,42 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
     assert_eq!(body["error"]["code"], "invalid_json");
     assert_healthy(&client, &gateway).await;
 
-    // 10 MiB body (the limit is 4 MiB).
-    let big = format!(
-        r#"{{"model": "tiny", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
-        "a".repeat(10 * 1024 * 1024)
-    );
-    let response = client
-        .post(&chat)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
-    let body: Value = response.json().await.unwrap();
+    // A declared 10 MiB body (the limit is 4 MiB) is refused from its headers alone.
+    // Raw TCP, so that the client does not race the early answer with its upload.
+    let (status, body) = declared_length_only(&gateway, 10 * 1024 * 1024).await;
+    assert_eq!(status, 413, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
     assert_openai_error(&body, "too large");
     assert_eq!(body["error"]["code"], "request_too_large");
+    assert_healthy(&client, &gateway).await;
+
+    // A body over the limit with no declared length (chunked) is cut off at the limit.
+    let big = format!(
+        r#"{{"model": "tiny", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
+        "a".repeat(5 * 1024 * 1024)
+    );
+    let stream = futures::stream::iter(
+        big.into_bytes()
+            .chunks(64 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    match client
+        .post(&chat)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            assert_eq!(response.status(), 413);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "request_too_large");
+        }
+        // The server may answer and close while the rest is still being sent; then
+        // the client sees the connection end instead. Either way nothing was served.
+        Err(error) => assert!(error.is_request() || error.is_body(), "{error:?}"),
+    }
     assert_healthy(&client, &gateway).await;
 
     // Wrong content type.

@@ -87,6 +87,9 @@ impl Args {
     /// When telemetry, the Kubernetes client or the operator fails.
     pub async fn run(self) -> anyhow::Result<()> {
         let telemetry = Telemetry::init(self.otlp_endpoint.as_deref(), self.log_json)?;
+        // kube and reqwest enable both of rustls's providers in a workspace build, and
+        // then rustls does not pick one by itself.
+        let _already_installed = rustls::crypto::ring::default_provider().install_default();
         let client = kube::Client::try_default().await?;
         let instance = self.instance();
         let settings = Settings {
