@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::openai::Usage;
 
 /// What kind of party a caller is, in the co-op's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallerKind {
     /// A voting owner (or one of its users).
@@ -35,6 +35,10 @@ pub struct Caller {
     pub kind: CallerKind,
     /// The member class (for tiers and model access).
     pub class: Option<String>,
+    /// Priority tier: 0 is served first; customers come after every member class.
+    pub tier: u32,
+    /// Weight for fair sharing within a tier.
+    pub weight: u32,
 }
 
 impl Caller {
@@ -43,6 +47,8 @@ impl Caller {
             id: "anonymous".to_owned(),
             kind: CallerKind::Anonymous,
             class: None,
+            tier: u32::MAX,
+            weight: 1,
         }
     }
 }
@@ -79,10 +85,26 @@ impl Endpoint {
     }
 }
 
+/// What a request cost its caller, in millionths of the currency's minor unit
+/// (tokens × price per million tokens is exact in these units).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Charge {
+    pub cost_micro: u64,
+    pub currency: String,
+}
+
 /// Tokens held for an admitted request, settled once it ends.
 pub trait Reservation: Send + Sync + Debug {
-    /// Called exactly once, with the tokens actually used.
-    fn settle(self: Box<Self>, usage: &Usage);
+    /// Called exactly once, with the tokens actually used; returns what was charged.
+    fn settle(self: Box<Self>, usage: &Usage) -> Charge;
+    /// Rate-limit headers for the response (`x-ratelimit-*`).
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// The completion tokens the request may produce, when the caller set no limit.
+    fn completion_allowance(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Decides whether a request may run now.
@@ -99,7 +121,9 @@ pub struct AdmitAll;
 struct NoReservation;
 
 impl Reservation for NoReservation {
-    fn settle(self: Box<Self>, _usage: &Usage) {}
+    fn settle(self: Box<Self>, _usage: &Usage) -> Charge {
+        Charge::default()
+    }
 }
 
 #[async_trait]

@@ -50,6 +50,16 @@ pub struct AppState {
     /// Cancelled when the gateway starts draining.
     pub shutdown: CancellationToken,
     pub metrics: Option<PrometheusHandle>,
+    /// The co-op and its database, where identity and quotas are on (standalone mode).
+    pub accounts: Option<Accounts>,
+}
+
+/// What `/v1/usage` and authentication read.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub coop: Arc<crate::coop::Coop>,
+    pub db: sea_orm::DatabaseConnection,
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl AppState {
@@ -61,6 +71,7 @@ impl AppState {
             settings: Settings::default(),
             shutdown: CancellationToken::new(),
             metrics: None,
+            accounts: None,
         }
     }
 }
@@ -75,18 +86,25 @@ pub fn router(state: AppState) -> Router {
     ops_routes(state).merge(v1)
 }
 
-/// `/v1/*` only, with body limit and metrics; wrap this in auth middleware.
+/// `/v1/*` only, with body limit and metrics, behind the auth middleware when the
+/// state has [`Accounts`].
 pub fn v1_routes(state: AppState) -> Router {
     let limit = state.settings.body_limit;
-    Router::new()
+    let auth = state.accounts.as_ref().map(|a| a.auth.clone());
+    let router = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/embeddings", post(routes::embeddings))
         .route("/v1/models", get(routes::list_models))
         .route("/v1/models/{id}", get(routes::get_model))
+        .route("/v1/usage", get(crate::usage_api::usage))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
-        .with_state(state)
+        .with_state(state);
+    match auth {
+        Some(auth) => router.layer(middleware::from_fn_with_state(auth, crate::auth::require_caller)),
+        None => router,
+    }
 }
 
 fn ops_routes(state: AppState) -> Router {
@@ -142,6 +160,7 @@ fn path_label(path: &str) -> &'static str {
         "/v1/completions" => "/v1/completions",
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/models" => "/v1/models",
+        "/v1/usage" => "/v1/usage",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",

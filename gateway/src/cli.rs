@@ -19,9 +19,84 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run alone, with no cluster: read the co-op's manifests from a folder, keep
     /// state in SQLite, serve the models in-process.
-    Standalone(StandaloneArgs),
+    Standalone(Box<StandaloneArgs>),
     /// Write a tiny random-weight Llama model folder (for offline trials and tests).
     TinyModel(TinyModelArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Export usage, customers' statements and surplus revenue.
+    #[command(subcommand)]
+    Usage(UsageCommand),
+}
+
+/// Where the database is (shared by the admin commands).
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Where the SQLite database lives (when --database-url is not set).
+    #[arg(long, env = "SYNCO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// A database URL (`postgres://user@host:port/db` or `sqlite://path?mode=rwc`);
+    /// default: SQLite in the data directory.
+    #[arg(long, env = "SYNCO_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a Member or Customer; prints it once.
+    Create {
+        /// The Member's name.
+        #[arg(long, conflicts_with = "customer", required_unless_present = "customer")]
+        member: Option<String>,
+        /// The Customer's name.
+        #[arg(long)]
+        customer: Option<String>,
+        /// A note to tell keys apart.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List keys (prefix, owner, created, revoked).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key by its prefix (the 8 characters after `sk-synco-`).
+    Revoke {
+        prefix: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Usage per caller for a month, as CSV.
+    Export {
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// A customer's statement for a month, as JSON.
+    Statement {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The co-op's surplus revenue for a month, as CSV.
+    Revenue {
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 /// Flags shared by the serving commands.
@@ -75,6 +150,14 @@ pub struct StandaloneArgs {
     /// Where the SQLite database (and a generated tiny model) live.
     #[arg(long, env = "SYNCO_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Keep metering and budgets in this database instead (`postgres://...`): replicas
+    /// sharing one Postgres enforce one budget.
+    #[arg(long, env = "SYNCO_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
     /// Serve a tiny random-weight model (generated into the data directory) in place of
     /// every in-process model's configured source: works offline, answers noise.
     #[arg(long, env = "SYNCO_TINY_MODEL", default_value_t = false)]
@@ -91,4 +174,62 @@ pub struct TinyModelArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// JWT settings (API keys need none).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// Seconds an API key, once checked against the database, is trusted without
+    /// asking again: the longest a revocation takes to reach this replica. While the
+    /// database cannot be reached, keys seen before keep their last known state.
+    #[arg(long, env = "SYNCO_KEY_CACHE_SECONDS", default_value_t = 5)]
+    pub key_cache_seconds: u64,
+    /// Accept HS256 tokens signed with this secret (standalone mode).
+    #[arg(long, env = "SYNCO_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+    /// Accept RS256/ES256/EdDSA tokens signed by a key in this JWKS file.
+    #[arg(long, env = "SYNCO_JWKS_FILE", conflicts_with = "jwt_hs256_secret")]
+    pub jwks_file: Option<PathBuf>,
+    /// ... or in the JWKS at this URL (refreshed every five minutes).
+    #[arg(long, env = "SYNCO_JWKS_URL", conflicts_with_all = ["jwt_hs256_secret", "jwks_file"])]
+    pub jwks_url: Option<String>,
+    /// Required `iss` of tokens.
+    #[arg(long, env = "SYNCO_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens.
+    #[arg(long, env = "SYNCO_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+/// Quota, priority and metering settings.
+#[derive(Debug, Clone, Args)]
+pub struct QuotaArgs {
+    /// Requests each engine serves at once; more queue by priority tier.
+    #[arg(long, env = "SYNCO_ENGINE_SLOTS", default_value_t = 32)]
+    pub engine_slots: usize,
+    /// Requests one caller may run at once.
+    #[arg(long, env = "SYNCO_CALLER_CONCURRENCY", default_value_t = 16)]
+    pub caller_concurrency: u32,
+    /// Seconds a customer waits for surplus capacity before a 429.
+    #[arg(long, env = "SYNCO_CUSTOMER_WAIT_SECONDS", default_value_t = 5)]
+    pub customer_wait_seconds: u64,
+    /// Completion tokens reserved, and enforced, when a request sets no max_tokens.
+    #[arg(long, env = "SYNCO_DEFAULT_MAX_TOKENS", default_value_t = 1024)]
+    pub default_max_tokens: u64,
+    /// Units of budget a replica leases from the database at a time (the worst-case
+    /// budget a crashed replica strands).
+    #[arg(long, env = "SYNCO_BUDGET_SLICE", default_value_t = 10_000)]
+    pub budget_slice: u64,
+    /// Seconds a request whose worst case does not fit in the budget waits for the
+    /// replica's requests in flight to settle (they usually use less than they
+    /// reserved) before a 429.
+    #[arg(long, env = "SYNCO_BUDGET_WAIT_SECONDS", default_value_t = 10)]
+    pub budget_wait_seconds: u64,
+    /// Usage records buffered at most before requests wait (the most a kill -9 loses).
+    #[arg(long, env = "SYNCO_USAGE_BUFFER", default_value_t = 1024)]
+    pub usage_buffer: usize,
+    /// Replace the allocation's monthly token budget of a caller: `name=tokens`,
+    /// repeatable or comma-separated (trials and tests).
+    #[arg(long, env = "SYNCO_TOKEN_BUDGETS", value_delimiter = ',')]
+    pub token_budget: Vec<String>,
 }

@@ -42,7 +42,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// Quota or rate limits (429). Used by the admission layer.
     #[error("{message}")]
-    RateLimited { message: String, code: String },
+    RateLimited {
+        message: String,
+        code: String,
+        /// Seconds after which a retry may succeed, sent as `Retry-After`.
+        retry_after: Option<u64>,
+    },
     /// The engine failed while serving (500).
     #[error("{0}")]
     Engine(String),
@@ -154,6 +159,9 @@ impl ApiError {
                 None,
                 Some("unsupported_media_type".into()),
             ),
+            Self::RateLimited { code, .. } if code == "insufficient_quota" => {
+                ("insufficient_quota", None, Some(code.clone()))
+            }
             Self::RateLimited { code, .. } => ("rate_limit_error", None, Some(code.clone())),
             Self::Engine(_) => ("server_error", None, Some("engine_error".into())),
             Self::BadGateway(_) => ("server_error", None, Some("bad_gateway".into())),
@@ -192,6 +200,14 @@ impl IntoResponse for ApiError {
             self.to_json(),
         )
             .into_response();
+        if let Self::RateLimited {
+            retry_after: Some(seconds),
+            ..
+        } = &self
+            && let Ok(value) = header::HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         // Handlers' error responses are seen by the metrics layer through this extension.
         response.extensions_mut().insert(ErrorLabel(self.metric_label()));
         response

@@ -4,19 +4,27 @@
 //! - [`error`]: the one `ApiError` and the JSON extractor.
 //! - [`engine`]: the `Engine` trait, the embedded mistral.rs engine and the external
 //!   OpenAI-compatible engine.
-//! - [`admission`] and [`usage`]: the seams for identity, quotas and metering.
-//! - [`standalone`], [`db`]: standalone mode's manifests and SQLite state.
+//! - [`auth`]: API keys and JWTs; [`coop`]: the co-op's callers, access, quotas and prices.
+//! - [`admission`], [`quota`]: quota and priority admission; [`usage`], [`metering`]:
+//!   durable usage records and their export; [`usage_api`]: `GET /v1/usage`.
+//! - [`standalone`], [`db`]: standalone mode's manifests; the database (SQLite or Postgres).
+//! - [`admin`]: the `keys` and `usage` commands.
 //! - [`tiny_model`]: a random-weight model folder for offline use.
 
+pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod coop;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod metering;
 pub mod mock_upstream;
 pub mod openai;
+pub mod quota;
 pub mod routes;
 pub mod server;
 pub mod sse;
@@ -24,6 +32,7 @@ pub mod standalone;
 pub mod telemetry;
 pub mod tiny_model;
 pub mod usage;
+pub mod usage_api;
 
 use cli::{Cli, Command};
 use telemetry::{Telemetry, TelemetryOptions};
@@ -34,15 +43,17 @@ impl Cli {
         let options = match &self.command {
             Command::Serve(a) => server_telemetry(&a.server),
             Command::Standalone(a) => server_telemetry(&a.server),
-            Command::TinyModel(_) => TelemetryOptions::default(),
+            Command::TinyModel(_) | Command::Keys(_) | Command::Usage(_) => TelemetryOptions::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
             let telemetry = Telemetry::init(&options)?;
             let result = match self.command {
                 Command::Serve(args) => server::run_serve(args).await,
-                Command::Standalone(args) => server::run_standalone(args).await,
+                Command::Standalone(args) => server::run_standalone(*args).await,
                 Command::TinyModel(args) => server::run_tiny_model(&args),
+                Command::Keys(command) => admin::keys(command).await,
+                Command::Usage(command) => admin::usage(command).await,
             };
             if let Err(e) = &result {
                 tracing::error!("{e:#}");

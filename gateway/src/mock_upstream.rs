@@ -16,7 +16,10 @@ use tokio::net::TcpListener;
 
 const WORDS: [&str; 4] = ["Surplus ", "belongs ", "to the ", "members."];
 
-async fn chat(body: axum::Json<Value>) -> Response {
+async fn chat(latency: axum::extract::State<std::time::Duration>, body: axum::Json<Value>) -> Response {
+    if !latency.is_zero() {
+        tokio::time::sleep(*latency).await;
+    }
     let model = body["model"].as_str().unwrap_or("mock").to_owned();
     if model == "missing" {
         return (
@@ -62,15 +65,27 @@ async fn chat(body: axum::Json<Value>) -> Response {
 
 /// The mock's router.
 pub fn router() -> Router {
-    Router::new().route("/v1/chat/completions", post(chat))
+    router_with_latency(std::time::Duration::ZERO)
+}
+
+/// The mock's router, answering each request after `latency`.
+pub fn router_with_latency(latency: std::time::Duration) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(latency)
 }
 
 /// Starts the mock on a random loopback port; returns its address.
 pub async fn start() -> std::io::Result<SocketAddr> {
+    start_with_latency(std::time::Duration::ZERO).await
+}
+
+/// Starts a mock that takes `latency` per request (a fixed service time).
+pub async fn start_with_latency(latency: std::time::Duration) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router()).await {
+        if let Err(e) = axum::serve(listener, router_with_latency(latency)).await {
             tracing::error!(error = %e, "mock upstream stopped");
         }
     });

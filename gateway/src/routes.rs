@@ -38,6 +38,26 @@ fn started(headers: &axum::http::HeaderMap, caller: Option<Extension<Caller>>) -
     }
 }
 
+/// What admission gives a request to run with.
+struct Admitted {
+    served: ServedModel,
+    guard: UsageGuard,
+    /// `x-ratelimit-*` headers for the response.
+    headers: Vec<(&'static str, String)>,
+    /// `max_tokens` to enforce when the request set none.
+    allowance: Option<u32>,
+}
+
+/// Adds the rate-limit headers to a response.
+fn with_headers(mut response: Response, headers: &[(&'static str, String)]) -> Response {
+    for (name, value) in headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
+    }
+    response
+}
+
 /// Finds the model and admits the request; returns the guard that meters it.
 async fn admit(
     state: &AppState,
@@ -46,8 +66,11 @@ async fn admit(
     endpoint: Endpoint,
     max_completion_tokens: Option<u64>,
     body_bytes: usize,
-) -> Result<(ServedModel, UsageGuard), ApiError> {
+) -> Result<Admitted, ApiError> {
     let served = state.models.get(model)?.clone();
+    // Room in the usage buffer first: a backed-up metering database slows callers
+    // down instead of losing their records.
+    let slot = state.usage.slot().await?;
     let reservation = state
         .admission
         .admit(&AdmissionRequest {
@@ -59,7 +82,11 @@ async fn admit(
             body_bytes,
         })
         .await?;
-    let guard = UsageGuard::new(
+    let headers = reservation.headers();
+    let allowance = reservation
+        .completion_allowance()
+        .map(|a| u32::try_from(a).unwrap_or(u32::MAX));
+    let mut guard = UsageGuard::new(
         start.request_id,
         start.caller,
         model.to_owned(),
@@ -69,7 +96,13 @@ async fn admit(
         reservation,
         state.usage.clone(),
     );
-    Ok((served, guard))
+    guard.set_slot(slot);
+    Ok(Admitted {
+        served,
+        guard,
+        headers,
+        allowance,
+    })
 }
 
 fn json_size<T: serde::Serialize>(value: &T) -> usize {
@@ -81,7 +114,7 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     caller: Option<Extension<Caller>>,
-    ApiJson(req): ApiJson<ChatCompletionRequest>,
+    ApiJson(mut req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let start = started(&headers, caller);
     req.validate()?;
@@ -89,7 +122,12 @@ pub async fn chat_completions(
         .max_tokens()
         .map(|m| u64::from(m) * u64::from(req.sampling.choices()));
     let model = req.model.clone();
-    let (served, mut guard) = admit(
+    let Admitted {
+        served,
+        mut guard,
+        headers,
+        allowance,
+    } = admit(
         &state,
         start,
         &model,
@@ -98,9 +136,12 @@ pub async fn chat_completions(
         json_size(&req),
     )
     .await?;
+    if req.max_tokens().is_none() {
+        req.max_completion_tokens = allowance;
+    }
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    match served.engine.chat(req).await {
+    let result = match served.engine.chat(req).await {
         Ok(Reply::Full(mut done)) => {
             if let Some(usage) = done.usage {
                 guard.add_reported(usage);
@@ -123,7 +164,8 @@ pub async fn chat_completions(
             guard.finish(Outcome::Failed(e.metric_label()));
             Err(e)
         }
-    }
+    };
+    result.map(|response| with_headers(response, &headers))
 }
 
 /// `POST /v1/completions`
@@ -131,7 +173,7 @@ pub async fn completions(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     caller: Option<Extension<Caller>>,
-    ApiJson(req): ApiJson<CompletionRequest>,
+    ApiJson(mut req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let start = started(&headers, caller);
     req.validate()?;
@@ -139,11 +181,18 @@ pub async fn completions(
         .max_tokens
         .map(|m| u64::from(m) * u64::from(req.sampling.choices()));
     let model = req.model.clone();
-    let (served, mut guard) =
-        admit(&state, start, &model, Endpoint::Completions, max, json_size(&req)).await?;
+    let Admitted {
+        served,
+        mut guard,
+        headers,
+        allowance,
+    } = admit(&state, start, &model, Endpoint::Completions, max, json_size(&req)).await?;
+    if req.max_tokens.is_none() {
+        req.max_tokens = allowance;
+    }
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    match served.engine.completion(req).await {
+    let result = match served.engine.completion(req).await {
         Ok(Reply::Full(mut done)) => {
             if let Some(usage) = done.usage {
                 guard.add_reported(usage);
@@ -166,7 +215,8 @@ pub async fn completions(
             guard.finish(Outcome::Failed(e.metric_label()));
             Err(e)
         }
-    }
+    };
+    result.map(|response| with_headers(response, &headers))
 }
 
 /// `POST /v1/embeddings`
@@ -178,7 +228,12 @@ pub async fn embeddings(
 ) -> Result<Response, ApiError> {
     let start = started(&headers, caller);
     let model = req.model.clone();
-    let (served, mut guard) = admit(
+    let Admitted {
+        served,
+        mut guard,
+        headers,
+        ..
+    } = admit(
         &state,
         start,
         &model,
@@ -187,7 +242,7 @@ pub async fn embeddings(
         json_size(&req),
     )
     .await?;
-    match served.engine.embeddings(req).await {
+    let result = match served.engine.embeddings(req).await {
         Ok(mut done) => {
             guard.add_reported(done.usage);
             done.model = model;
@@ -198,7 +253,8 @@ pub async fn embeddings(
             guard.finish(Outcome::Failed(e.metric_label()));
             Err(e)
         }
-    }
+    };
+    result.map(|response| with_headers(response, &headers))
 }
 
 /// `GET /v1/models`

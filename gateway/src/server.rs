@@ -11,11 +11,19 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppState, Settings, router, with_layers};
-use crate::cli::{ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
+use std::collections::BTreeMap;
+
+use crate::app::{Accounts, AppState, Settings, router, with_layers};
+use crate::auth::Auth;
+use crate::auth::jwt::JwtVerifier;
+use crate::cli::{IdentityArgs, ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
 use crate::config::{GatewayConfig, load_models};
+use crate::coop::{Coop, CoopOptions};
 use crate::engine::ModelRegistry;
 use crate::engine::embedded::EmbeddedOptions;
+use crate::metering::{DbUsageSink, SinkOptions};
+use crate::quota::ledger::Ledger;
+use crate::quota::{CoopAdmission, QuotaOptions};
 use crate::tiny_model::{self, TinyModelOptions};
 
 fn embedded_options(args: &ServerArgs) -> EmbeddedOptions {
@@ -54,13 +62,83 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         None
     };
     let loaded = crate::standalone::load(&args.manifests, tiny.as_deref())?;
-    let db = crate::db::open(&args.data_dir).await?;
+    let url = crate::db::url(&args.data_dir, args.database_url.as_deref())?;
+    let db = crate::db::connect(&url).await?;
     crate::db::store_manifests(&db, &loaded.objects).await?;
+    let coop = Arc::new(Coop::from_manifests(
+        &loaded.manifests,
+        &CoopOptions {
+            caller_concurrency: args.quota.caller_concurrency,
+            budget_overrides: budget_overrides(&args.quota.token_budget)?,
+        },
+    )?);
+    let jwt = jwt_verifier(&args.identity).await?;
     let models = load_models(&loaded.models, &embedded_options(&args.server)).await?;
     let mut state = AppState::new(models);
     state.settings = settings(&args.server);
-    state.usage = Arc::new(crate::db::SqliteUsageSink::start(db));
-    serve_until_signal(state, &args.server).await
+    let sink = DbUsageSink::start(
+        db.clone(),
+        SinkOptions {
+            capacity: args.quota.usage_buffer.max(1),
+            ..SinkOptions::default()
+        },
+    );
+    state.usage = Arc::new(sink);
+    let ledger = Ledger::new(
+        db.clone(),
+        args.quota.budget_slice,
+        Duration::from_secs(args.quota.budget_wait_seconds),
+    );
+    state.admission = Arc::new(CoopAdmission::new(
+        coop.clone(),
+        ledger.clone(),
+        QuotaOptions {
+            engine_slots: args.quota.engine_slots,
+            customer_wait: Duration::from_secs(args.quota.customer_wait_seconds),
+            default_max_tokens: args.quota.default_max_tokens,
+            ..QuotaOptions::default()
+        },
+    ));
+    state.accounts = Some(Accounts {
+        coop: coop.clone(),
+        db: db.clone(),
+        auth: Arc::new(Auth::new(
+            coop,
+            db,
+            jwt,
+            Duration::from_secs(args.identity.key_cache_seconds),
+        )),
+    });
+    let result = serve_until_signal(state, &args.server).await;
+    ledger.release_all().await;
+    result
+}
+
+fn budget_overrides(entries: &[String]) -> anyhow::Result<BTreeMap<String, u64>> {
+    entries
+        .iter()
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (name, tokens) = e
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--token-budget wants name=tokens, not {e}"))?;
+            Ok((name.to_owned(), tokens.parse()?))
+        })
+        .collect()
+}
+
+async fn jwt_verifier(args: &IdentityArgs) -> anyhow::Result<Option<JwtVerifier>> {
+    let (iss, aud) = (args.jwt_issuer.clone(), args.jwt_audience.clone());
+    Ok(if let Some(secret) = &args.jwt_hs256_secret {
+        anyhow::ensure!(secret.len() >= 32, "the HS256 secret must be at least 32 bytes");
+        Some(JwtVerifier::hs256(secret.as_bytes(), iss, aud))
+    } else if let Some(path) = &args.jwks_file {
+        Some(JwtVerifier::jwks_file(path, iss, aud)?)
+    } else if let Some(url) = &args.jwks_url {
+        Some(JwtVerifier::jwks_url(url.clone(), iss, aud).await?)
+    } else {
+        None
+    })
 }
 
 /// `tiny-model`.

@@ -20,6 +20,8 @@ pub struct Loaded {
     pub models: Vec<ModelConfig>,
     /// `(kind, name, object)` of every manifest, for the database.
     pub objects: Vec<(String, String, serde_json::Value)>,
+    /// The resources themselves, for identity, access and quotas.
+    pub manifests: Vec<Manifest>,
 }
 
 /// Reads the folder and derives the models to serve.
@@ -51,6 +53,7 @@ pub fn load(manifests: &Path, tiny_model: Option<&Path>) -> anyhow::Result<Loade
         allocations = count("Allocation"),
         "manifests loaded"
     );
+    loaded.manifests = all;
     anyhow::ensure!(
         !loaded.models.is_empty(),
         "no servable InferenceModel in {}",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::admission::{Caller, Endpoint, Reservation};
+use crate::admission::{Caller, Charge, Endpoint, Reservation};
 use crate::openai::Usage;
 
 /// How a request ended.
@@ -40,6 +40,8 @@ impl Outcome {
 /// One request's usage, for metering.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UsageRecord {
+    /// Unique per record (the request id comes from the caller and may repeat).
+    pub record_id: String,
     pub request_id: String,
     pub caller_id: String,
     pub caller_kind: crate::admission::CallerKind,
@@ -50,13 +52,25 @@ pub struct UsageRecord {
     pub latency: Duration,
     pub outcome: Outcome,
     pub finished_at: jiff::Timestamp,
+    /// What the caller was charged (customers; zero for members).
+    pub charge: Charge,
 }
 
+/// A place in a bounded usage buffer, taken before a request runs and given back
+/// once its record is durably written: a full buffer makes new requests wait
+/// (backpressure) instead of dropping records.
+#[derive(Debug, Default)]
+pub struct MeterSlot(pub Option<tokio::sync::OwnedSemaphorePermit>);
+
 /// Where usage records go. `record` must not block: sinks buffer and write in the
-/// background, and `flush` is awaited on shutdown.
+/// background, and `flush` is awaited on shutdown. A bounded sink hands out
+/// [`MeterSlot`]s: `slot` waits for room before a request is admitted.
 #[async_trait]
 pub trait UsageSink: Send + Sync + Debug {
-    fn record(&self, record: UsageRecord);
+    async fn slot(&self) -> Result<MeterSlot, crate::error::ApiError> {
+        Ok(MeterSlot::default())
+    }
+    fn record(&self, record: UsageRecord, slot: MeterSlot);
     async fn flush(&self) {}
 }
 
@@ -66,20 +80,25 @@ pub struct LogSink;
 
 #[async_trait]
 impl UsageSink for LogSink {
-    fn record(&self, r: UsageRecord) {
-        count_tokens(&r);
-        tracing::info!(
-            request_id = %r.request_id,
-            caller = %r.caller_id,
-            model = %r.model,
-            endpoint = r.endpoint.as_str(),
-            prompt_tokens = r.usage.prompt_tokens,
-            completion_tokens = r.usage.completion_tokens,
-            latency_ms = u64::try_from(r.latency.as_millis()).unwrap_or(u64::MAX),
-            outcome = r.outcome.as_str(),
-            "usage"
-        );
+    fn record(&self, r: UsageRecord, _slot: MeterSlot) {
+        log_record(&r);
     }
+}
+
+/// Logs a record and counts its tokens.
+pub fn log_record(r: &UsageRecord) {
+    count_tokens(r);
+    tracing::info!(
+        request_id = %r.request_id,
+        caller = %r.caller_id,
+        model = %r.model,
+        endpoint = r.endpoint.as_str(),
+        prompt_tokens = r.usage.prompt_tokens,
+        completion_tokens = r.usage.completion_tokens,
+        latency_ms = u64::try_from(r.latency.as_millis()).unwrap_or(u64::MAX),
+        outcome = r.outcome.as_str(),
+        "usage"
+    );
 }
 
 /// Token counters shared by every sink.
@@ -106,6 +125,7 @@ pub struct UsageGuard {
     reported: bool,
     outcome: Option<Outcome>,
     reservation: Option<Box<dyn Reservation>>,
+    slot: MeterSlot,
     sink: Arc<dyn UsageSink>,
 }
 
@@ -135,6 +155,7 @@ impl UsageGuard {
             reported: false,
             outcome: None,
             reservation: Some(reservation),
+            slot: MeterSlot::default(),
             sink,
         }
     }
@@ -160,6 +181,11 @@ impl UsageGuard {
         }
     }
 
+    /// The usage buffer slot this request's record will use.
+    pub fn set_slot(&mut self, slot: MeterSlot) {
+        self.slot = slot;
+    }
+
     pub fn usage(&self) -> Usage {
         self.usage
     }
@@ -172,9 +198,11 @@ impl UsageGuard {
 impl Drop for UsageGuard {
     fn drop(&mut self) {
         let outcome = self.outcome.take().unwrap_or(Outcome::Cancelled);
-        if let Some(reservation) = self.reservation.take() {
-            reservation.settle(&self.usage);
-        }
+        let charge = self
+            .reservation
+            .take()
+            .map(|reservation| reservation.settle(&self.usage))
+            .unwrap_or_default();
         metrics::counter!(
             "synco_gateway_engine_requests_total",
             "model" => self.model.clone(),
@@ -182,17 +210,22 @@ impl Drop for UsageGuard {
             "outcome" => outcome.as_str()
         )
         .increment(1);
-        self.sink.record(UsageRecord {
-            request_id: std::mem::take(&mut self.request_id),
-            caller_id: std::mem::take(&mut self.caller.id),
-            caller_kind: self.caller.kind,
-            model: std::mem::take(&mut self.model),
-            engine: self.engine,
-            endpoint: self.endpoint,
-            usage: self.usage,
-            latency: self.started.elapsed(),
-            outcome,
-            finished_at: jiff::Timestamp::now(),
-        });
+        self.sink.record(
+            UsageRecord {
+                record_id: uuid::Uuid::new_v4().simple().to_string(),
+                request_id: std::mem::take(&mut self.request_id),
+                caller_id: std::mem::take(&mut self.caller.id),
+                caller_kind: self.caller.kind,
+                model: std::mem::take(&mut self.model),
+                engine: self.engine,
+                endpoint: self.endpoint,
+                usage: self.usage,
+                latency: self.started.elapsed(),
+                outcome,
+                finished_at: jiff::Timestamp::now(),
+                charge,
+            },
+            std::mem::take(&mut self.slot),
+        );
     }
 }

@@ -10,6 +10,29 @@ use serde_json::{Value, json};
 
 const MANIFESTS: &str = r#"
 apiVersion: synco.coop/v1alpha1
+kind: Cooperative
+metadata: {name: riverside-coop, namespace: riverside-coop}
+spec:
+  displayName: Riverside
+  votingDefaults:
+    - {kind: Allocation, method: Majority, quorumPercent: 50, votingPeriodHours: 168}
+  memberClasses:
+    - {name: community, tier: 0}
+---
+apiVersion: synco.coop/v1alpha1
+kind: Member
+metadata: {name: bakery, namespace: riverside-coop}
+spec: {displayName: Bakery, organisation: WorkerCoop, class: community, identity: bakery}
+---
+apiVersion: synco.coop/v1alpha1
+kind: Allocation
+metadata: {name: allocation-v1, namespace: riverside-coop}
+spec:
+  version: 1
+  floors:
+    - {memberClass: community, sharePercent: 60}
+---
+apiVersion: synco.coop/v1alpha1
 kind: InferenceModel
 metadata:
   name: assistant
@@ -20,7 +43,19 @@ spec:
     hub: Qwen/Qwen2.5-0.5B-Instruct
   engine:
     kind: Embedded
+  tokensPerSecondPerReplica: 400
 "#;
+
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+fn key_for(member: &str, data_dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(common::binary())
+        .args(["keys", "create", "--member", member, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
 
 #[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 fn standalone(manifests: &std::path::Path) -> Gateway {
@@ -41,10 +76,14 @@ async fn serves_the_manifests_models_offline_and_meters_to_sqlite() {
     let manifests = tempfile::tempdir().unwrap();
     std::fs::write(manifests.path().join("model.yaml"), MANIFESTS).unwrap();
     let mut gateway = standalone(manifests.path());
+    let key = key_for("bakery", &gateway.dir().join("data"));
     let client = reqwest::Client::new();
 
+    let refused = client.get(gateway.url("/v1/models")).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "auth is on by default");
     let models: Value = client
         .get(gateway.url("/v1/models"))
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap()
@@ -58,6 +97,7 @@ async fn serves_the_manifests_models_offline_and_meters_to_sqlite() {
 
     let response = client
         .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(&key)
         .json(
             &json!({"model": "assistant", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}),
         )
@@ -87,8 +127,8 @@ async fn serves_the_manifests_models_offline_and_meters_to_sqlite() {
         .all(&db)
         .await
         .unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].key, "InferenceModel/assistant");
+    assert_eq!(stored.len(), 4);
+    assert!(stored.iter().any(|m| m.key == "InferenceModel/assistant"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,9 +139,12 @@ async fn the_crd_examples_folder_works_as_the_manifests_folder() {
         return;
     }
     let gateway = standalone(&examples);
+    // The README's way in: a key for a member of the example co-op.
+    let key = key_for("bakery-coop", &gateway.dir().join("data"));
     let client = reqwest::Client::new();
     let models: Value = client
         .get(gateway.url("/v1/models"))
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap()
@@ -111,6 +154,7 @@ async fn the_crd_examples_folder_works_as_the_manifests_folder() {
     let first = models["data"][0]["id"].as_str().unwrap().to_owned();
     let response = client
         .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(&key)
         .json(&json!({"model": first, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
         .timeout(Duration::from_secs(60))
         .send()

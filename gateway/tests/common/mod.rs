@@ -150,3 +150,5 @@ impl Drop for Gateway {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
+pub mod coop;
+pub mod postgres;

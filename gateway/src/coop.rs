@@ -1,0 +1,308 @@
+//! The co-op as the gateway sees it: who may call (identities), which models each
+//! caller may use, the quota each caller gets from the allocation in force (through
+//! the `policies` solver), the surplus rate card and prepaid credit.
+//!
+//! Built from the same resources in both modes: the manifests folder (standalone) or
+//! the API server (cluster mode, by the watcher that feeds [`Coop::from_manifests`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use synco_crds::{Allocation, Billing, Cooperative, Customer, InferenceModel, Manifest, Member};
+use synco_policies::{QuotaHolder, crd::solver_input, solve};
+
+use crate::admission::{Caller, CallerKind};
+
+/// The tier customers are served at: after every member class.
+pub const CUSTOMER_TIER: u32 = u32::MAX - 1;
+
+/// Who may use a model.
+#[derive(Debug, Clone, Default)]
+pub struct ModelAccess {
+    /// Member classes allowed; empty means every class.
+    pub classes: Vec<String>,
+    pub customers: bool,
+}
+
+/// A customer's price for one model, in minor units per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input_per_million: u64,
+    pub output_per_million: u64,
+}
+
+impl Price {
+    /// The cost of `prompt` and `completion` tokens, in millionths of a minor unit:
+    /// exact, no rounding.
+    pub fn cost_micro(&self, prompt: u64, completion: u64) -> u64 {
+        prompt
+            .saturating_mul(self.input_per_million)
+            .saturating_add(completion.saturating_mul(self.output_per_million))
+    }
+}
+
+/// One caller's limits.
+#[derive(Debug, Clone, Default)]
+pub struct CallerLimits {
+    /// Tokens per second the caller may use now (floor plus what it may borrow).
+    pub tokens_per_second: u64,
+    /// Tokens per budget period (a month).
+    pub monthly_budget: u64,
+    /// Requests running at once.
+    pub concurrency: u32,
+}
+
+/// The co-op's rules for the data plane.
+#[derive(Debug, Clone, Default)]
+pub struct Coop {
+    /// By identity (a JWT `sub`) and by name (an API key's owner).
+    callers_by_identity: HashMap<String, Caller>,
+    callers_by_name: HashMap<(CallerKind, String), Caller>,
+    /// By served model name.
+    access: HashMap<String, ModelAccess>,
+    /// Served name to resource name (the solver and rate card use resource names).
+    resource_names: HashMap<String, String>,
+    limits: HashMap<String, CallerLimits>,
+    prices: HashMap<String, Price>,
+    pub currency: String,
+    /// The share of engine capacity customers may hold, in percent.
+    pub surplus_percent: u32,
+    /// Prepaid customers' credit, in minor units.
+    pub prepaid_credit_minor: BTreeMap<String, u64>,
+}
+
+/// Overrides for trials and tests.
+#[derive(Debug, Clone, Default)]
+pub struct CoopOptions {
+    /// Requests a caller may run at once.
+    pub caller_concurrency: u32,
+    /// Monthly token budgets that replace the solver's, by caller name.
+    pub budget_overrides: BTreeMap<String, u64>,
+}
+
+impl Coop {
+    /// Reads the resources; the allocation in force is the one with the highest version.
+    pub fn from_manifests(manifests: &[Manifest], options: &CoopOptions) -> anyhow::Result<Self> {
+        let mut coops: Vec<&Cooperative> = Vec::new();
+        let mut members: Vec<Member> = Vec::new();
+        let mut customers: Vec<Customer> = Vec::new();
+        let mut models: Vec<InferenceModel> = Vec::new();
+        let mut allocations: Vec<&Allocation> = Vec::new();
+        for m in manifests {
+            match m {
+                Manifest::Cooperative(c) => coops.push(c),
+                Manifest::Member(m) => members.push((**m).clone()),
+                Manifest::Customer(c) => customers.push((**c).clone()),
+                Manifest::InferenceModel(m) => models.push((**m).clone()),
+                Manifest::Allocation(a) => allocations.push(a),
+                _ => {}
+            }
+        }
+        let coop = match coops.as_slice() {
+            [one] => *one,
+            [] => anyhow::bail!("no Cooperative in the manifests"),
+            _ => anyhow::bail!("more than one Cooperative in the manifests"),
+        };
+        let mut out = Self::default();
+        let tier_of = |class: &str| {
+            coop.spec
+                .member_classes
+                .iter()
+                .find(|c| c.name == class)
+                .map(|c| c.tier)
+        };
+        for m in &members {
+            let Some(name) = m.metadata.name.clone() else {
+                continue;
+            };
+            if m.spec.standing != synco_crds::resources::member::Standing::Active {
+                continue;
+            }
+            let Some(tier) = tier_of(&m.spec.class) else {
+                continue;
+            };
+            let caller = Caller {
+                id: name.clone(),
+                kind: CallerKind::Member,
+                class: Some(m.spec.class.clone()),
+                tier,
+                weight: m.spec.voting_weight.max(1),
+            };
+            out.callers_by_identity
+                .insert(m.spec.identity.clone(), caller.clone());
+            out.callers_by_name.insert((CallerKind::Member, name), caller);
+        }
+        for c in &customers {
+            let Some(name) = c.metadata.name.clone() else {
+                continue;
+            };
+            if c.spec.suspended {
+                continue;
+            }
+            let caller = Caller {
+                id: name.clone(),
+                kind: CallerKind::Customer,
+                class: None,
+                tier: CUSTOMER_TIER,
+                weight: 1,
+            };
+            if c.spec.billing == Billing::Prepaid {
+                let credit = c.spec.prepaid_credit_minor.unwrap_or(0).max(0);
+                out.prepaid_credit_minor
+                    .insert(name.clone(), u64::try_from(credit).unwrap_or(0));
+            }
+            out.callers_by_identity
+                .insert(c.spec.identity.clone(), caller.clone());
+            out.callers_by_name.insert((CallerKind::Customer, name), caller);
+        }
+        // Standalone mode has no operator to publish measured capacity: use the plan.
+        for m in &mut models {
+            let capacity = synco_policies::crd::planned_capacity(m);
+            let status = m.status.get_or_insert_with(Default::default);
+            if status.capacity_tokens_per_second == 0 {
+                status.capacity_tokens_per_second = capacity;
+            }
+            let Some(resource) = m.metadata.name.clone() else {
+                continue;
+            };
+            let served = m.spec.served_name.clone().unwrap_or_else(|| resource.clone());
+            out.access.insert(
+                served.clone(),
+                ModelAccess {
+                    classes: m.spec.access.classes.clone(),
+                    customers: m.spec.access.customers,
+                },
+            );
+            out.resource_names.insert(served, resource);
+        }
+        if let Some(surplus) = &coop.spec.surplus {
+            out.currency = surplus.currency.clone();
+            out.surplus_percent = surplus.max_share_percent;
+            let floor = &surplus.price_floor;
+            for m in &models {
+                let Some(resource) = m.metadata.name.clone() else {
+                    continue;
+                };
+                let card = surplus.rate_card.iter().find(|c| c.model == resource);
+                // Never below the floor the members voted.
+                let input = card.map_or(floor.input_per_million, |c| c.price.input_per_million);
+                let output = card.map_or(floor.output_per_million, |c| c.price.output_per_million);
+                out.prices.insert(
+                    resource,
+                    Price {
+                        input_per_million: u64::try_from(input.max(floor.input_per_million)).unwrap_or(0),
+                        output_per_million: u64::try_from(output.max(floor.output_per_million)).unwrap_or(0),
+                    },
+                );
+            }
+        }
+        if let Some(allocation) = allocations.iter().max_by_key(|a| a.spec.version) {
+            // Customers' limits: what the surplus allows with members idle (the solver's
+            // own plan). Members' limits: with every member asking for all it may use,
+            // so that a member's rate is its floor plus what it may borrow. Priority
+            // admission, not the rate limit, keeps customers behind busy members.
+            let idle = solver_input(coop, allocation, &members, &customers, &models);
+            let mut busy = idle.clone();
+            let capacities: Vec<(String, u64)> = busy
+                .models
+                .iter()
+                .map(|m| (m.model.clone(), m.tokens_per_second))
+                .collect();
+            for caller in &mut busy.callers {
+                if matches!(caller.role, synco_policies::Role::Member { .. }) {
+                    for (model, capacity) in &capacities {
+                        caller.demand.insert(model.clone(), *capacity);
+                    }
+                }
+            }
+            if let Some(pos) = allocation.spec.plan.surplus_cap_percent {
+                out.surplus_percent = pos;
+            }
+            let unsolvable =
+                |e: synco_policies::SolveError| anyhow::anyhow!("allocation cannot be solved: {e}");
+            let member_quotas = solve(&busy).map_err(unsolvable)?;
+            let customer_quotas = solve(&idle).map_err(unsolvable)?;
+            let quotas = member_quotas
+                .callers
+                .iter()
+                .filter(|q| matches!(q.holder, QuotaHolder::Member { .. }))
+                .chain(
+                    customer_quotas
+                        .callers
+                        .iter()
+                        .filter(|q| matches!(q.holder, QuotaHolder::Customer)),
+                );
+            for q in quotas {
+                let rate = q
+                    .models
+                    .iter()
+                    .map(|m| {
+                        m.guaranteed_rate
+                            .max(m.allocated_rate)
+                            .saturating_add(m.borrow_limit)
+                    })
+                    .sum::<u64>();
+                let budget = match q.holder {
+                    QuotaHolder::Member { .. } => q.monthly_budget,
+                    // A customer's budget is the surplus it may buy over the month.
+                    QuotaHolder::Customer => q.monthly_budget.max(rate.saturating_mul(idle.period_seconds)),
+                };
+                out.limits.insert(
+                    q.id.clone(),
+                    CallerLimits {
+                        tokens_per_second: rate,
+                        monthly_budget: budget,
+                        concurrency: options.caller_concurrency,
+                    },
+                );
+            }
+        } else {
+            tracing::warn!("no Allocation in the manifests: every caller's quota is zero");
+        }
+        for (caller, budget) in &options.budget_overrides {
+            let limits = out.limits.entry(caller.clone()).or_default();
+            limits.monthly_budget = *budget;
+            limits.concurrency = options.caller_concurrency;
+            if limits.tokens_per_second == 0 {
+                limits.tokens_per_second = *budget;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The caller whose tokens carry `identity` (a JWT `sub`).
+    pub fn by_identity(&self, identity: &str) -> Option<&Caller> {
+        self.callers_by_identity.get(identity)
+    }
+
+    /// The Member or Customer called `name`.
+    pub fn by_name(&self, kind: CallerKind, name: &str) -> Option<&Caller> {
+        self.callers_by_name.get(&(kind, name.to_owned()))
+    }
+
+    /// Whether `caller` may use the served model `model` (unlisted models: members only).
+    pub fn may_use(&self, caller: &Caller, model: &str) -> bool {
+        let access = self.access.get(model);
+        match caller.kind {
+            CallerKind::Member => access.is_none_or(|a| {
+                a.classes.is_empty() || caller.class.as_ref().is_some_and(|c| a.classes.contains(c))
+            }),
+            CallerKind::Customer => access.is_some_and(|a| a.customers),
+            CallerKind::Anonymous => false,
+        }
+    }
+
+    pub fn limits(&self, caller: &str) -> CallerLimits {
+        self.limits.get(caller).cloned().unwrap_or_default()
+    }
+
+    /// A customer's price for the served model `model`.
+    pub fn price(&self, model: &str) -> Price {
+        let resource = self.resource_names.get(model).map_or(model, String::as_str);
+        self.prices.get(resource).copied().unwrap_or_default()
+    }
+
+    /// Every caller, for the `keys` command's checks and the usage export.
+    pub fn callers(&self) -> impl Iterator<Item = &Caller> {
+        self.callers_by_name.values()
+    }
+}

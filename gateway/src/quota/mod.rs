@@ -1,0 +1,279 @@
+//! Quotas and priority: the co-op's [`Admission`] policy.
+//!
+//! For each request, in order (cheap refusals first):
+//! 1. the caller may use the model (403 otherwise, from the InferenceModel's access);
+//! 2. its rate and concurrency limits ([`limiter`]; 429 `rate_limit_exceeded`);
+//! 3. its monthly token budget: the request's worst case (prompt estimate plus
+//!    `max_tokens` × `n`) is reserved from the budget shared through the database
+//!    ([`ledger`]; 429 `insufficient_quota`);
+//! 4. a prepaid customer's credit: the worst-case price is reserved the same way
+//!    (429 `insufficient_quota` when the credit is spent);
+//! 5. a slot on the engine, by priority ([`priority`]).
+//!
+//! When the request ends, however it ends, the reservation is settled with the tokens
+//! actually used (a cancelled stream pays for what it produced) and the rest given back.
+//!
+//! The prompt is estimated, before it is tokenized, as the request body's size in
+//! bytes: a conservative bound, since every token of a byte-level BPE tokenizer covers
+//! at least one byte of text and the JSON around each message is longer than the
+//! chat template's tokens. The engine's own count is what is charged.
+
+pub mod ledger;
+pub mod limiter;
+pub mod priority;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::admission::{Admission, AdmissionRequest, Caller, CallerKind, Charge, Reservation};
+use crate::coop::{Coop, Price};
+use crate::error::ApiError;
+use crate::openai::Usage;
+use ledger::{Hold, Ledger, LedgerError};
+use limiter::{Limiter, Ticket};
+use priority::{Scheduler, Slot};
+
+/// Tunables of admission.
+#[derive(Debug, Clone)]
+pub struct QuotaOptions {
+    /// Requests an engine serves at once (per model).
+    pub engine_slots: usize,
+    /// How long a customer waits for a surplus slot before a 429.
+    pub customer_wait: Duration,
+    /// How long a member waits for a slot before a 429.
+    pub member_wait: Duration,
+    /// Completion tokens reserved (and enforced as `max_tokens`) when a request sets none.
+    pub default_max_tokens: u64,
+    /// Seconds of a caller's rate its bucket holds.
+    pub rate_window: Duration,
+}
+
+impl Default for QuotaOptions {
+    fn default() -> Self {
+        Self {
+            engine_slots: 32,
+            customer_wait: Duration::from_secs(5),
+            member_wait: Duration::from_secs(120),
+            default_max_tokens: 1024,
+            rate_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The budget period of `now`: its UTC month, `YYYY-MM`.
+pub fn month_of(now: jiff::Timestamp) -> String {
+    now.strftime("%Y-%m").to_string()
+}
+
+/// The account of a caller's monthly tokens.
+pub fn token_account(caller: &str) -> String {
+    format!("tokens:{caller}")
+}
+
+/// The account of a prepaid customer's credit (millionths of a minor unit).
+pub fn credit_account(customer: &str) -> String {
+    format!("credit:{customer}")
+}
+
+/// Millionths of a minor unit per minor unit.
+pub const MICRO: u64 = 1_000_000;
+
+/// The co-op's admission policy.
+#[derive(Debug)]
+pub struct CoopAdmission {
+    coop: Arc<Coop>,
+    pub ledger: Ledger,
+    limiter: Arc<Limiter>,
+    schedulers: Mutex<HashMap<String, Arc<Scheduler>>>,
+    options: QuotaOptions,
+}
+
+impl CoopAdmission {
+    pub fn new(coop: Arc<Coop>, ledger: Ledger, options: QuotaOptions) -> Self {
+        Self {
+            coop,
+            ledger,
+            limiter: Limiter::new(options.rate_window),
+            schedulers: Mutex::default(),
+            options,
+        }
+    }
+
+    fn scheduler(&self, model: &str) -> Result<Arc<Scheduler>, ApiError> {
+        let mut schedulers = self
+            .schedulers
+            .lock()
+            .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
+        Ok(schedulers
+            .entry(model.to_owned())
+            .or_insert_with(|| {
+                Scheduler::new(
+                    self.options.engine_slots,
+                    self.coop.surplus_percent,
+                    self.options.customer_wait,
+                    self.options.member_wait,
+                )
+            })
+            .clone())
+    }
+}
+
+fn insufficient(message: String) -> ApiError {
+    ApiError::RateLimited {
+        message,
+        code: "insufficient_quota".to_owned(),
+        retry_after: None,
+    }
+}
+
+fn ledger_error(e: LedgerError, exhausted: String) -> ApiError {
+    match e {
+        LedgerError::Exhausted => insufficient(exhausted),
+        LedgerError::Db(e) => {
+            tracing::warn!(error = %e, "cannot lease budget");
+            ApiError::Unavailable("The budget database cannot be reached; try again shortly.".to_owned())
+        }
+    }
+}
+
+#[async_trait]
+impl Admission for CoopAdmission {
+    async fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Reservation>, ApiError> {
+        let caller = req.caller;
+        if caller.kind == CallerKind::Anonymous {
+            return Err(ApiError::Unauthenticated(
+                "An API key or token is required.".to_owned(),
+            ));
+        }
+        if !self.coop.may_use(caller, req.model) {
+            return Err(ApiError::PermissionDenied(format!(
+                "{} may not use the model `{}`: the co-op has not opened it to {}.",
+                caller.id,
+                req.model,
+                match caller.kind {
+                    CallerKind::Customer => "customers".to_owned(),
+                    _ => format!("the {} class", caller.class.as_deref().unwrap_or("-")),
+                }
+            )));
+        }
+        let limits = self.coop.limits(&caller.id);
+        let allowance = req
+            .max_completion_tokens
+            .is_none()
+            .then_some(self.options.default_max_tokens);
+        let completion = req
+            .max_completion_tokens
+            .unwrap_or(self.options.default_max_tokens);
+        let prompt = req.body_bytes as u64;
+        let need = prompt.saturating_add(completion);
+        if limits.monthly_budget == 0 {
+            return Err(insufficient(format!(
+                "{} has no token budget in the allocation in force.",
+                caller.id
+            )));
+        }
+        let ticket = self.limiter.take(&caller.id, &limits, need)?;
+        let month = month_of(jiff::Timestamp::now());
+        let budget = self
+            .ledger
+            .reserve(&token_account(&caller.id), &month, limits.monthly_budget, need)
+            .await
+            .map_err(|e| {
+                ledger_error(
+                    e,
+                    format!(
+                        "You exceeded your monthly token budget ({} tokens for {month}).",
+                        limits.monthly_budget
+                    ),
+                )
+            })?;
+        let (price, currency) = if caller.kind == CallerKind::Customer {
+            (self.coop.price(req.model), self.coop.currency.clone())
+        } else {
+            (Price::default(), String::new())
+        };
+        let credit = match self.coop.prepaid_credit_minor.get(&caller.id) {
+            Some(credit_minor) if caller.kind == CallerKind::Customer => Some(
+                self.ledger
+                    .reserve(
+                        &credit_account(&caller.id),
+                        "prepaid",
+                        credit_minor.saturating_mul(MICRO),
+                        price.cost_micro(prompt, completion),
+                    )
+                    .await
+                    .map_err(|e| {
+                        ledger_error(
+                            e,
+                            "Your prepaid credit is used up; top it up to continue.".to_owned(),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let slot = self.scheduler(req.model)?.acquire(caller).await?;
+        Ok(Box::new(CoopReservation {
+            caller: caller.clone(),
+            ticket,
+            budget: Some(budget),
+            credit,
+            price,
+            currency,
+            allowance,
+            _slot: slot,
+        }))
+    }
+}
+
+/// What an admitted request holds until it ends.
+#[derive(Debug)]
+struct CoopReservation {
+    caller: Caller,
+    ticket: Ticket,
+    budget: Option<Hold>,
+    credit: Option<Hold>,
+    price: Price,
+    currency: String,
+    allowance: Option<u64>,
+    _slot: Slot,
+}
+
+impl Reservation for CoopReservation {
+    fn settle(mut self: Box<Self>, usage: &Usage) -> Charge {
+        let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+        self.ticket.settle(tokens);
+        if let Some(budget) = self.budget.take() {
+            budget.settle(tokens);
+        }
+        let cost = self
+            .price
+            .cost_micro(usage.prompt_tokens, usage.completion_tokens);
+        if let Some(credit) = self.credit.take() {
+            credit.settle(cost);
+        }
+        tracing::debug!(caller = %self.caller.id, tokens, cost_micro = cost, "settled");
+        Charge {
+            cost_micro: cost,
+            currency: std::mem::take(&mut self.currency),
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let t = &self.ticket;
+        vec![
+            ("x-ratelimit-limit-tokens", t.limit_tokens.to_string()),
+            ("x-ratelimit-remaining-tokens", t.remaining_tokens.to_string()),
+            ("x-ratelimit-reset-tokens", format!("{}s", t.reset_seconds)),
+            ("x-ratelimit-limit-requests", t.limit_requests.to_string()),
+            ("x-ratelimit-remaining-requests", t.remaining_requests.to_string()),
+            ("x-ratelimit-reset-requests", "0s".to_owned()),
+        ]
+    }
+
+    fn completion_allowance(&self) -> Option<u64> {
+        self.allowance
+    }
+}

@@ -1,0 +1,61 @@
+//! `GET /v1/usage`: the calling Member's or Customer's usage this month against its quota.
+
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+
+use crate::admission::Caller;
+use crate::app::AppState;
+use crate::auth::keys::kind_str as keys_kind;
+use crate::error::ApiError;
+use crate::metering::export;
+use crate::quota::{MICRO, month_of};
+
+#[derive(Debug, serde::Deserialize)]
+pub struct UsageQuery {
+    /// `YYYY-MM`; this month by default.
+    month: Option<String>,
+}
+
+/// `GET /v1/usage?month=YYYY-MM`
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (Some(accounts), Some(Extension(caller))) = (&state.accounts, caller) else {
+        return Err(ApiError::NotFound(
+            "/v1/usage (identity is not configured)".to_owned(),
+        ));
+    };
+    let month = query.month.unwrap_or_else(|| month_of(jiff::Timestamp::now()));
+    export::month_bounds(&month).map_err(|e| ApiError::invalid_param("month", e.to_string()))?;
+    let totals = export::caller_month(&accounts.db, &caller.id, &month)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("usage cannot be read now: {e}")))?;
+    let limits = accounts.coop.limits(&caller.id);
+    let credit = accounts.coop.prepaid_credit_minor.get(&caller.id).copied();
+    Ok(Json(serde_json::json!({
+        "object": "usage",
+        "caller": caller.id,
+        "kind": keys_kind(caller.kind),
+        "class": caller.class,
+        "tier": caller.tier,
+        "month": month,
+        "requests": totals.requests,
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "total_tokens": totals.tokens(),
+        "quota": {
+            "monthly_token_budget": limits.monthly_budget,
+            "remaining_tokens": limits.monthly_budget.saturating_sub(totals.tokens()),
+            "tokens_per_second": limits.tokens_per_second,
+            "concurrent_requests": limits.concurrency,
+        },
+        "cost": {
+            "currency": accounts.coop.currency,
+            "micro_minor_units": totals.cost_micro,
+            "minor_units": totals.cost_micro.div_ceil(MICRO),
+        },
+        "prepaid_credit_minor": credit,
+    })))
+}

@@ -1,0 +1,355 @@
+//! Load behaviour: priority on a saturated engine, three replicas on one Postgres
+//! budget, a database restart under load, and what a `kill -9` can lose.
+
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::coop::{self as c, CoopSpec};
+use common::postgres::Postgres;
+use sea_orm::EntityTrait;
+use serde_json::Value;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+async fn mock(latency_ms: u64) -> String {
+    let addr = synco_gateway::mock_upstream::start_with_latency(Duration::from_millis(latency_ms))
+        .await
+        .unwrap();
+    format!("{{kind: External, url: \"http://{addr}/v1\"}}")
+}
+
+fn manifests(spec: &CoopSpec<'_>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    c::write_manifests(dir.path(), spec);
+    dir
+}
+
+async fn call(url: &str, key: &str) -> (u16, Option<String>, Duration) {
+    let started = Instant::now();
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&c::chat("open-chat", 4))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let _ = r.bytes().await;
+    (status, retry, started.elapsed())
+}
+
+async fn records(url: &str) -> Vec<synco_gateway::db::usage_record::Model> {
+    let db = synco_gateway::db::connect(url).await.unwrap();
+    synco_gateway::db::usage_record::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+}
+
+/// Service time 300 ms, two slots, customers may hold one (50 % surplus) and wait 1 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_go_first_on_a_saturated_engine() {
+    const SERVICE: Duration = Duration::from_millis(300);
+    let engine = mock(300).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        prepaid_credit_minor: 1_000_000,
+        ..CoopSpec::default()
+    });
+    let data = tempfile::tempdir().unwrap();
+    let gateway = c::standalone(
+        m.path(),
+        data.path(),
+        None,
+        &[
+            "--engine-slots",
+            "2",
+            "--customer-wait-seconds",
+            "1",
+            "--caller-concurrency",
+            "64",
+        ],
+    );
+    let member = c::create_key(&["--member", "school"], data.path(), None);
+    let customer = c::create_key(&["--customer", "buyer"], data.path(), None);
+    let base = gateway.url("");
+
+    // Idle latency.
+    let _ = call(&base, &member).await;
+    let mut idle = Duration::ZERO;
+    for _ in 0..3 {
+        idle = idle.max(call(&base, &member).await.2);
+    }
+
+    // Customers flood the engine.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let flood: Vec<_> = (0..12)
+        .map(|_| {
+            let (base, key, stop) = (base.clone(), customer.clone(), stop.clone());
+            let (served, refused) = (served.clone(), refused.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, retry, _) = call(&base, &key).await;
+                    match status {
+                        200 => served.fetch_add(1, Ordering::Relaxed),
+                        429 => {
+                            assert!(retry.is_some(), "a refused customer is told when to retry");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            refused.fetch_add(1, Ordering::Relaxed)
+                        }
+                        other => panic!("customer got {other}"),
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let (status, _, took) = call(&base, &member).await;
+        assert_eq!(status, 200);
+        worst = worst.max(took);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in flood {
+        t.await.unwrap();
+    }
+    let (served, refused) = (served.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
+    eprintln!(
+        "idle {idle:?}, worst member under load {worst:?}, customers served {served}, refused {refused}"
+    );
+    // Slack for a loaded shared test machine.
+    assert!(
+        worst <= idle + SERVICE + Duration::from_millis(250),
+        "member waited {worst:?} (idle {idle:?}, service {SERVICE:?})"
+    );
+    assert!(served > 0, "customers get the surplus");
+    assert!(
+        refused > 0,
+        "customers beyond the surplus are refused with Retry-After"
+    );
+}
+
+/// Three replicas, one Postgres, one budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_enforce_one_budget() {
+    let Some(pg) = Postgres::start() else { return };
+    const N: u64 = 1500;
+    const SLICE: u64 = 200;
+    let engine = mock(10).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        ..CoopSpec::default()
+    });
+    let url = pg.url();
+    let budget = format!("bakery={N}");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            c::standalone(
+                m.path(),
+                d.path(),
+                Some(&url),
+                &[
+                    "--token-budget",
+                    &budget,
+                    "--budget-slice",
+                    "200",
+                    "--caller-concurrency",
+                    "100",
+                ],
+            )
+        })
+        .collect();
+    let key = c::create_key(&["--member", "bakery"], dirs[0].path(), Some(&url));
+    let bases: Vec<String> = replicas.iter().map(|g| g.url("")).collect();
+    let tasks: Vec<_> = (0..240)
+        .map(|i| {
+            let (base, key) = (bases[i % 3].clone(), key.clone());
+            tokio::spawn(async move { call(&base, &key).await.0 })
+        })
+        .collect();
+    let mut served = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => served += 1,
+            429 => {}
+            other => panic!("unclean answer {other}"),
+        }
+    }
+    for r in &mut replicas {
+        assert!(r.terminate().success());
+    }
+    let records = records(&url).await;
+    assert_eq!(records.len(), served);
+    let charged: u64 = records
+        .iter()
+        .map(|r| (r.prompt_tokens + r.completion_tokens) as u64)
+        .sum();
+    eprintln!(
+        "served {served}, charged {charged} of {N} (stated bound: overshoot 0; stranded <= 3 x {SLICE})"
+    );
+    assert!(charged <= N, "charged {charged} > {N}");
+    assert!(
+        charged + 3 * SLICE + 200 >= N,
+        "too much budget stranded: {charged} of {N}"
+    );
+}
+
+/// The database goes away mid-load and comes back: every served request's record arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_usage_record_is_lost_across_a_database_restart() {
+    let Some(pg) = Postgres::start() else { return };
+    let engine = mock(5).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        ..CoopSpec::default()
+    });
+    let url = pg.url();
+    let data = tempfile::tempdir().unwrap();
+    let mut gateway = c::standalone(
+        m.path(),
+        data.path(),
+        Some(&url),
+        &[
+            "--token-budget",
+            "bakery=100000000",
+            "--budget-slice",
+            "1000000",
+            "--caller-concurrency",
+            "64",
+        ],
+    );
+    let key = c::create_key(&["--member", "bakery"], data.path(), Some(&url));
+    let base = gateway.url("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, key, stop, served) = (base.clone(), key.clone(), stop.clone(), served.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match call(&base, &key).await.0 {
+                        200 => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    pg.kill_server();
+    let at_kill = served.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let during = served.load(Ordering::Relaxed) - at_kill;
+    pg.start_server();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert!(gateway.terminate().success(), "{}", gateway.log());
+    let served = served.load(Ordering::Relaxed);
+    let records = records(&url).await;
+    eprintln!(
+        "served {served} ({during} while the database was down), recorded {}",
+        records.len()
+    );
+    assert!(
+        during > 0,
+        "requests are served from the leased slice while the database is down"
+    );
+    assert_eq!(records.len() as u64, served, "{}", gateway.log());
+}
+
+/// `kill -9` loses at most the usage buffer (`--usage-buffer`).
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_loses_at_most_the_usage_buffer() {
+    const BUFFER: u64 = 16;
+    let engine = mock(2).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        ..CoopSpec::default()
+    });
+    let data = tempfile::tempdir().unwrap();
+    let mut gateway = c::standalone(
+        m.path(),
+        data.path(),
+        None,
+        &[
+            "--token-budget",
+            "bakery=100000000",
+            "--usage-buffer",
+            "16",
+            "--caller-concurrency",
+            "64",
+        ],
+    );
+    let key = c::create_key(&["--member", "bakery"], data.path(), None);
+    let base = gateway.url("");
+    let served = Arc::new(AtomicU64::new(0));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, key, served) = (base.clone(), key.clone(), served.clone());
+            tokio::spawn(async move {
+                loop {
+                    let r = client()
+                        .post(format!("{base}/v1/chat/completions"))
+                        .bearer_auth(&key)
+                        .json(&c::chat("open-chat", 4))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            if r.bytes().await.is_ok() {
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gateway.child.kill().unwrap();
+    gateway.wait_exit();
+    for t in load {
+        t.await.unwrap();
+    }
+    let served = served.load(Ordering::Relaxed);
+    let url = synco_gateway::db::url(data.path(), None).unwrap();
+    let recorded = records(&url).await.len() as u64;
+    eprintln!(
+        "served {served}, recorded {recorded}, lost {}",
+        served.saturating_sub(recorded)
+    );
+    assert!(recorded <= served);
+    assert!(
+        served - recorded <= BUFFER,
+        "lost {} > buffer {BUFFER}",
+        served - recorded
+    );
+    let _: Value = Value::Null;
+}
