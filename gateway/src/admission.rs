@@ -64,6 +64,9 @@ pub struct AdmissionRequest<'a> {
     pub max_completion_tokens: Option<u64>,
     /// Size of the request body in bytes: a cheap upper bound on prompt size.
     pub body_bytes: usize,
+    /// The prompt's tokens as the model's tokenizer counts them, when the engine can
+    /// count before running (the embedded engine can; an external one cannot).
+    pub prompt_tokens: Option<u64>,
 }
 
 /// The API endpoint a request used.

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 
 use crate::admission::{AdmissionRequest, Caller, Endpoint};
 use crate::app::AppState;
-use crate::engine::{Reply, ServedModel};
+use crate::engine::{PromptRef, Reply, ServedModel};
 use crate::error::{ApiError, ApiJson};
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, ModelCard, ModelList};
 use crate::usage::{Outcome, UsageGuard};
@@ -65,9 +65,15 @@ async fn admit(
     model: &str,
     endpoint: Endpoint,
     max_completion_tokens: Option<u64>,
-    body_bytes: usize,
+    prompt: PromptRef<'_>,
 ) -> Result<Admitted, ApiError> {
     let served = state.models.get(model)?.clone();
+    let body_bytes = match prompt {
+        PromptRef::Chat(req) => json_size(req),
+        PromptRef::Completion(req) => json_size(req),
+        PromptRef::Embeddings(req) => json_size(req),
+    };
+    let prompt_tokens = served.engine.count_prompt_tokens(prompt).await;
     // Room in the usage buffer first: a backed-up metering database slows callers
     // down instead of losing their records.
     let slot = state.usage.slot().await?;
@@ -80,6 +86,7 @@ async fn admit(
             endpoint,
             max_completion_tokens,
             body_bytes,
+            prompt_tokens,
         })
         .await?;
     let headers = reservation.headers();
@@ -133,7 +140,7 @@ pub async fn chat_completions(
         &model,
         Endpoint::ChatCompletions,
         max,
-        json_size(&req),
+        PromptRef::Chat(&req),
     )
     .await?;
     if req.max_tokens().is_none() {
@@ -186,7 +193,15 @@ pub async fn completions(
         mut guard,
         headers,
         allowance,
-    } = admit(&state, start, &model, Endpoint::Completions, max, json_size(&req)).await?;
+    } = admit(
+        &state,
+        start,
+        &model,
+        Endpoint::Completions,
+        max,
+        PromptRef::Completion(&req),
+    )
+    .await?;
     if req.max_tokens.is_none() {
         req.max_tokens = allowance;
     }
@@ -239,7 +254,7 @@ pub async fn embeddings(
         &model,
         Endpoint::Embeddings,
         Some(0),
-        json_size(&req),
+        PromptRef::Embeddings(&req),
     )
     .await?;
     let result = match served.engine.embeddings(req).await {

@@ -262,4 +262,101 @@ mod tests {
         .unwrap();
         assert!(jwks.verify(&confused).unwrap_err().contains("not accepted"));
     }
+
+    /// Keys generated now, one per JWKS algorithm: (kid, algorithm, signing key, JWK).
+    fn generated_keys() -> Vec<(&'static str, Algorithm, EncodingKey, serde_json::Value)> {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{self, KeyPair};
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let rng = SystemRandom::new();
+        let jwk_of =
+            |key: &EncodingKey, alg| serde_json::to_value(Jwk::from_encoding_key(key, alg).unwrap()).unwrap();
+
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let rsa_pkcs8 = rsa.as_der().unwrap();
+        let rsa_pkcs1 = pkcs8::PrivateKeyInfo::try_from(rsa_pkcs8.as_ref())
+            .unwrap()
+            .private_key
+            .to_vec();
+        let rsa = EncodingKey::from_rsa_der(&rsa_pkcs1);
+
+        let ec = signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+        let ec = EncodingKey::from_ec_der(ec.as_ref());
+
+        let ed_pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed_public = signature::Ed25519KeyPair::from_pkcs8(ed_pkcs8.as_ref()).unwrap();
+        let ed_jwk = serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": b64.encode(ed_public.public_key().as_ref())
+        });
+        let ed = EncodingKey::from_ed_der(ed_pkcs8.as_ref());
+
+        let mut out = vec![
+            ("rsa", Algorithm::RS256, jwk_of(&rsa, Algorithm::RS256), rsa),
+            ("ec", Algorithm::ES256, jwk_of(&ec, Algorithm::ES256), ec),
+            ("ed", Algorithm::EdDSA, ed_jwk, ed),
+        ]
+        .into_iter()
+        .map(|(kid, alg, mut jwk, key)| {
+            jwk["kid"] = kid.into();
+            (kid, alg, key, jwk)
+        })
+        .collect::<Vec<_>>();
+        out.sort_by_key(|k| k.0);
+        out
+    }
+
+    fn signed(kid: &str, alg: Algorithm, key: &EncodingKey, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        encode(&header, claims, key).unwrap()
+    }
+
+    #[test]
+    fn rs256_es256_and_eddsa_tokens_verify_against_a_jwks() {
+        let keys = generated_keys();
+        let set: JwkSet = serde_json::from_value(
+            serde_json::json!({"keys": keys.iter().map(|k| k.3.clone()).collect::<Vec<_>>()}),
+        )
+        .unwrap();
+        let v = JwtVerifier::jwks(set, Some("idp".into()), Some("synco".into()));
+        let good = serde_json::json!({"sub": "school-sub", "exp": now() + 600, "iss": "idp", "aud": "synco"});
+        for (kid, alg, key, _) in &keys {
+            assert_eq!(
+                v.verify(&signed(kid, *alg, key, &good)).unwrap(),
+                "school-sub",
+                "{alg:?}"
+            );
+            let mut expired = good.clone();
+            expired["exp"] = (now() - 3600).into();
+            assert!(
+                v.verify(&signed(kid, *alg, key, &expired)).is_err(),
+                "{alg:?} expired"
+            );
+            let mut aud = good.clone();
+            aud["aud"] = "elsewhere".into();
+            assert!(
+                v.verify(&signed(kid, *alg, key, &aud)).is_err(),
+                "{alg:?} audience"
+            );
+            assert!(
+                v.verify(&signed("nobody", *alg, key, &good)).is_err(),
+                "{alg:?} unknown kid"
+            );
+        }
+        // Signed by one key but naming another key's id: the signature does not match.
+        let (ec_kid, rsa) = (keys[0].0, &keys[2]);
+        assert_eq!(ec_kid, "ec");
+        assert!(v.verify(&signed(ec_kid, rsa.1, &rsa.2, &good)).is_err());
+        // HS256 with the RSA key's public JWK text as the secret (algorithm confusion).
+        let confused = signed(
+            "rsa",
+            Algorithm::HS256,
+            &EncodingKey::from_secret(rsa.3.to_string().as_bytes()),
+            &good,
+        );
+        assert!(v.verify(&confused).is_err());
+    }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use either::Either;
 use futures::StreamExt;
 use indexmap::IndexMap;
-use mistralrs::core::{RequestMessage, TokenizationRequest};
+use mistralrs::core::{MessageContent, RequestMessage, TokenizationRequest};
 use mistralrs::{
     Constraint, ModelDType, NormalRequest, Request, Response, SamplingParams, StopTokens, TextModelBuilder,
 };
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{ChunkStream, Engine, Reply};
+use super::{ChunkStream, Engine, PromptRef, Reply};
 use crate::error::ApiError;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, Prompt, ResponseFormat,
@@ -132,11 +132,21 @@ impl EmbeddedEngine {
     }
 
     async fn count_prompt_tokens(&self, text: String) -> Result<u64, ApiError> {
+        self.tokenize(Either::Right(text), false).await
+    }
+
+    /// Tokens of `text` (a prompt, or chat messages with the model's chat template and
+    /// the assistant's turn opened when `generation_prompt`).
+    async fn tokenize(
+        &self,
+        text: Either<Vec<IndexMap<String, MessageContent>>, String>,
+        generation_prompt: bool,
+    ) -> Result<u64, ApiError> {
         let (tx, mut rx) = mpsc::channel(1);
         let request = Request::Tokenize(TokenizationRequest {
-            text: Either::Right(text),
+            text,
             tools: None,
-            add_generation_prompt: false,
+            add_generation_prompt: generation_prompt,
             add_special_tokens: true,
             enable_thinking: None,
             reasoning_effort: None,
@@ -248,6 +258,14 @@ fn response_error(response: Response) -> ApiError {
 }
 
 fn chat_messages(req: &ChatCompletionRequest) -> Result<RequestMessage, ApiError> {
+    Ok(RequestMessage::Chat {
+        messages: message_list(req)?,
+        enable_thinking: None,
+        reasoning_effort: None,
+    })
+}
+
+fn message_list(req: &ChatCompletionRequest) -> Result<Vec<IndexMap<String, MessageContent>>, ApiError> {
     let mut messages = Vec::with_capacity(req.messages.len());
     for message in &req.messages {
         let text = match &message.content {
@@ -259,17 +277,33 @@ fn chat_messages(req: &ChatCompletionRequest) -> Result<RequestMessage, ApiError
         entry.insert("content".to_owned(), Either::Left(text));
         messages.push(entry);
     }
-    Ok(RequestMessage::Chat {
-        messages,
-        enable_thinking: None,
-        reasoning_effort: None,
-    })
+    Ok(messages)
 }
 
 #[async_trait]
 impl Engine for EmbeddedEngine {
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    async fn count_prompt_tokens(&self, prompt: PromptRef<'_>) -> Option<u64> {
+        let counted = match prompt {
+            PromptRef::Chat(req) => match message_list(req) {
+                Ok(messages) => self.tokenize(Either::Left(messages), true).await,
+                Err(e) => Err(e),
+            },
+            PromptRef::Completion(req) => match &req.prompt {
+                Prompt::Text(text) => self.tokenize(Either::Right(text.clone()), false).await,
+                Prompt::Texts(texts) if texts.len() == 1 => {
+                    self.tokenize(Either::Right(texts[0].clone()), false).await
+                }
+                _ => return None,
+            },
+            PromptRef::Embeddings(_) => return None,
+        };
+        counted
+            .inspect_err(|e| tracing::debug!(error = %e, "could not count the prompt; using the bound"))
+            .ok()
     }
 
     async fn chat(

@@ -42,6 +42,14 @@ impl<F: Debug, C> Debug for Reply<F, C> {
     }
 }
 
+/// A request's prompt, as handed to [`Engine::count_prompt_tokens`].
+#[derive(Debug, Clone, Copy)]
+pub enum PromptRef<'a> {
+    Chat(&'a ChatCompletionRequest),
+    Completion(&'a CompletionRequest),
+    Embeddings(&'a EmbeddingsRequest),
+}
+
 /// Something that serves one model.
 #[async_trait]
 pub trait Engine: Send + Sync + Debug {
@@ -51,6 +59,13 @@ pub trait Engine: Send + Sync + Debug {
     /// Whether the engine can take requests now.
     async fn ready(&self) -> bool {
         true
+    }
+
+    /// The prompt's tokens as this engine will count them, when it can tell before
+    /// running the request (with the model's own tokenizer and chat template).
+    /// `None`: it cannot (admission then uses a conservative bound).
+    async fn count_prompt_tokens(&self, _prompt: PromptRef<'_>) -> Option<u64> {
+        None
     }
 
     /// A chat completion. `req.model` is the served name; the engine maps it to its own.

@@ -13,10 +13,12 @@
 //! When the request ends, however it ends, the reservation is settled with the tokens
 //! actually used (a cancelled stream pays for what it produced) and the rest given back.
 //!
-//! The prompt is estimated, before it is tokenized, as the request body's size in
-//! bytes: a conservative bound, since every token of a byte-level BPE tokenizer covers
-//! at least one byte of text and the JSON around each message is longer than the
-//! chat template's tokens. The engine's own count is what is charged.
+//! The prompt is counted before admission with the model's tokenizer and chat
+//! template when the engine can (the embedded engine). An external engine's tokenizer
+//! is not at hand, so its prompt is bounded by the request body's size in bytes: a
+//! conservative bound, since every token of a byte-level BPE tokenizer covers at least
+//! one byte of text and the JSON around each message is longer than the chat
+//! template's tokens. The engine's own count is what is charged.
 
 pub mod ledger;
 pub mod limiter;
@@ -167,7 +169,8 @@ impl Admission for CoopAdmission {
         let completion = req
             .max_completion_tokens
             .unwrap_or(self.options.default_max_tokens);
-        let prompt = req.body_bytes as u64;
+        // The model's own count when the engine can give it, else the byte bound.
+        let prompt = req.prompt_tokens.unwrap_or(req.body_bytes as u64);
         let need = prompt.saturating_add(completion);
         if limits.monthly_budget == 0 {
             return Err(insufficient(format!(
