@@ -62,10 +62,7 @@ const VARIATIONS: &[(&str, &[&str])] = &[
             "gateway.auth.jwks.configMap.name=jwks",
         ],
     ),
-    (
-        "namespaced-gateway",
-        &["--set", "gateway.namespaces={riverside,hillside}"],
-    ),
+    ("namespaced-gateway", &["--set", "gateway.namespace=riverside"]),
     (
         "no-crds-no-admission",
         &["--set", "crds.enabled=false", "--set", "admission.enabled=false"],
@@ -149,8 +146,8 @@ fn default_install_has_every_object() -> Result<()> {
         "Deployment/synco-operator",
         "Service/synco-operator-metrics",
         "ServiceAccount/synco-gateway",
-        "ClusterRole/synco-gateway",
-        "ClusterRoleBinding/synco-gateway",
+        "Role/synco-gateway",
+        "RoleBinding/synco-gateway",
         "Deployment/synco-gateway",
         "Service/synco-gateway",
         "PodDisruptionBudget/synco-gateway",
@@ -368,18 +365,27 @@ fn variations_render_what_they_promise() -> Result<()> {
         .ok_or_else(|| anyhow!("jwks without source"))?;
     ensure!(err.contains("exactly one of gateway.auth.jwks.url"), "{err}");
 
-    let objects = render("synco", NS, &["--set", "gateway.namespaces={riverside,hillside}"])?;
-    ensure!(
-        of_kind(&objects, "ClusterRole")
-            .iter()
-            .all(|r| !id(r).ends_with("-gateway"))
-    );
-    let roles: Vec<&str> = of_kind(&objects, "Role")
-        .into_iter()
-        .filter(|r| r["metadata"]["name"] == "synco-gateway")
-        .filter_map(|r| r["metadata"]["namespace"].as_str())
-        .collect();
-    ensure!(roles == ["riverside", "hillside"], "{roles:?}");
+    // The gateway reads only its co-op's namespace: the release's by default.
+    for (args, served) in [
+        (&[][..], NS),
+        (&["--set", "gateway.namespace=riverside"][..], "riverside"),
+    ] {
+        let objects = render("synco", NS, args)?;
+        ensure!(
+            of_kind(&objects, "ClusterRole")
+                .iter()
+                .all(|r| !id(r).ends_with("-gateway"))
+        );
+        let roles: Vec<&str> = of_kind(&objects, "Role")
+            .into_iter()
+            .filter(|r| r["metadata"]["name"] == "synco-gateway")
+            .filter_map(|r| r["metadata"]["namespace"].as_str())
+            .collect();
+        ensure!(roles == [served], "{roles:?}");
+        let gateway = find(&objects, "Deployment", "synco-gateway")?;
+        let env = container(gateway)?["env"].clone();
+        ensure!(env_value(&env, "SYNCO_NAMESPACE") == Some(json!(served)), "{env}");
+    }
 
     let err = template("synco", NS, &["--set", "telemetry.serviceMonitor.enabled=true"])?
         .err()
@@ -483,7 +489,7 @@ fn rbac_is_least_privilege() -> Result<()> {
         }
     }
 
-    let gateway = find(&objects, "ClusterRole", "synco-gateway")?;
+    let gateway = find(&objects, "Role", "synco-gateway")?;
     let rules = gateway["rules"].as_array().cloned().unwrap_or_default();
     let writes: Vec<(Value, Value)> = rules
         .iter()

@@ -57,7 +57,7 @@ pub struct AppState {
 /// What `/v1/usage` and authentication read.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    pub coop: Arc<crate::coop::Coop>,
+    pub coop: crate::coop::CoopHandle,
     pub db: sea_orm::DatabaseConnection,
     pub auth: Arc<crate::auth::Auth>,
 }

@@ -20,6 +20,9 @@ pub enum Command {
     /// Run alone, with no cluster: read the co-op's manifests from a folder, keep
     /// state in SQLite, serve the models in-process.
     Standalone(Box<StandaloneArgs>),
+    /// Run in a Kubernetes cluster: serve the co-op in one namespace, following its
+    /// resources through the API server.
+    Cluster(Box<ClusterArgs>),
     /// Write a tiny random-weight Llama model folder (for offline trials and tests).
     TinyModel(TinyModelArgs),
     /// Create, list and revoke API keys.
@@ -162,6 +165,27 @@ pub struct StandaloneArgs {
     /// every in-process model's configured source: works offline, answers noise.
     #[arg(long, env = "SYNCO_TINY_MODEL", default_value_t = false)]
     pub tiny_model: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// The co-op namespace served (its Cooperative, Members, Customers,
+    /// InferenceModels and Allocations).
+    #[arg(long, env = "SYNCO_NAMESPACE")]
+    pub namespace: String,
+    /// The metering and budget database (`postgres://...`; `sqlite://...` for a
+    /// single replica).
+    #[arg(long, env = "SYNCO_DATABASE_URL")]
+    pub database_url: String,
+    /// This pod's name, for logs.
+    #[arg(long, env = "SYNCO_POD_NAME")]
+    pub pod_name: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -23,7 +23,7 @@ pub struct GatewayConfig {
 }
 
 /// One served model.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelConfig {
     /// The `model` callers send.
@@ -39,7 +39,7 @@ fn default_owner() -> String {
 }
 
 /// Which engine serves a model, and how to reach or load it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
@@ -98,45 +98,50 @@ pub async fn load_models(
 ) -> anyhow::Result<ModelRegistry> {
     let mut registry = ModelRegistry::default();
     for model in models {
-        let engine: Arc<dyn Engine> = match &model.engine {
-            EngineConfig::Embedded { path, hub } => {
-                let source = match (path, hub) {
-                    (Some(path), None) => ModelSource::Local(path.clone()),
-                    (None, Some(hub)) => ModelSource::Hub(hub.clone()),
-                    _ => anyhow::bail!(
-                        "model {}: an embedded engine needs exactly one of path and hub",
-                        model.name
-                    ),
-                };
-                let engine = EmbeddedEngine::load(source, embedded)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("model {}: {e}", model.name))?;
-                Arc::new(engine)
-            }
-            EngineConfig::External {
-                url,
-                upstream_model,
-                api_key_env,
-                timeout_seconds,
-                retries,
-            } => {
-                let mut options = ExternalOptions::new(url.clone());
-                options.upstream_model.clone_from(upstream_model);
-                options.api_key = match api_key_env {
-                    Some(var) => Some(std::env::var(var).map_err(|_| {
-                        anyhow::anyhow!("model {}: environment variable {var} is not set", model.name)
-                    })?),
-                    None => None,
-                };
-                options.request_timeout = Duration::from_secs(*timeout_seconds);
-                options.retries = *retries;
-                tracing::info!(model = %model.name, %url, "external engine");
-                Arc::new(ExternalEngine::new(options).map_err(|e| anyhow::anyhow!("{e}"))?)
-            }
-        };
+        let engine = load_engine(model, embedded).await?;
         registry.insert(model.name.clone(), &model.owned_by, engine);
     }
     Ok(registry)
+}
+
+/// Loads one model's engine.
+pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> anyhow::Result<Arc<dyn Engine>> {
+    Ok(match &model.engine {
+        EngineConfig::Embedded { path, hub } => {
+            let source = match (path, hub) {
+                (Some(path), None) => ModelSource::Local(path.clone()),
+                (None, Some(hub)) => ModelSource::Hub(hub.clone()),
+                _ => anyhow::bail!(
+                    "model {}: an embedded engine needs exactly one of path and hub",
+                    model.name
+                ),
+            };
+            let engine = EmbeddedEngine::load(source, embedded)
+                .await
+                .map_err(|e| anyhow::anyhow!("model {}: {e}", model.name))?;
+            Arc::new(engine)
+        }
+        EngineConfig::External {
+            url,
+            upstream_model,
+            api_key_env,
+            timeout_seconds,
+            retries,
+        } => {
+            let mut options = ExternalOptions::new(url.clone());
+            options.upstream_model.clone_from(upstream_model);
+            options.api_key = match api_key_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!("model {}: environment variable {var} is not set", model.name)
+                })?),
+                None => None,
+            };
+            options.request_timeout = Duration::from_secs(*timeout_seconds);
+            options.retries = *retries;
+            tracing::info!(model = %model.name, %url, "external engine");
+            Arc::new(ExternalEngine::new(options).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+    })
 }
 
 #[cfg(test)]

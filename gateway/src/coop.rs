@@ -70,6 +70,29 @@ pub struct Coop {
     pub prepaid_credit_minor: BTreeMap<String, u64>,
 }
 
+/// The co-op as last read, shared by admission, authentication and `/v1/usage`.
+/// Cluster mode replaces it whenever the resources change; standalone mode never does.
+#[derive(Debug, Clone)]
+pub struct CoopHandle(tokio::sync::watch::Receiver<std::sync::Arc<Coop>>);
+
+impl CoopHandle {
+    /// A co-op that never changes.
+    pub fn fixed(coop: Coop) -> Self {
+        Self::channel(coop).1
+    }
+
+    /// A co-op replaced through the returned sender.
+    pub fn channel(coop: Coop) -> (tokio::sync::watch::Sender<std::sync::Arc<Coop>>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(coop));
+        (tx, Self(rx))
+    }
+
+    /// The co-op now (a request keeps the one it started with).
+    pub fn current(&self) -> std::sync::Arc<Coop> {
+        self.0.borrow().clone()
+    }
+}
+
 /// Overrides for trials and tests.
 #[derive(Debug, Clone, Default)]
 pub struct CoopOptions {

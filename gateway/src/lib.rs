@@ -7,7 +7,8 @@
 //! - [`auth`]: API keys and JWTs; [`coop`]: the co-op's callers, access, quotas and prices.
 //! - [`admission`], [`quota`]: quota and priority admission; [`usage`], [`metering`]:
 //!   durable usage records and their export; [`usage_api`]: `GET /v1/usage`.
-//! - [`standalone`], [`db`]: standalone mode's manifests; the database (SQLite or Postgres).
+//! - [`standalone`], [`cluster`]: where the co-op's resources come from (a folder, or
+//!   the API server); [`db`]: the database (SQLite or Postgres).
 //! - [`admin`]: the `keys` and `usage` commands.
 //! - [`tiny_model`]: a random-weight model folder for offline use.
 
@@ -16,6 +17,7 @@ pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod coop;
 pub mod db;
@@ -43,6 +45,7 @@ impl Cli {
         let options = match &self.command {
             Command::Serve(a) => server_telemetry(&a.server),
             Command::Standalone(a) => server_telemetry(&a.server),
+            Command::Cluster(a) => server_telemetry(&a.server),
             Command::TinyModel(_) | Command::Keys(_) | Command::Usage(_) => TelemetryOptions::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -51,6 +54,7 @@ impl Cli {
             let result = match self.command {
                 Command::Serve(args) => server::run_serve(args).await,
                 Command::Standalone(args) => server::run_standalone(*args).await,
+                Command::Cluster(args) => cluster::run(*args).await,
                 Command::TinyModel(args) => server::run_tiny_model(&args),
                 Command::Keys(command) => admin::keys(command).await,
                 Command::Usage(command) => admin::usage(command).await,

@@ -67,7 +67,7 @@ async fn admit(
     max_completion_tokens: Option<u64>,
     prompt: PromptRef<'_>,
 ) -> Result<Admitted, ApiError> {
-    let served = state.models.get(model)?.clone();
+    let served = state.models.get(model)?;
     let body_bytes = match prompt {
         PromptRef::Chat(req) => json_size(req),
         PromptRef::Completion(req) => json_size(req),
@@ -276,7 +276,7 @@ pub async fn embeddings(
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList {
         object: "list".to_owned(),
-        data: state.models.cards().cloned().collect(),
+        data: state.models.cards(),
     })
 }
 
@@ -285,7 +285,7 @@ pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
-    Ok(Json(state.models.get(&id)?.card.clone()))
+    Ok(Json(state.models.get(&id)?.card))
 }
 
 /// `GET /healthz`: the process is up.

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use crate::app::{Accounts, AppState, Settings, router, with_layers};
 use crate::auth::Auth;
 use crate::auth::jwt::JwtVerifier;
-use crate::cli::{IdentityArgs, ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
+use crate::cli::{IdentityArgs, QuotaArgs, ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
 use crate::config::{GatewayConfig, load_models};
-use crate::coop::{Coop, CoopOptions};
+use crate::coop::{Coop, CoopHandle, CoopOptions};
 use crate::engine::ModelRegistry;
 use crate::engine::embedded::EmbeddedOptions;
 use crate::metering::{DbUsageSink, SinkOptions};
@@ -26,7 +26,7 @@ use crate::quota::ledger::Ledger;
 use crate::quota::{CoopAdmission, QuotaOptions};
 use crate::tiny_model::{self, TinyModelOptions};
 
-fn embedded_options(args: &ServerArgs) -> EmbeddedOptions {
+pub(crate) fn embedded_options(args: &ServerArgs) -> EmbeddedOptions {
     EmbeddedOptions {
         force_cpu: args.force_cpu || !cfg!(feature = "cuda"),
         max_num_seqs: args.max_seqs,
@@ -65,37 +65,50 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let url = crate::db::url(&args.data_dir, args.database_url.as_deref())?;
     let db = crate::db::connect(&url).await?;
     crate::db::store_manifests(&db, &loaded.objects).await?;
-    let coop = Arc::new(Coop::from_manifests(
+    let coop = CoopHandle::fixed(Coop::from_manifests(
         &loaded.manifests,
         &CoopOptions {
             caller_concurrency: args.quota.caller_concurrency,
             budget_overrides: budget_overrides(&args.quota.token_budget)?,
         },
     )?);
-    let jwt = jwt_verifier(&args.identity).await?;
     let models = load_models(&loaded.models, &embedded_options(&args.server)).await?;
+    serve_coop(models, coop, db, &args.identity, &args.quota, &args.server).await
+}
+
+/// Serves the co-op's API (both modes): identity, quotas, priority and metering in
+/// `db`, around the models in `models`. Returns when the server has drained.
+pub async fn serve_coop(
+    models: ModelRegistry,
+    coop: CoopHandle,
+    db: sea_orm::DatabaseConnection,
+    identity: &IdentityArgs,
+    quota: &QuotaArgs,
+    server: &ServerArgs,
+) -> anyhow::Result<()> {
+    let jwt = jwt_verifier(identity).await?;
     let mut state = AppState::new(models);
-    state.settings = settings(&args.server);
+    state.settings = settings(server);
     let sink = DbUsageSink::start(
         db.clone(),
         SinkOptions {
-            capacity: args.quota.usage_buffer.max(1),
+            capacity: quota.usage_buffer.max(1),
             ..SinkOptions::default()
         },
     );
     state.usage = Arc::new(sink);
     let ledger = Ledger::new(
         db.clone(),
-        args.quota.budget_slice,
-        Duration::from_secs(args.quota.budget_wait_seconds),
+        quota.budget_slice,
+        Duration::from_secs(quota.budget_wait_seconds),
     );
     state.admission = Arc::new(CoopAdmission::new(
         coop.clone(),
         ledger.clone(),
         QuotaOptions {
-            engine_slots: args.quota.engine_slots,
-            customer_wait: Duration::from_secs(args.quota.customer_wait_seconds),
-            default_max_tokens: args.quota.default_max_tokens,
+            engine_slots: quota.engine_slots,
+            customer_wait: Duration::from_secs(quota.customer_wait_seconds),
+            default_max_tokens: quota.default_max_tokens,
             ..QuotaOptions::default()
         },
     ));
@@ -106,15 +119,15 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
             coop,
             db,
             jwt,
-            Duration::from_secs(args.identity.key_cache_seconds),
+            Duration::from_secs(identity.key_cache_seconds),
         )),
     });
-    let result = serve_until_signal(state, &args.server).await;
+    let result = serve_until_signal(state, server).await;
     ledger.release_all().await;
     result
 }
 
-fn budget_overrides(entries: &[String]) -> anyhow::Result<BTreeMap<String, u64>> {
+pub(crate) fn budget_overrides(entries: &[String]) -> anyhow::Result<BTreeMap<String, u64>> {
     entries
         .iter()
         .filter(|e| !e.is_empty())

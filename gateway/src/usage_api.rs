@@ -32,8 +32,9 @@ pub async fn usage(
     let totals = export::caller_month(&accounts.db, &caller.id, &month)
         .await
         .map_err(|e| ApiError::Unavailable(format!("usage cannot be read now: {e}")))?;
-    let limits = accounts.coop.limits(&caller.id);
-    let credit = accounts.coop.prepaid_credit_minor.get(&caller.id).copied();
+    let coop = accounts.coop.current();
+    let limits = coop.limits(&caller.id);
+    let credit = coop.prepaid_credit_minor.get(&caller.id).copied();
     Ok(Json(serde_json::json!({
         "object": "usage",
         "caller": caller.id,
@@ -52,7 +53,7 @@ pub async fn usage(
             "concurrent_requests": limits.concurrency,
         },
         "cost": {
-            "currency": accounts.coop.currency,
+            "currency": coop.currency,
             "micro_minor_units": totals.cost_micro,
             "minor_units": totals.cost_micro.div_ceil(MICRO),
         },

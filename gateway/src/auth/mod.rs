@@ -16,14 +16,14 @@ use axum::response::{IntoResponse, Response};
 use sea_orm::DatabaseConnection;
 
 use crate::admission::Caller;
-use crate::coop::Coop;
+use crate::coop::CoopHandle;
 use crate::error::ApiError;
 use keys::KeyCheck;
 
 /// What authentication needs.
 #[derive(Debug, Clone)]
 pub struct Auth {
-    pub coop: Arc<Coop>,
+    pub coop: CoopHandle,
     pub db: DatabaseConnection,
     pub jwt: Option<jwt::JwtVerifier>,
     /// The database's last answer per key (by the key's hash), for valid and revoked
@@ -38,7 +38,7 @@ impl Auth {
     /// `key_ttl`: how long a checked key is trusted without asking the database (the
     /// longest a revocation takes to be seen).
     pub fn new(
-        coop: Arc<Coop>,
+        coop: CoopHandle,
         db: DatabaseConnection,
         jwt: Option<jwt::JwtVerifier>,
         key_ttl: Duration,
@@ -70,6 +70,7 @@ impl Auth {
             .verify(token)
             .map_err(|why| ApiError::Unauthenticated(format!("Invalid token: {why}")))?;
         self.coop
+            .current()
             .by_identity(&sub)
             .cloned()
             .ok_or_else(|| ApiError::Unauthenticated(format!("No member or customer has identity {sub}.")))
@@ -108,11 +109,16 @@ impl Auth {
             }
         };
         match check {
-            KeyCheck::Valid { kind, caller } => self.coop.by_name(kind, &caller).cloned().ok_or_else(|| {
-                ApiError::Unauthenticated(format!(
-                    "The key's owner {caller} is not an active member or customer."
-                ))
-            }),
+            KeyCheck::Valid { kind, caller } => self
+                .coop
+                .current()
+                .by_name(kind, &caller)
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::Unauthenticated(format!(
+                        "The key's owner {caller} is not an active member or customer."
+                    ))
+                }),
             KeyCheck::Revoked => Err(ApiError::Unauthenticated(
                 "This API key has been revoked.".to_owned(),
             )),

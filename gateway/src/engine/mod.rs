@@ -13,7 +13,7 @@ pub mod external;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -96,44 +96,67 @@ pub struct ServedModel {
     pub engine: Arc<dyn Engine>,
 }
 
-/// The models served, by the name callers use.
+/// The models served, by the name callers use. Clones share one table, which cluster
+/// mode replaces as InferenceModels change (a request keeps the engine it started with).
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistry {
-    models: BTreeMap<String, ServedModel>,
+    models: Arc<RwLock<BTreeMap<String, ServedModel>>>,
 }
 
 impl ModelRegistry {
-    pub fn insert(&mut self, id: impl Into<String>, owned_by: &str, engine: Arc<dyn Engine>) {
-        let id = id.into();
-        let card = ModelCard {
-            id: id.clone(),
+    /// A card for a model called `id`.
+    pub fn card(id: &str, owned_by: &str) -> ModelCard {
+        ModelCard {
+            id: id.to_owned(),
             object: "model".to_owned(),
             created: crate::openai::unix_now(),
             owned_by: owned_by.to_owned(),
-        };
-        self.models.insert(id, ServedModel { card, engine });
+        }
+    }
+
+    pub fn insert(&mut self, id: impl Into<String>, owned_by: &str, engine: Arc<dyn Engine>) {
+        let id = id.into();
+        let card = Self::card(&id, owned_by);
+        if let Ok(mut models) = self.models.write() {
+            models.insert(id, ServedModel { card, engine });
+        }
+    }
+
+    /// Serves exactly `models` from now on.
+    pub fn replace(&self, models: BTreeMap<String, ServedModel>) {
+        if let Ok(mut current) = self.models.write() {
+            *current = models;
+        }
     }
 
     /// The model by name, or 404 `model_not_found`.
-    pub fn get(&self, id: &str) -> Result<&ServedModel, ApiError> {
+    pub fn get(&self, id: &str) -> Result<ServedModel, ApiError> {
         self.models
-            .get(id)
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
             .ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))
     }
 
-    pub fn cards(&self) -> impl Iterator<Item = &ModelCard> {
-        self.models.values().map(|m| &m.card)
+    pub fn cards(&self) -> Vec<ModelCard> {
+        self.models
+            .read()
+            .map(|m| m.values().map(|m| m.card.clone()).collect())
+            .unwrap_or_default()
     }
 
-    pub fn engines(&self) -> impl Iterator<Item = (&String, &ServedModel)> {
-        self.models.iter()
+    pub fn engines(&self) -> Vec<(String, ServedModel)> {
+        self.models
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
+        self.len() == 0
     }
 
     pub fn len(&self) -> usize {
-        self.models.len()
+        self.models.read().map(|m| m.len()).unwrap_or(0)
     }
 }

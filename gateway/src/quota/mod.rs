@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::admission::{Admission, AdmissionRequest, Caller, CallerKind, Charge, Reservation};
-use crate::coop::{Coop, Price};
+use crate::coop::{CoopHandle, Price};
 use crate::error::ApiError;
 use crate::openai::Usage;
 use ledger::{Hold, Ledger, LedgerError};
@@ -86,7 +86,7 @@ pub const MICRO: u64 = 1_000_000;
 /// The co-op's admission policy.
 #[derive(Debug)]
 pub struct CoopAdmission {
-    coop: Arc<Coop>,
+    coop: CoopHandle,
     pub ledger: Ledger,
     limiter: Arc<Limiter>,
     schedulers: Mutex<HashMap<String, Arc<Scheduler>>>,
@@ -94,7 +94,7 @@ pub struct CoopAdmission {
 }
 
 impl CoopAdmission {
-    pub fn new(coop: Arc<Coop>, ledger: Ledger, options: QuotaOptions) -> Self {
+    pub fn new(coop: CoopHandle, ledger: Ledger, options: QuotaOptions) -> Self {
         Self {
             coop,
             ledger,
@@ -104,22 +104,26 @@ impl CoopAdmission {
         }
     }
 
-    fn scheduler(&self, model: &str) -> Result<Arc<Scheduler>, ApiError> {
+    /// The model's scheduler; a new one when the surplus share changed (requests
+    /// running keep their slots in the old one).
+    fn scheduler(&self, model: &str, surplus_percent: u32) -> Result<Arc<Scheduler>, ApiError> {
         let mut schedulers = self
             .schedulers
             .lock()
             .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
-        Ok(schedulers
-            .entry(model.to_owned())
-            .or_insert_with(|| {
-                Scheduler::new(
-                    self.options.engine_slots,
-                    self.coop.surplus_percent,
-                    self.options.customer_wait,
-                    self.options.member_wait,
-                )
-            })
-            .clone())
+        if let Some(current) = schedulers.get(model)
+            && current.surplus_percent() == surplus_percent
+        {
+            return Ok(current.clone());
+        }
+        let scheduler = Scheduler::new(
+            self.options.engine_slots,
+            surplus_percent,
+            self.options.customer_wait,
+            self.options.member_wait,
+        );
+        schedulers.insert(model.to_owned(), scheduler.clone());
+        Ok(scheduler)
     }
 }
 
@@ -150,7 +154,8 @@ impl Admission for CoopAdmission {
                 "An API key or token is required.".to_owned(),
             ));
         }
-        if !self.coop.may_use(caller, req.model) {
+        let coop = self.coop.current();
+        if !coop.may_use(caller, req.model) {
             return Err(ApiError::PermissionDenied(format!(
                 "{} may not use the model `{}`: the co-op has not opened it to {}.",
                 caller.id,
@@ -161,7 +166,7 @@ impl Admission for CoopAdmission {
                 }
             )));
         }
-        let limits = self.coop.limits(&caller.id);
+        let limits = coop.limits(&caller.id);
         let allowance = req
             .max_completion_tokens
             .is_none()
@@ -194,11 +199,11 @@ impl Admission for CoopAdmission {
                 )
             })?;
         let (price, currency) = if caller.kind == CallerKind::Customer {
-            (self.coop.price(req.model), self.coop.currency.clone())
+            (coop.price(req.model), coop.currency.clone())
         } else {
             (Price::default(), String::new())
         };
-        let credit = match self.coop.prepaid_credit_minor.get(&caller.id) {
+        let credit = match coop.prepaid_credit_minor.get(&caller.id) {
             Some(credit_minor) if caller.kind == CallerKind::Customer => Some(
                 self.ledger
                     .reserve(
@@ -217,7 +222,10 @@ impl Admission for CoopAdmission {
             ),
             _ => None,
         };
-        let slot = self.scheduler(req.model)?.acquire(caller).await?;
+        let slot = self
+            .scheduler(req.model, coop.surplus_percent)?
+            .acquire(caller)
+            .await?;
         Ok(Box::new(CoopReservation {
             caller: caller.clone(),
             ticket,

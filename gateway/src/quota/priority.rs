@@ -51,6 +51,7 @@ struct State {
 #[derive(Debug)]
 pub struct Scheduler {
     slots: usize,
+    surplus_percent: u32,
     customer_slots: usize,
     customer_wait: Duration,
     member_wait: Duration,
@@ -76,11 +77,17 @@ impl Scheduler {
         let customer_slots = (slots * surplus_percent.min(100) as usize).div_ceil(100);
         Arc::new(Self {
             slots,
+            surplus_percent,
             customer_slots,
             customer_wait,
             member_wait,
             state: Mutex::default(),
         })
+    }
+
+    /// The surplus share it was made with.
+    pub fn surplus_percent(&self) -> u32 {
+        self.surplus_percent
     }
 
     fn no_surplus(&self) -> ApiError {

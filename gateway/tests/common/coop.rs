@@ -110,6 +110,15 @@ spec:
     std::fs::write(dir.join("coop.yaml"), text).unwrap();
 }
 
+/// The manifests as one YAML text, every object in namespace `ns`.
+pub fn manifests_in(ns: &str, spec: &CoopSpec<'_>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path(), spec);
+    std::fs::read_to_string(dir.path().join("coop.yaml"))
+        .unwrap()
+        .replace("namespace: t}", &format!("namespace: {ns}}}"))
+}
+
 /// `--data-dir` and, for Postgres, `--database-url`.
 pub fn db_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
     let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];

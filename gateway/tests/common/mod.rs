@@ -62,10 +62,16 @@ impl Gateway {
     }
 
     pub fn start(dir: tempfile::TempDir, args: &[String]) -> Self {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// Like [`Gateway::start`], with these environment variables set for the child.
+    pub fn start_with_env(dir: tempfile::TempDir, args: &[String], env: &[(&str, &str)]) -> Self {
         let port_file = dir.path().join("addr");
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
         let child = Command::new(binary())
             .args(args)
+            .envs(env.iter().copied())
             .args(["--listen", "127.0.0.1:0", "--port-file"])
             .arg(&port_file)
             .env("RUST_LOG", "info,synco_gateway=debug")

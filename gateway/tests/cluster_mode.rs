@@ -1,0 +1,172 @@
+//! Cluster mode against the real API server of the e2e harness: the gateway follows
+//! the co-op's resources in its namespace as they change. Engines are loopback mocks;
+//! a Mistralrs model's endpoint (which the operator would publish) is set to one by
+//! hand, so nothing connects to a cluster address.
+
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Gateway;
+use common::coop::{self as c, CoopSpec};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use synco_crds::{Customer, InferenceModel};
+use synco_e2e::{apply_crds, apply_yaml, cluster, wait_until, with_temp_ns};
+
+async fn models(gateway: &Gateway, token: &str) -> Vec<String> {
+    let body: Value = reqwest::Client::new()
+        .get(gateway.url("/v1/models"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn chat(gateway: &Gateway, token: &str, model: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&c::chat(model, 4))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// The test co-op's manifests, in `ns`, with `open-chat` on `engine`.
+fn coop_yaml(ns: &str, engine: &str) -> String {
+    c::manifests_in(
+        ns,
+        &CoopSpec {
+            open_engine: engine,
+            ..CoopSpec::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_follows_the_coops_resources_in_its_namespace() -> anyhow::Result<()> {
+    let cluster = cluster()?;
+    let admin = &cluster.admin().await?;
+    apply_crds(admin).await?;
+    let mock = synco_gateway::mock_upstream::start().await?;
+    with_temp_ns(admin, "gw-cluster", |ns| async move {
+        let engine = format!("{{kind: External, url: \"http://{mock}/v1\"}}");
+        apply_yaml(admin, Some(&ns), &coop_yaml(&ns, &engine)).await?;
+        let data = tempfile::tempdir()?;
+        let db = format!("sqlite://{}?mode=rwc", data.path().join("synco.db").display());
+        let kubeconfig = cluster.kubeconfig().display().to_string();
+        let args: Vec<String> = [
+            "cluster",
+            "--namespace",
+            &ns,
+            "--database-url",
+            &db,
+            "--jwt-hs256-secret",
+            c::SECRET,
+            "--jwt-issuer",
+            c::ISSUER,
+            "--jwt-audience",
+            c::AUDIENCE,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let gateway = Gateway::start_with_env(tempfile::tempdir()?, &args, &[("KUBECONFIG", &kubeconfig)]);
+        let result = follow(admin, &ns, &gateway, mock).await;
+        if result.is_err() {
+            eprintln!("gateway log:\n{}", gateway.log());
+        }
+        result
+    })
+    .await
+}
+
+async fn follow(
+    admin: &Client,
+    ns: &str,
+    gateway: &Gateway,
+    mock: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let member = c::token(c::SECRET, &c::claims("bakery-sub"));
+    let customer = c::token(c::SECRET, &c::claims("buyer-sub"));
+
+    // What was there at start.
+    let mut listed = models(gateway, &member).await;
+    listed.sort();
+    assert_eq!(listed, ["members-chat", "open-chat"]);
+    assert_eq!(chat(gateway, &member, "open-chat").await.0, 200);
+    assert_eq!(chat(gateway, &customer, "open-chat").await.0, 200);
+    assert_eq!(chat(gateway, &customer, "members-chat").await.0, 403);
+
+    // A Mistralrs model is served once the operator publishes its endpoint.
+    apply_yaml(
+        admin,
+        Some(ns),
+        r"
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {name: pod-chat}
+spec:
+  source: {hub: Qwen/Qwen2.5-0.5B-Instruct}
+  engine: {kind: Mistralrs}
+  pool: gpus
+  tokensPerSecondPerReplica: 1000
+  capabilities: {chat: true}
+",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!models(gateway, &member).await.contains(&"pod-chat".to_owned()));
+    let api: Api<InferenceModel> = Api::namespaced(admin.clone(), ns);
+    api.patch_status(
+        "pod-chat",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"endpoint": format!("http://{mock}/v1")}})),
+    )
+    .await?;
+    wait_until("pod-chat is served", Duration::from_secs(20), || async {
+        Ok(models(gateway, &member).await.contains(&"pod-chat".to_owned()))
+    })
+    .await?;
+    assert_eq!(chat(gateway, &member, "pod-chat").await.0, 200);
+
+    // A suspended customer is turned away; a deleted model is no longer served.
+    let customers: Api<Customer> = Api::namespaced(admin.clone(), ns);
+    customers
+        .patch(
+            "buyer",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspended": true}})),
+        )
+        .await?;
+    wait_until(
+        "the suspended customer is refused",
+        Duration::from_secs(20),
+        || async { Ok(chat(gateway, &customer, "open-chat").await.0 == 401) },
+    )
+    .await?;
+    api.delete("pod-chat", &DeleteParams::default()).await?;
+    wait_until("pod-chat is gone", Duration::from_secs(20), || async {
+        Ok(!models(gateway, &member).await.contains(&"pod-chat".to_owned()))
+    })
+    .await?;
+    assert_eq!(chat(gateway, &member, "pod-chat").await.0, 404);
+    Ok(())
+}
