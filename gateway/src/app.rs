@@ -52,6 +52,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The co-op and its database, where identity and quotas are on (standalone mode).
     pub accounts: Option<Accounts>,
+    /// Proposals and ballots (cluster mode).
+    pub governance: Option<Arc<crate::governance::Governance>>,
 }
 
 /// What `/v1/usage` and authentication read.
@@ -72,6 +74,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             metrics: None,
             accounts: None,
+            governance: None,
         }
     }
 }
@@ -91,7 +94,8 @@ pub fn router(state: AppState) -> Router {
 pub fn v1_routes(state: AppState) -> Router {
     let limit = state.settings.body_limit;
     let auth = state.accounts.as_ref().map(|a| a.auth.clone());
-    let router = Router::new()
+    let governance = state.governance.clone();
+    let mut router = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/embeddings", post(routes::embeddings))
@@ -101,6 +105,9 @@ pub fn v1_routes(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
         .with_state(state);
+    if let Some(governance) = governance {
+        router = router.merge(crate::governance::routes(governance));
+    }
     match auth {
         Some(auth) => router.layer(middleware::from_fn_with_state(auth, crate::auth::require_caller)),
         None => router,
@@ -161,10 +168,12 @@ fn path_label(path: &str) -> &'static str {
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/models" => "/v1/models",
         "/v1/usage" => "/v1/usage",
+        "/v1/governance/proposals" => "/v1/governance/proposals",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        p if p.starts_with("/v1/governance/proposals/") => "/v1/governance/proposals/{name}/votes",
         _ => "other",
     }
 }

@@ -22,7 +22,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use synco_crds::{Allocation, Cooperative, Customer, EngineKind, InferenceModel, Manifest, Member};
+use synco_crds::{Allocation, Cooperative, Customer, EngineKind, InferenceModel, Manifest, Member, Proposal};
 use tokio::sync::Notify;
 
 use crate::cli::ClusterArgs;
@@ -38,6 +38,7 @@ struct Watched {
     customers: Store<Customer>,
     models: Store<InferenceModel>,
     allocations: Store<Allocation>,
+    proposals: Store<Proposal>,
 }
 
 /// Starts a reflector for `K` in `namespace`; `changed` is notified on every event.
@@ -78,6 +79,7 @@ impl Watched {
             customers: watch(client, namespace, changed),
             models: watch(client, namespace, changed),
             allocations: watch(client, namespace, changed),
+            proposals: watch(client, namespace, &Arc::new(Notify::new())),
         }
     }
 
@@ -87,6 +89,7 @@ impl Watched {
         self.customers.wait_until_ready().await?;
         self.models.wait_until_ready().await?;
         self.allocations.wait_until_ready().await?;
+        self.proposals.wait_until_ready().await?;
         Ok(())
     }
 
@@ -248,6 +251,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     };
     models.update(&watched.models.state()).await;
     let registry = models.registry.clone();
+    let governance = Arc::new(crate::governance::Governance {
+        namespace: args.namespace.clone(),
+        proposals: watched.proposals.clone(),
+        votes: Api::namespaced(client.clone(), &args.namespace),
+    });
     let follow = tokio::spawn(async move {
         loop {
             changed.notified().await;
@@ -257,8 +265,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             models.update(&watched.models.state()).await;
         }
     });
-    let result =
-        crate::server::serve_coop(registry, coop, db, &args.identity, &args.quota, &args.server).await;
+    let result = crate::server::serve_coop(
+        registry,
+        coop,
+        db,
+        Some(governance),
+        &args.identity,
+        &args.quota,
+        &args.server,
+    )
+    .await;
     follow.abort();
     result
 }

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// No such route (404).
     #[error("Unknown request URL: {0}")]
     NotFound(String),
+    /// The request conflicts with what exists (409), such as a second ballot.
+    #[error("{message}")]
+    Conflict { message: String, code: String },
     /// The body is larger than the gateway accepts (413).
     #[error("Request body too large: at most {limit} bytes are accepted")]
     PayloadTooLarge { limit: usize },
@@ -109,6 +112,7 @@ impl ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -128,6 +132,7 @@ impl ApiError {
             Self::PermissionDenied(_) => "permission_denied",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NotFound(_) => "not_found",
+            Self::Conflict { .. } => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
@@ -153,6 +158,7 @@ impl ApiError {
                 Some("model_not_found".into()),
             ),
             Self::NotFound(_) => ("invalid_request_error", None, Some("unknown_url".into())),
+            Self::Conflict { code, .. } => ("invalid_request_error", None, Some(code.clone())),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", None, Some("request_too_large".into())),
             Self::UnsupportedMediaType(_) => (
                 "invalid_request_error",

@@ -23,6 +23,7 @@ pub mod coop;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod governance;
 pub mod metering;
 pub mod mock_upstream;
 pub mod openai;

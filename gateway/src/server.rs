@@ -73,7 +73,7 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         },
     )?);
     let models = load_models(&loaded.models, &embedded_options(&args.server)).await?;
-    serve_coop(models, coop, db, &args.identity, &args.quota, &args.server).await
+    serve_coop(models, coop, db, None, &args.identity, &args.quota, &args.server).await
 }
 
 /// Serves the co-op's API (both modes): identity, quotas, priority and metering in
@@ -82,6 +82,7 @@ pub async fn serve_coop(
     models: ModelRegistry,
     coop: CoopHandle,
     db: sea_orm::DatabaseConnection,
+    governance: Option<Arc<crate::governance::Governance>>,
     identity: &IdentityArgs,
     quota: &QuotaArgs,
     server: &ServerArgs,
@@ -89,6 +90,7 @@ pub async fn serve_coop(
     let jwt = jwt_verifier(identity).await?;
     let mut state = AppState::new(models);
     state.settings = settings(server);
+    state.governance = governance;
     let sink = DbUsageSink::start(
         db.clone(),
         SinkOptions {

@@ -161,6 +161,44 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             let status = response.status();
             let body: Value = response.json().await?;
             ensure!(status == 200, "{status}: {body}\n{}", gateway.log());
+
+            // A member votes through the gateway: the chart's RBAC and the vote-author
+            // admission policy (installed by the chart, in force here) let the
+            // gateway's ServiceAccount cast the ballot in the member's name.
+            let now = jiff::Timestamp::now();
+            let hour = jiff::SignedDuration::from_hours(1);
+            apply_yaml(
+                &admin,
+                Some(&coop),
+                &format!(
+                    "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {{name: q}}\nspec:\n  kind: FreeText\n  \
+                     title: q\n  body: b\n  proposer: school\n  voting: {{method: Majority, quorumPercent: 50}}\n  \
+                     opensAt: \"{}\"\n  closesAt: \"{}\"\n",
+                    now - hour,
+                    now + hour
+                ),
+            )
+            .await?;
+            let mut cast = None;
+            for _ in 0..100 {
+                let response = reqwest::Client::new()
+                    .post(gateway.url("/v1/governance/proposals/q/votes"))
+                    .bearer_auth(&member)
+                    .json(&json!({"position": "Yes"}))
+                    .send()
+                    .await?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                if status != 404 {
+                    cast = Some((status, body));
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let (status, body) = cast.ok_or_else(|| anyhow!("the proposal never reached the gateway"))?;
+            ensure!(status == 201, "{status}: {body}\n{}", gateway.log());
+            let votes: Api<synco_crds::Vote> = Api::namespaced(admin.clone(), &coop);
+            ensure!(votes.get("q-bakery").await?.spec.member == "bakery");
             // Metered into the Postgres behind the chart's database Secret.
             ensure!(gateway.terminate().success(), "{}", gateway.log());
             let url = pg.url();

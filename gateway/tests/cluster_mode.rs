@@ -168,5 +168,113 @@ spec:
     })
     .await?;
     assert_eq!(chat(gateway, &member, "pod-chat").await.0, 404);
+    vote(admin, ns, gateway).await
+}
+
+async fn post_ballot(gateway: &Gateway, token: &str, proposal: &str, ballot: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(gateway.url(&format!("/v1/governance/proposals/{proposal}/votes")))
+        .bearer_auth(token)
+        .json(ballot)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Members vote through the gateway; the Vote lands in the API server in their name.
+async fn vote(admin: &Client, ns: &str, gateway: &Gateway) -> anyhow::Result<()> {
+    let now = jiff::Timestamp::now();
+    let proposal = |name: &str, opens: jiff::Timestamp, closes: jiff::Timestamp| {
+        format!(
+            "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {{name: {name}}}\nspec:\n  kind: FreeText\n  \
+             title: {name}\n  body: b\n  proposer: school\n  voting: {{method: Majority, quorumPercent: 50}}\n  \
+             opensAt: \"{opens}\"\n  closesAt: \"{closes}\"\n"
+        )
+    };
+    let hour = jiff::SignedDuration::from_hours(1);
+    apply_yaml(
+        admin,
+        Some(ns),
+        &proposal("open-question", now - hour, now + hour),
+    )
+    .await?;
+    apply_yaml(
+        admin,
+        Some(ns),
+        &proposal("closed-question", now - hour * 3, now - hour),
+    )
+    .await?;
+    apply_yaml(
+        admin,
+        Some(ns),
+        &proposal("later-question", now + hour, now + hour * 2),
+    )
+    .await?;
+    let member = c::token(c::SECRET, &c::claims("bakery-sub"));
+    wait_until("the proposals are listed", Duration::from_secs(20), || async {
+        let body: Value = reqwest::Client::new()
+            .get(gateway.url("/v1/governance/proposals"))
+            .bearer_auth(&member)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(body["data"].as_array().map_or(0, Vec::len) == 3)
+    })
+    .await?;
+
+    let yes = json!({"position": "Yes", "comment": "good for the school"});
+    let (status, body) = post_ballot(gateway, &member, "open-question", &yes).await;
+    assert_eq!(status, 201, "{body}");
+    let votes: Api<synco_crds::Vote> = Api::namespaced(admin.clone(), ns);
+    let cast = votes.get("open-question-bakery").await?;
+    assert_eq!(cast.spec.member, "bakery");
+    assert_eq!(cast.spec.position, Some(synco_crds::Position::Yes));
+
+    let no = json!({"position": "No"});
+    let (status, body) = post_ballot(gateway, &member, "open-question", &no).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_voted")),
+        "{body}"
+    );
+    let (status, body) = post_ballot(gateway, &member, "closed-question", &yes).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("voting_closed")),
+        "{body}"
+    );
+    let (status, body) = post_ballot(gateway, &member, "later-question", &yes).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("voting_not_open")),
+        "{body}"
+    );
+    let (status, _) = post_ballot(gateway, &member, "no-such-question", &yes).await;
+    assert_eq!(status, 404);
+    let (status, body) = post_ballot(gateway, &member, "open-question", &json!({"position": "Maybe"})).await;
+    assert_eq!(status, 400, "{body}");
+    // A customer in good standing may not vote.
+    let customers: Api<Customer> = Api::namespaced(admin.clone(), ns);
+    customers
+        .patch(
+            "buyer",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspended": false}})),
+        )
+        .await?;
+    let buyer = c::token(c::SECRET, &c::claims("buyer-sub"));
+    wait_until("the customer is back", Duration::from_secs(20), || async {
+        Ok(chat(gateway, &buyer, "open-chat").await.0 == 200)
+    })
+    .await?;
+    let (status, body) = post_ballot(gateway, &buyer, "open-question", &yes).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = post_ballot(gateway, "sk-synco-nonsense", "open-question", &yes).await;
+    assert_eq!(status, 401);
     Ok(())
 }
