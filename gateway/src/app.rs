@@ -85,8 +85,16 @@ impl AppState {
 /// The `/v1` routes are a separate router so an authentication layer can wrap them
 /// alone (see [`v1_routes`]).
 pub fn router(state: AppState) -> Router {
+    let page = state
+        .governance
+        .is_some()
+        .then(|| Router::new().route("/governance", get(crate::governance::page)));
     let v1 = v1_routes(state.clone());
-    ops_routes(state).merge(v1)
+    let router = ops_routes(state).merge(v1);
+    match page {
+        Some(page) => router.merge(page),
+        None => router,
+    }
 }
 
 /// `/v1/*` only, with body limit and metrics, behind the auth middleware when the
@@ -172,6 +180,7 @@ fn path_label(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
+        "/governance" => "/governance",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         p if p.starts_with("/v1/governance/proposals/") => "/v1/governance/proposals/{name}/votes",
         _ => "other",

@@ -10,6 +10,8 @@
 //!   gets 409 `already_voted`; outside the voting window, 409 `voting_closed` or
 //!   `voting_not_open`; an unknown proposal 404; a customer 403.
 //!
+//! `GET /governance` is a page for members that does the same from a browser.
+//!
 //! The operator counts the ballots; this module never tallies.
 
 use std::sync::Arc;
@@ -62,6 +64,12 @@ pub struct Ballot {
     pub comment: Option<String>,
 }
 
+/// The members' page (`GET /governance`): sign in with a key, see the proposals, vote.
+/// It calls the two routes below from the browser; it holds no secret itself.
+pub async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../web/governance.html"))
+}
+
 /// The routes (put behind the authentication middleware by the caller).
 pub fn routes(governance: Arc<Governance>) -> Router {
     Router::new()
@@ -79,6 +87,7 @@ fn summary(p: &Proposal) -> serde_json::Value {
         "body": p.spec.body,
         "proposer": p.spec.proposer,
         "options": p.spec.options,
+        "voting_method": p.spec.voting.as_ref().map(|v| v.method),
         "opens_at": p.spec.opens_at,
         "closes_at": p.spec.closes_at,
         "phase": status.phase,

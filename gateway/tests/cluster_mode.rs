@@ -276,5 +276,61 @@ async fn vote(admin: &Client, ns: &str, gateway: &Gateway) -> anyhow::Result<()>
     assert_eq!(status, 403, "{body}");
     let (status, _) = post_ballot(gateway, "sk-synco-nonsense", "open-question", &yes).await;
     assert_eq!(status, 401);
+
+    // The same through the members' page, in headless Chromium: the school signs in,
+    // sees the proposals, votes No; a second click is refused with the reason.
+    let school = c::token(c::SECRET, &c::claims("school-sub"));
+    let page = gateway.url("/governance");
+    let shown = tokio::task::spawn_blocking(move || browser_vote(&page, &school)).await??;
+    assert!(shown.0.contains("is recorded"), "{shown:?}");
+    assert!(shown.1.contains("already voted"), "{shown:?}");
+    let cast = votes.get("open-question-school").await?;
+    assert_eq!(cast.spec.position, Some(synco_crds::Position::No));
     Ok(())
+}
+
+/// Chromium from Debian's `chromium` package (or `$SYNCO_CHROMIUM`).
+fn chromium() -> anyhow::Result<std::path::PathBuf> {
+    let candidates = [
+        std::env::var("SYNCO_CHROMIUM").unwrap_or_default(),
+        "/usr/bin/chromium".to_owned(),
+        "/usr/bin/chromium-browser".to_owned(),
+    ];
+    candidates
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!("Chromium is not installed: apt-get install chromium (or set SYNCO_CHROMIUM)")
+        })
+}
+
+/// Signs in on the page with `token`, votes No on `open-question`, reloads and tries
+/// again; returns the page's two result messages.
+fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
+    use headless_chrome::{Browser, LaunchOptions};
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(chromium()?))
+            .sandbox(false)
+            .headless(true)
+            .idle_browser_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    )?;
+    let tab = browser.new_tab()?;
+    let vote_no = |tab: &headless_chrome::Tab| -> anyhow::Result<String> {
+        tab.navigate_to(page)?.wait_until_navigated()?;
+        tab.wait_for_element("#key")?.click()?;
+        tab.type_str(token)?;
+        tab.wait_for_element("#sign-in")?.click()?;
+        tab.wait_for_element("#proposal-open-question button[data-position=No]")?
+            .click()?;
+        let result = tab.wait_for_element("#proposal-open-question .result:not(:empty)")?;
+        Ok(result.get_inner_text()?)
+    };
+    let first = vote_no(&tab)?;
+    let second = vote_no(&tab)?;
+    Ok((first, second))
 }
