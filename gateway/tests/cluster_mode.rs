@@ -328,7 +328,7 @@ fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
         tab.wait_for_element("#proposal-open-question button[data-position=No]")?
             .click()?;
         let result = tab.wait_for_element("#proposal-open-question .result:not(:empty)")?;
-        Ok(result.get_inner_text()?)
+        result.get_inner_text()
     };
     let first = vote_no(&tab)?;
     let second = vote_no(&tab)?;
