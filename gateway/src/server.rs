@@ -194,6 +194,13 @@ pub async fn serve(listener: TcpListener, state: AppState, grace: Duration) -> a
     let token = state.shutdown.clone();
     let usage = state.usage.clone();
     let app = with_layers(router(state));
+    // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds each
+    // SSE chunk until the client's delayed ACK (~40 ms) under load.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
     let mut running = tokio::spawn(async move { server.await });
     tokio::select! {
