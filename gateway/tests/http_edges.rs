@@ -40,7 +40,7 @@ fn assert_openai_error(body: &Value, status_name: &str) {
 /// Checks on a fresh connection: a request the server cut short may leave the caller's
 /// pooled connection closed under it, which says nothing about the server.
 #[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
-async fn assert_healthy(_client: &reqwest::Client, gateway: &Gateway) {
+async fn assert_healthy(gateway: &Gateway) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
@@ -96,7 +96,7 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
     let body: Value = response.json().await.unwrap();
     assert_openai_error(&body, "truncated");
     assert_eq!(body["error"]["code"], "invalid_json");
-    assert_healthy(&client, &gateway).await;
+    assert_healthy(&gateway).await;
 
     // A declared 10 MiB body (the limit is 4 MiB) is refused from its headers alone.
     // Raw TCP, so that the client does not race the early answer with its upload.
@@ -105,7 +105,7 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_openai_error(&body, "too large");
     assert_eq!(body["error"]["code"], "request_too_large");
-    assert_healthy(&client, &gateway).await;
+    assert_healthy(&gateway).await;
 
     // A body over the limit with no declared length (chunked) is cut off at the limit.
     let big = format!(
@@ -135,7 +135,7 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
         // the client sees the connection end instead. Either way nothing was served.
         Err(error) => assert!(error.is_request() || error.is_body(), "{error:?}"),
     }
-    assert_healthy(&client, &gateway).await;
+    assert_healthy(&gateway).await;
 
     // Wrong content type.
     let response = client
@@ -147,7 +147,7 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
         .unwrap();
     assert_eq!(response.status(), 415);
     assert_openai_error(&response.json().await.unwrap(), "content type");
-    assert_healthy(&client, &gateway).await;
+    assert_healthy(&gateway).await;
 
     // Unknown model and unknown route.
     let mut unknown = chat_body(2, false);
@@ -202,8 +202,7 @@ async fn a_client_that_disconnects_mid_stream_is_metered_and_harmless() {
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
     drop(socket);
 
-    let client = reqwest::Client::new();
-    assert_healthy(&client, &gateway).await;
+    assert_healthy(&gateway).await;
     // The abandoned request is metered as cancelled.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -274,7 +273,7 @@ async fn sixty_four_concurrent_chats_complete_with_correct_usage() {
         }
         assert_eq!(usage["total_tokens"].as_u64().unwrap(), prompt + completion);
     }
-    assert_healthy(&client, &gateway).await;
+    assert_healthy(&gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
