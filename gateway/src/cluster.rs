@@ -41,8 +41,9 @@ struct Watched {
     proposals: Store<Proposal>,
 }
 
-/// Starts a reflector for `K` in `namespace`; `changed` is notified on every event.
-fn watch<K>(client: &Client, namespace: &str, changed: &Arc<Notify>) -> Store<K>
+/// Starts a reflector for `K` in `namespace`; `changed`, if given, is notified on every
+/// event.
+fn watch<K>(client: &Client, namespace: &str, changed: Option<&Arc<Notify>>) -> Store<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -54,7 +55,7 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let (reader, writer) = reflector::store();
-    let changed = changed.clone();
+    let changed = changed.cloned();
     let kind = K::kind(&()).into_owned();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -65,7 +66,9 @@ where
             if let Err(e) = event {
                 tracing::warn!(%kind, error = %e, "watch failed; retrying");
             }
-            changed.notify_one();
+            if let Some(changed) = &changed {
+                changed.notify_one();
+            }
         }
     });
     reader
@@ -74,12 +77,13 @@ where
 impl Watched {
     fn start(client: &Client, namespace: &str, changed: &Arc<Notify>) -> Self {
         Self {
-            coops: watch(client, namespace, changed),
-            members: watch(client, namespace, changed),
-            customers: watch(client, namespace, changed),
-            models: watch(client, namespace, changed),
-            allocations: watch(client, namespace, changed),
-            proposals: watch(client, namespace, &Arc::new(Notify::new())),
+            coops: watch(client, namespace, Some(changed)),
+            members: watch(client, namespace, Some(changed)),
+            customers: watch(client, namespace, Some(changed)),
+            models: watch(client, namespace, Some(changed)),
+            allocations: watch(client, namespace, Some(changed)),
+            // Read by the governance routes on demand; the co-op does not depend on them.
+            proposals: watch(client, namespace, None),
         }
     }
 

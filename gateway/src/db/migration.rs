@@ -4,6 +4,17 @@ use sea_orm_migration::prelude::*;
 
 use super::entities::{api_key, lease, manifest, usage_record};
 
+/// Creates an entity's table as sea-orm derives it, unless it exists.
+async fn create_from_entity<E: sea_orm::EntityTrait>(
+    manager: &SchemaManager<'_>,
+    entity: E,
+) -> Result<(), DbErr> {
+    let schema = sea_orm::Schema::new(manager.get_database_backend());
+    manager
+        .create_table(schema.create_table_from_entity(entity).if_not_exists().to_owned())
+        .await
+}
+
 struct InitialTables;
 
 impl MigrationName for InitialTables {
@@ -15,23 +26,8 @@ impl MigrationName for InitialTables {
 #[async_trait::async_trait]
 impl MigrationTrait for InitialTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let schema = sea_orm::Schema::new(manager.get_database_backend());
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(manifest::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(usage_record::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await
+        create_from_entity(manager, manifest::Entity).await?;
+        create_from_entity(manager, usage_record::Entity).await
     }
 }
 
@@ -92,23 +88,8 @@ impl MigrationTrait for KeysLeasesBilling {
                     .to_owned(),
             )
             .await?;
-        let schema = sea_orm::Schema::new(manager.get_database_backend());
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(api_key::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_table(
-                schema
-                    .create_table_from_entity(lease::Entity)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await
+        create_from_entity(manager, api_key::Entity).await?;
+        create_from_entity(manager, lease::Entity).await
     }
 }
 
