@@ -6,7 +6,9 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{Allocation, ComputePool, Cooperative, Customer, InferenceModel, Member, Proposal, Vote};
+use crate::{
+    Allocation, ComputePool, Cooperative, Customer, Delegation, InferenceModel, Member, Proposal, Vote,
+};
 
 /// Where the generated CRDs live, relative to the workspace root: the API
 /// contract's own copy and the copy the Helm chart ships.
@@ -22,6 +24,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         InferenceModel::crd(),
         Proposal::crd(),
         Vote::crd(),
+        Delegation::crd(),
         Allocation::crd(),
     ]
 }

@@ -23,14 +23,16 @@ pub use resources::cooperative::{
     SurplusPolicy, VotingDefault,
 };
 pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};
+pub use resources::delegation::{Delegation, DelegationSpec};
 pub use resources::inference_model::{
     Capabilities, EngineKind, InferenceModel, InferenceModelSpec, InferenceModelStatus, ModelAccess,
     ModelEngine, ModelPhase, ModelSource, VolumeSource,
 };
 pub use resources::member::{Member, MemberSpec, MemberStatus, OrganisationKind, Standing};
 pub use resources::proposal::{
-    BylawChange, IgnoredVote, MemberAdmission, ModelAdoption, OptionCount, Proposal, ProposalEffect,
-    ProposalKind, ProposalPhase, ProposalSpec, ProposalStatus, Round, Tally,
+    AllocationSplit, BylawChange, DelegationUsed, Elector, FloorTarget, IgnoredVote, MemberAdmission,
+    ModelAdoption, OptionCount, Proposal, ProposalEffect, ProposalKind, ProposalOption, ProposalPhase,
+    ProposalSpec, ProposalStatus, Round, Tally, TieRecord,
 };
 pub use resources::vote::{Position, Vote, VoteSpec, VoteStatus};
 pub use resources::voting::{Fraction, VotingMethod, VotingRules};

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{Allocation, ComputePool, Cooperative, Customer, InferenceModel, Member, Proposal, Vote};
+use crate::{
+    Allocation, ComputePool, Cooperative, Customer, Delegation, InferenceModel, Member, Proposal, Vote,
+};
 
 /// One Synco object of any kind.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +21,7 @@ pub enum Manifest {
     InferenceModel(Box<InferenceModel>),
     Proposal(Box<Proposal>),
     Vote(Box<Vote>),
+    Delegation(Box<Delegation>),
     Allocation(Box<Allocation>),
 }
 
@@ -66,6 +69,7 @@ impl Manifest {
             Self::InferenceModel(_) => "InferenceModel",
             Self::Proposal(_) => "Proposal",
             Self::Vote(_) => "Vote",
+            Self::Delegation(_) => "Delegation",
             Self::Allocation(_) => "Allocation",
         }
     }
@@ -88,6 +92,7 @@ impl Manifest {
             "InferenceModel" => typed(value).map(Self::InferenceModel),
             "Proposal" => typed(value).map(Self::Proposal),
             "Vote" => typed(value).map(Self::Vote),
+            "Delegation" => typed(value).map(Self::Delegation),
             "Allocation" => typed(value).map(Self::Allocation),
             _ => return Err((kind, serde::de::Error::custom("unknown kind"))),
         };
@@ -104,6 +109,7 @@ impl Manifest {
             Self::InferenceModel(o) => serde_json::to_value(o),
             Self::Proposal(o) => serde_json::to_value(o),
             Self::Vote(o) => serde_json::to_value(o),
+            Self::Delegation(o) => serde_json::to_value(o),
             Self::Allocation(o) => serde_json::to_value(o),
         }
     }

@@ -63,7 +63,7 @@ fn every_example_round_trips() {
         ("ComputePool", 1),
         ("InferenceModel", 2),
         ("Proposal", 1),
-        ("Vote", 3),
+        ("Delegation", 1),
         ("Allocation", 1),
     ];
     for (kind, n) in want {
@@ -89,12 +89,20 @@ fn the_examples_describe_the_small_coop() {
     assert!(members.iter().any(|m| m.spec.organisation == LocalBusiness));
     let classes: std::collections::BTreeSet<_> = members.iter().map(|m| m.spec.class.as_str()).collect();
     assert!(classes.len() >= 2, "one member is in another class");
-    for vote in all.iter().filter_map(|m| match m {
-        Manifest::Vote(v) => Some(v),
+    for delegation in all.iter().filter_map(|m| match m {
+        Manifest::Delegation(d) => Some(d),
         _ => None,
     }) {
-        let name = vote.metadata.name.clone().unwrap();
-        assert_eq!(name, format!("{}-{}", vote.spec.proposal, vote.spec.member));
+        let name = delegation.metadata.name.clone().unwrap();
+        assert_eq!(
+            name, delegation.spec.member,
+            "a delegation is named after its member"
+        );
+        assert!(
+            members
+                .iter()
+                .any(|m| m.metadata.name.as_deref() == Some(&delegation.spec.delegate))
+        );
     }
 }
 

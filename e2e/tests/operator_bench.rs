@@ -88,7 +88,7 @@ async fn close_to_quotas_with_a_thousand_members() -> anyhow::Result<()> {
             .try_collect::<Vec<_>>()
             .await?;
         println!("cast {n} votes in {:?}", started.elapsed());
-        let closes = proposal.spec.closes_at.0;
+        let closes = proposal.status.as_ref().and_then(|s| s.closes_at.clone()).map(|t| t.0).unwrap_or_default();
         assert!(Timestamp::now() < closes, "votes took longer than the window; raise it");
 
         // Wait for the close, then time until the new quotas are in the new Allocation.

@@ -208,16 +208,16 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
         let after = api.get("early").await?.status.unwrap();
         let late = after.ignored_votes.iter().find(|v| v.member == "dave").unwrap();
         assert_eq!(late.vote, "early-dave");
-        assert!(late.reason.starts_with("OutsideWindow"), "{}", late.reason);
+        assert!(late.reason.starts_with("Late"), "{}", late.reason);
         // The outcome stands.
         assert_eq!(after.tally, before.tally);
         assert_eq!(after.counted_votes, Some(3));
         // And there is an Event for it.
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
-        wait_until("a VoteIgnored Event", Duration::from_secs(10), || async {
+        wait_until("a BallotSetAside Event", Duration::from_secs(10), || async {
             let list = events.list(&Default::default()).await?;
             Ok(list.items.iter().any(|e| {
-                e.reason.as_deref() == Some("VoteIgnored")
+                e.reason.as_deref() == Some("BallotSetAside")
                     && e.note.as_deref().is_some_and(|n| n.contains("dave"))
             }))
         })

@@ -7,7 +7,7 @@
 # request carries an HS256 JWT for the member bakery-coop, so the gateway verifies a
 # token, resolves the member, applies its rate limit, reserves its worst case from the
 # monthly budget (leased from the database) and meters the request, on every call.
-# Concurrency and engine slots are raised so that the benchmark's load, not a limit
+# The model's concurrency (in synco.sh) and the engine slots are raised so that the benchmark's load, not a limit
 # of the example co-op, decides the queueing; the limits are still enforced.
 set -euo pipefail
 gw=$1
@@ -22,5 +22,5 @@ signature = hmac.new(sys.argv[1].encode(), f"{header}.{claims}".encode(), hashli
 print(f"{header}.{claims}.{b64(signature)}")
 PY
 )
-printf '%s\n' --jwt-hs256-secret "$secret" --caller-concurrency 100000 --engine-slots 100000 \
+printf '%s\n' --jwt-hs256-secret "$secret" --engine-slots 100000 \
   "authorization: Bearer $token"

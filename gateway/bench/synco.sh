@@ -45,6 +45,8 @@ spec:
     kind: External
     url: $MOCK_URL
   tokensPerSecondPerReplica: 1000000
+  # Each caller's concurrency is its part of this (from the Allocation).
+  concurrentRequestsPerReplica: 100000
   capabilities:
     chat: true
     embeddings: false

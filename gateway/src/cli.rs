@@ -31,17 +31,120 @@ pub enum Command {
     /// Export usage, customers' statements and surplus revenue.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// The co-op's governance, for administrators and scripts: proposals, ballots,
+    /// comments and delegations (acting as a member with --as), results, and the recount
+    /// of a published record.
+    Governance(GovernanceArgs),
+}
+
+/// Where governance state is: the database (standalone mode, the default), or the API
+/// server with --namespace (cluster mode, with the kubeconfig's credentials).
+#[derive(Debug, Clone, Args)]
+pub struct GovernanceArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Work on the co-op in this Kubernetes namespace instead of a database.
+    #[arg(long, env = "SYNCO_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+    #[command(subcommand)]
+    pub command: GovernanceCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GovernanceCommand {
+    /// List proposals (JSON).
+    List {
+        /// Only this phase (Open, Applied, ...).
+        #[arg(long)]
+        phase: Option<String>,
+    },
+    /// Show one proposal with its result (JSON).
+    Show { name: String },
+    /// Open a proposal for a member, from a YAML or JSON file of its fields (kind, title,
+    /// body, options, effect, split; as `POST /v1/governance/proposals` takes).
+    Propose {
+        /// The member who proposes.
+        #[arg(long = "as")]
+        member: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Cast a member's ballot.
+    Vote {
+        name: String,
+        #[arg(long = "as")]
+        member: String,
+        /// Yes, No, Abstain, Block or StandAside.
+        #[arg(long)]
+        position: Option<String>,
+        /// Approval: the options approved, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        approve: Option<Vec<String>>,
+        /// Ranked choice: the options, best first, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        rank: Option<Vec<String>>,
+        /// Score: option=score, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        score: Option<Vec<String>>,
+        /// Dot voting: option=points, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        points: Option<Vec<String>>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Comment on a proposal (or reply to a comment) as a member.
+    Comment {
+        name: String,
+        #[arg(long = "as")]
+        member: String,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        reply_to: Option<i64>,
+    },
+    /// Withdraw a member's proposal (before any ballot).
+    Withdraw {
+        name: String,
+        #[arg(long = "as")]
+        member: String,
+    },
+    /// Set or revoke a member's standing delegation.
+    Delegate {
+        #[arg(long = "as")]
+        member: String,
+        /// The member whose ballot counts for this one.
+        #[arg(long, conflicts_with = "revoke", required_unless_present = "revoke")]
+        to: Option<String>,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Write a decided proposal's published record (JSON) to stdout or --out.
+    Export {
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Recount a published record and print the outcome and fingerprint; exits 1 if
+    /// they differ from what was recorded or a receipt does not match.
+    Verify { file: PathBuf },
+    /// Close every proposal whose deadline has passed, now (standalone mode; the
+    /// running gateway does this by itself).
+    CloseDue,
+    /// Suspend a member (standalone mode; in a cluster, edit the Member).
+    Suspend { member: String },
+    /// Reinstate a suspended member (standalone mode).
+    Reinstate { member: String },
 }
 
 /// Where the database is (shared by the admin commands).
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
     /// Where the SQLite database lives (when --database-url is not set).
-    #[arg(long, env = "SYNCO_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "SYNCO_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     /// A database URL (`postgres://user@host:port/db` or `sqlite://path?mode=rwc`);
     /// default: SQLite in the data directory.
-    #[arg(long, env = "SYNCO_DATABASE_URL")]
+    #[arg(long, env = "SYNCO_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -147,7 +250,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StandaloneArgs {
     /// Folder of co-op manifests (Cooperative, Member, Customer, InferenceModel,
-    /// Allocation), such as crds/examples.
+    /// Allocation, Delegation, Proposal), such as crds/examples. They found the co-op in
+    /// the database on the first start; after that the database is the truth.
     #[arg(long, env = "SYNCO_MANIFESTS")]
     pub manifests: PathBuf,
     /// Where the SQLite database (and a generated tiny model) live.
@@ -155,7 +259,7 @@ pub struct StandaloneArgs {
     pub data_dir: PathBuf,
     /// Keep metering and budgets in this database instead (`postgres://...`): replicas
     /// sharing one Postgres enforce one budget.
-    #[arg(long, env = "SYNCO_DATABASE_URL")]
+    #[arg(long, env = "SYNCO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -177,7 +281,7 @@ pub struct ClusterArgs {
     pub namespace: String,
     /// The metering and budget database (`postgres://...`; `sqlite://...` for a
     /// single replica).
-    #[arg(long, env = "SYNCO_DATABASE_URL")]
+    #[arg(long, env = "SYNCO_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// This pod's name, for logs.
     #[arg(long, env = "SYNCO_POD_NAME")]
@@ -231,9 +335,6 @@ pub struct QuotaArgs {
     /// Requests each engine serves at once; more queue by priority tier.
     #[arg(long, env = "SYNCO_ENGINE_SLOTS", default_value_t = 32)]
     pub engine_slots: usize,
-    /// Requests one caller may run at once.
-    #[arg(long, env = "SYNCO_CALLER_CONCURRENCY", default_value_t = 16)]
-    pub caller_concurrency: u32,
     /// Seconds a customer waits for surplus capacity before a 429.
     #[arg(long, env = "SYNCO_CUSTOMER_WAIT_SECONDS", default_value_t = 5)]
     pub customer_wait_seconds: u64,
@@ -252,8 +353,9 @@ pub struct QuotaArgs {
     /// Usage records buffered at most before requests wait (the most a kill -9 loses).
     #[arg(long, env = "SYNCO_USAGE_BUFFER", default_value_t = 1024)]
     pub usage_buffer: usize,
-    /// Replace the allocation's monthly token budget of a caller: `name=tokens`,
-    /// repeatable or comma-separated (trials and tests).
+    /// Replace the Allocation's monthly token budget of a caller: `name=tokens`,
+    /// repeatable or comma-separated. For trials and tests only: a real budget is a
+    /// rate times a month, far more tokens than a trial sends.
     #[arg(long, env = "SYNCO_TOKEN_BUDGETS", value_delimiter = ',')]
     pub token_budget: Vec<String>,
 }

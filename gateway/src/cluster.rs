@@ -1,10 +1,11 @@
 //! Cluster mode: the co-op's resources come from the Kubernetes API server.
 //!
 //! The gateway serves one co-op namespace. It watches the Cooperative, Members,
-//! Customers, InferenceModels and Allocations there (list, then watch, through
-//! kube-runtime reflectors) and, whenever one changes, rebuilds the co-op (callers,
-//! access, quotas from the allocation in force, prices) and the table of served
-//! models. Requests in flight keep what they started with.
+//! Customers, ComputePools, InferenceModels and Allocations there (list, then watch,
+//! through kube-runtime reflectors) and, whenever one changes, rebuilds the co-op
+//! (callers, access, the limits the Allocation in force publishes, prices) and the table
+//! of served models. Requests in flight keep what they started with. Governance goes
+//! through the API server ([`crate::governance::kube`]); the operator closes proposals.
 //!
 //! Engines: `External` models are proxied to `spec.engine.url`; `Mistralrs` models to
 //! the endpoint the operator publishes in `status.endpoint` (not served until it
@@ -12,7 +13,6 @@
 //! configuration is unchanged. Metering and budgets live in `--database-url`
 //! (Postgres when there is more than one replica).
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,24 +22,15 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use synco_crds::{Allocation, Cooperative, Customer, EngineKind, InferenceModel, Manifest, Member, Proposal};
+use synco_crds::{EngineKind, InferenceModel};
 use tokio::sync::Notify;
 
 use crate::cli::ClusterArgs;
-use crate::config::{EngineConfig, ModelConfig, load_engine};
-use crate::coop::{Coop, CoopHandle, CoopOptions};
-use crate::engine::embedded::EmbeddedOptions;
-use crate::engine::{ModelRegistry, ServedModel};
-
-/// The watched resources of one namespace.
-struct Watched {
-    coops: Store<Cooperative>,
-    members: Store<Member>,
-    customers: Store<Customer>,
-    models: Store<InferenceModel>,
-    allocations: Store<Allocation>,
-    proposals: Store<Proposal>,
-}
+use crate::config::{EngineConfig, ModelConfig};
+use crate::coop::{CoopHandle, CoopOptions};
+use crate::follow::{Models, build_coop};
+use crate::governance::Governance;
+use crate::governance::kube::{KubeStore, Watched};
 
 /// Starts a reflector for `K` in `namespace`; `changed`, if given, is notified on every
 /// event.
@@ -74,64 +65,29 @@ where
     reader
 }
 
-impl Watched {
-    fn start(client: &Client, namespace: &str, changed: &Arc<Notify>) -> Self {
-        Self {
-            coops: watch(client, namespace, Some(changed)),
-            members: watch(client, namespace, Some(changed)),
-            customers: watch(client, namespace, Some(changed)),
-            models: watch(client, namespace, Some(changed)),
-            allocations: watch(client, namespace, Some(changed)),
-            // Read by the governance routes on demand; the co-op does not depend on them.
-            proposals: watch(client, namespace, None),
-        }
+/// Follows the co-op's resources in `namespace`: every change of the co-op's objects
+/// notifies `changed` (Proposals are read on demand and do not).
+pub fn start_watches(client: &Client, namespace: &str, changed: &Arc<Notify>) -> Watched {
+    Watched {
+        coops: watch(client, namespace, Some(changed)),
+        members: watch(client, namespace, Some(changed)),
+        customers: watch(client, namespace, Some(changed)),
+        pools: watch(client, namespace, Some(changed)),
+        models: watch(client, namespace, Some(changed)),
+        allocations: watch(client, namespace, Some(changed)),
+        proposals: watch(client, namespace, None),
     }
+}
 
-    async fn ready(&self) -> anyhow::Result<()> {
-        self.coops.wait_until_ready().await?;
-        self.members.wait_until_ready().await?;
-        self.customers.wait_until_ready().await?;
-        self.models.wait_until_ready().await?;
-        self.allocations.wait_until_ready().await?;
-        self.proposals.wait_until_ready().await?;
-        Ok(())
-    }
-
-    /// Everything now, as manifests (the form standalone mode reads from files).
-    fn manifests(&self) -> Vec<Manifest> {
-        let mut out = Vec::new();
-        out.extend(
-            self.coops
-                .state()
-                .iter()
-                .map(|o| Manifest::Cooperative(Box::new((**o).clone()))),
-        );
-        out.extend(
-            self.members
-                .state()
-                .iter()
-                .map(|o| Manifest::Member(Box::new((**o).clone()))),
-        );
-        out.extend(
-            self.customers
-                .state()
-                .iter()
-                .map(|o| Manifest::Customer(Box::new((**o).clone()))),
-        );
-        out.extend(
-            self.models
-                .state()
-                .iter()
-                .map(|o| Manifest::InferenceModel(Box::new((**o).clone()))),
-        );
-        out.extend(
-            self.allocations
-                .state()
-                .iter()
-                .map(|o| Manifest::Allocation(Box::new((**o).clone()))),
-        );
-        out
-    }
+pub async fn ready(w: &Watched) -> anyhow::Result<()> {
+    w.coops.wait_until_ready().await?;
+    w.members.wait_until_ready().await?;
+    w.customers.wait_until_ready().await?;
+    w.pools.wait_until_ready().await?;
+    w.models.wait_until_ready().await?;
+    w.allocations.wait_until_ready().await?;
+    w.proposals.wait_until_ready().await?;
+    Ok(())
 }
 
 /// How an InferenceModel is served from a cluster, or `None` while it cannot be.
@@ -176,55 +132,6 @@ pub fn model_config(model: &InferenceModel) -> Option<ModelConfig> {
     })
 }
 
-/// Keeps the served models in step with the InferenceModels.
-struct Models {
-    registry: ModelRegistry,
-    loaded: HashMap<String, (ModelConfig, ServedModel)>,
-    embedded: EmbeddedOptions,
-}
-
-impl Models {
-    async fn update(&mut self, models: &[Arc<InferenceModel>]) {
-        let mut next = BTreeMap::new();
-        let mut kept = HashMap::new();
-        for model in models {
-            let Some(config) = model_config(model) else {
-                tracing::debug!(model = ?model.metadata.name, "not servable yet");
-                continue;
-            };
-            let served = match self.loaded.remove(&config.name) {
-                Some((old, served)) if old == config => served,
-                _ => match load_engine(&config, &self.embedded).await {
-                    Ok(engine) => ServedModel {
-                        card: ModelRegistry::card(&config.name, &config.owned_by),
-                        engine,
-                    },
-                    Err(e) => {
-                        tracing::error!(model = %config.name, error = %e, "cannot serve the model");
-                        continue;
-                    }
-                },
-            };
-            next.insert(config.name.clone(), served.clone());
-            kept.insert(config.name.clone(), (config, served));
-        }
-        tracing::info!(models = ?next.keys().collect::<Vec<_>>(), "serving");
-        self.loaded = kept;
-        self.registry.replace(next);
-    }
-}
-
-fn build_coop(manifests: &[Manifest], options: &CoopOptions) -> Coop {
-    match Coop::from_manifests(manifests, options) {
-        Ok(coop) => coop,
-        Err(e) => {
-            // Nobody is admitted until the namespace holds a valid co-op.
-            tracing::warn!(error = %e, "no usable co-op in the namespace yet");
-            Coop::default()
-        }
-    }
-}
-
 /// `cluster`.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     // kube, reqwest and sqlx between them enable both of rustls's providers.
@@ -232,12 +139,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let db = crate::db::connect(&args.database_url).await?;
     let options = CoopOptions {
-        caller_concurrency: args.quota.caller_concurrency,
         budget_overrides: crate::server::budget_overrides(&args.quota.token_budget)?,
     };
     let changed = Arc::new(Notify::new());
-    let watched = Watched::start(&client, &args.namespace, &changed);
-    tokio::time::timeout(Duration::from_secs(60), watched.ready())
+    let watched = Arc::new(start_watches(&client, &args.namespace, &changed));
+    tokio::time::timeout(Duration::from_secs(60), ready(&watched))
         .await
         .map_err(|_| {
             anyhow::anyhow!(
@@ -247,26 +153,31 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         })??;
     tracing::info!(namespace = %args.namespace, pod = ?args.pod_name, "resources listed");
 
-    let (coop_tx, coop) = CoopHandle::channel(build_coop(&watched.manifests(), &options));
-    let mut models = Models {
-        registry: ModelRegistry::default(),
-        loaded: HashMap::new(),
-        embedded: crate::server::embedded_options(&args.server),
-    };
-    models.update(&watched.models.state()).await;
+    let (coop_tx, coop) = CoopHandle::channel(build_coop(&watched.objects(), &options));
+    let mut models = Models::new(
+        crate::server::embedded_options(&args.server),
+        Arc::new(model_config),
+    );
+    models.update(&watched.objects().models).await;
     let registry = models.registry.clone();
-    let governance = Arc::new(crate::governance::Governance {
+    let store = KubeStore {
         namespace: args.namespace.clone(),
-        proposals: watched.proposals.clone(),
-        votes: Api::namespaced(client.clone(), &args.namespace),
-    });
+        client: client.clone(),
+        watched: watched.clone(),
+    };
+    let governance = Arc::new(Governance::new(
+        Arc::new(store),
+        db.clone(),
+        crate::governance::system_clock(),
+    ));
     let follow = tokio::spawn(async move {
         loop {
             changed.notified().await;
             // Let a burst of events (a kubectl apply of many objects) settle first.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = coop_tx.send(Arc::new(build_coop(&watched.manifests(), &options)));
-            models.update(&watched.models.state()).await;
+            let objects = watched.objects();
+            let _ = coop_tx.send(Arc::new(build_coop(&objects, &options)));
+            models.update(&objects.models).await;
         }
     });
     let result = crate::server::serve_coop(

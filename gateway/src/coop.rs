@@ -2,13 +2,12 @@
 //! caller may use, the quota each caller gets from the allocation in force (through
 //! the `policies` solver), the surplus rate card and prepaid credit.
 //!
-//! Built from the same resources in both modes: the manifests folder (standalone) or
-//! the API server (cluster mode, by the watcher that feeds [`Coop::from_manifests`]).
+//! Built from the same resources in both modes ([`CoopObjects`]): the database founded
+//! from the manifests folder (standalone), or the API server (cluster mode).
 
 use std::collections::{BTreeMap, HashMap};
 
-use synco_crds::{Allocation, Billing, Cooperative, Customer, InferenceModel, Manifest, Member};
-use synco_policies::{QuotaHolder, crd::solver_input, solve};
+use synco_crds::{Allocation, Billing, ComputePool, Cooperative, Customer, InferenceModel, Manifest, Member};
 
 use crate::admission::{Caller, CallerKind};
 
@@ -40,15 +39,54 @@ impl Price {
     }
 }
 
-/// One caller's limits.
+/// One caller's limits, exactly as the Allocation in force publishes them (see
+/// [`synco_policies::crd::enforced_limits`]).
+pub use synco_policies::crd::CallerLimits;
+
+/// The co-op's objects, as either store holds them: files and the database in
+/// standalone mode, the API server in cluster mode.
 #[derive(Debug, Clone, Default)]
-pub struct CallerLimits {
-    /// Tokens per second the caller may use now (floor plus what it may borrow).
-    pub tokens_per_second: u64,
-    /// Tokens per budget period (a month).
-    pub monthly_budget: u64,
-    /// Requests running at once.
-    pub concurrency: u32,
+pub struct CoopObjects {
+    pub cooperatives: Vec<Cooperative>,
+    pub members: Vec<Member>,
+    pub customers: Vec<Customer>,
+    pub pools: Vec<ComputePool>,
+    pub models: Vec<InferenceModel>,
+    pub allocations: Vec<Allocation>,
+}
+
+impl CoopObjects {
+    /// Sorts manifests into their kinds (Proposals, Votes and Delegations are not the
+    /// co-op's objects and are left out).
+    pub fn from_manifests(manifests: &[Manifest]) -> Self {
+        let mut out = Self::default();
+        for m in manifests {
+            match m {
+                Manifest::Cooperative(c) => out.cooperatives.push((**c).clone()),
+                Manifest::Member(m) => out.members.push((**m).clone()),
+                Manifest::Customer(c) => out.customers.push((**c).clone()),
+                Manifest::ComputePool(p) => out.pools.push((**p).clone()),
+                Manifest::InferenceModel(m) => out.models.push((**m).clone()),
+                Manifest::Allocation(a) => out.allocations.push((**a).clone()),
+                Manifest::Proposal(_) | Manifest::Vote(_) | Manifest::Delegation(_) => {}
+            }
+        }
+        out
+    }
+
+    /// The Cooperative: there must be exactly one.
+    pub fn cooperative(&self) -> anyhow::Result<&Cooperative> {
+        match self.cooperatives.as_slice() {
+            [one] => Ok(one),
+            [] => anyhow::bail!("no Cooperative"),
+            _ => anyhow::bail!("more than one Cooperative"),
+        }
+    }
+
+    /// The Allocation in force: the highest version.
+    pub fn in_force(&self) -> Option<&Allocation> {
+        synco_policies::crd::effect::newest(&self.allocations)
+    }
 }
 
 /// The co-op's rules for the data plane.
@@ -68,6 +106,8 @@ pub struct Coop {
     pub surplus_percent: u32,
     /// Prepaid customers' credit, in minor units.
     pub prepaid_credit_minor: BTreeMap<String, u64>,
+    /// The name of the Allocation in force, whose quotas these limits are.
+    pub allocation: Option<String>,
 }
 
 /// The co-op as last read, shared by admission, authentication and `/v1/usage`.
@@ -96,35 +136,17 @@ impl CoopHandle {
 /// Overrides for trials and tests.
 #[derive(Debug, Clone, Default)]
 pub struct CoopOptions {
-    /// Requests a caller may run at once.
-    pub caller_concurrency: u32,
-    /// Monthly token budgets that replace the solver's, by caller name.
+    /// Monthly token budgets that replace the Allocation's, by caller name (a trial knob:
+    /// a real budget is tokens per second times a month).
     pub budget_overrides: BTreeMap<String, u64>,
 }
 
 impl Coop {
-    /// Reads the resources; the allocation in force is the one with the highest version.
-    pub fn from_manifests(manifests: &[Manifest], options: &CoopOptions) -> anyhow::Result<Self> {
-        let mut coops: Vec<&Cooperative> = Vec::new();
-        let mut members: Vec<Member> = Vec::new();
-        let mut customers: Vec<Customer> = Vec::new();
-        let mut models: Vec<InferenceModel> = Vec::new();
-        let mut allocations: Vec<&Allocation> = Vec::new();
-        for m in manifests {
-            match m {
-                Manifest::Cooperative(c) => coops.push(c),
-                Manifest::Member(m) => members.push((**m).clone()),
-                Manifest::Customer(c) => customers.push((**c).clone()),
-                Manifest::InferenceModel(m) => models.push((**m).clone()),
-                Manifest::Allocation(a) => allocations.push(a),
-                _ => {}
-            }
-        }
-        let coop = match coops.as_slice() {
-            [one] => *one,
-            [] => anyhow::bail!("no Cooperative in the manifests"),
-            _ => anyhow::bail!("more than one Cooperative in the manifests"),
-        };
+    /// Reads the co-op's objects. Each caller's limits are the quotas the Allocation in
+    /// force publishes in its status (the operator writes them in cluster mode, the
+    /// gateway in standalone mode), through [`synco_policies::crd::enforced_limits`].
+    pub fn from_objects(objects: &CoopObjects, options: &CoopOptions) -> anyhow::Result<Self> {
+        let coop = objects.cooperative()?;
         let mut out = Self::default();
         let tier_of = |class: &str| {
             coop.spec
@@ -133,7 +155,7 @@ impl Coop {
                 .find(|c| c.name == class)
                 .map(|c| c.tier)
         };
-        for m in &members {
+        for m in &objects.members {
             let Some(name) = m.metadata.name.clone() else {
                 continue;
             };
@@ -154,7 +176,7 @@ impl Coop {
                 .insert(m.spec.identity.clone(), caller.clone());
             out.callers_by_name.insert((CallerKind::Member, name), caller);
         }
-        for c in &customers {
+        for c in &objects.customers {
             let Some(name) = c.metadata.name.clone() else {
                 continue;
             };
@@ -177,13 +199,7 @@ impl Coop {
                 .insert(c.spec.identity.clone(), caller.clone());
             out.callers_by_name.insert((CallerKind::Customer, name), caller);
         }
-        // Standalone mode has no operator to publish measured capacity: use the plan.
-        for m in &mut models {
-            let capacity = synco_policies::crd::planned_capacity(m);
-            let status = m.status.get_or_insert_with(Default::default);
-            if status.capacity_tokens_per_second == 0 {
-                status.capacity_tokens_per_second = capacity;
-            }
+        for m in &objects.models {
             let Some(resource) = m.metadata.name.clone() else {
                 continue;
             };
@@ -201,7 +217,7 @@ impl Coop {
             out.currency = surplus.currency.clone();
             out.surplus_percent = surplus.max_share_percent;
             let floor = &surplus.price_floor;
-            for m in &models {
+            for m in &objects.models {
                 let Some(resource) = m.metadata.name.clone() else {
                     continue;
                 };
@@ -218,76 +234,22 @@ impl Coop {
                 );
             }
         }
-        if let Some(allocation) = allocations.iter().max_by_key(|a| a.spec.version) {
-            // Customers' limits: what the surplus allows with members idle (the solver's
-            // own plan). Members' limits: with every member asking for all it may use,
-            // so that a member's rate is its floor plus what it may borrow. Priority
-            // admission, not the rate limit, keeps customers behind busy members.
-            let idle = solver_input(coop, allocation, &members, &customers, &models);
-            let mut busy = idle.clone();
-            let capacities: Vec<(String, u64)> = busy
-                .models
-                .iter()
-                .map(|m| (m.model.clone(), m.tokens_per_second))
-                .collect();
-            for caller in &mut busy.callers {
-                if matches!(caller.role, synco_policies::Role::Member { .. }) {
-                    for (model, capacity) in &capacities {
-                        caller.demand.insert(model.clone(), *capacity);
-                    }
+        match objects.in_force() {
+            Some(allocation) => {
+                if let Some(cap) = allocation.spec.plan.surplus_cap_percent {
+                    out.surplus_percent = cap;
                 }
+                for q in allocation.status.iter().flat_map(|s| &s.quotas) {
+                    out.limits
+                        .insert(q.name.clone(), synco_policies::crd::enforced_limits(q));
+                }
+                out.allocation = allocation.metadata.name.clone();
             }
-            if let Some(pos) = allocation.spec.plan.surplus_cap_percent {
-                out.surplus_percent = pos;
-            }
-            let unsolvable =
-                |e: synco_policies::SolveError| anyhow::anyhow!("allocation cannot be solved: {e}");
-            let member_quotas = solve(&busy).map_err(unsolvable)?;
-            let customer_quotas = solve(&idle).map_err(unsolvable)?;
-            let quotas = member_quotas
-                .callers
-                .iter()
-                .filter(|q| matches!(q.holder, QuotaHolder::Member { .. }))
-                .chain(
-                    customer_quotas
-                        .callers
-                        .iter()
-                        .filter(|q| matches!(q.holder, QuotaHolder::Customer)),
-                );
-            for q in quotas {
-                let rate = q
-                    .models
-                    .iter()
-                    .map(|m| {
-                        m.guaranteed_rate
-                            .max(m.allocated_rate)
-                            .saturating_add(m.borrow_limit)
-                    })
-                    .sum::<u64>();
-                let budget = match q.holder {
-                    QuotaHolder::Member { .. } => q.monthly_budget,
-                    // A customer's budget is the surplus it may buy over the month.
-                    QuotaHolder::Customer => q.monthly_budget.max(rate.saturating_mul(idle.period_seconds)),
-                };
-                out.limits.insert(
-                    q.id.clone(),
-                    CallerLimits {
-                        tokens_per_second: rate,
-                        monthly_budget: budget,
-                        concurrency: options.caller_concurrency,
-                    },
-                );
-            }
-        } else {
-            tracing::warn!("no Allocation in the manifests: every caller's quota is zero");
+            None => tracing::warn!("no Allocation: every caller's quota is zero"),
         }
         for (caller, budget) in &options.budget_overrides {
             let limits = out.limits.entry(caller.clone()).or_default();
             limits.monthly_budget = *budget;
-            limits.concurrency = options.caller_concurrency;
-            if limits.tokens_per_second == 0 {
-                limits.tokens_per_second = *budget;
-            }
         }
         Ok(out)
     }

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The caller may not do this (403). Used by the admission layer.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller may not do this, with a more precise code (403).
+    #[error("{message}")]
+    Forbidden { message: String, code: String },
     /// No model by that name is served (404 `model_not_found`).
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
@@ -50,6 +53,8 @@ pub enum ApiError {
         code: String,
         /// Seconds after which a retry may succeed, sent as `Retry-After`.
         retry_after: Option<u64>,
+        /// `x-ratelimit-*` headers: the limit that was hit, what is left and when it resets.
+        headers: Vec<(&'static str, String)>,
     },
     /// The engine failed while serving (500).
     #[error("{0}")]
@@ -110,7 +115,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::PermissionDenied(_) | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -129,7 +134,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Unauthenticated(_) => "unauthenticated",
-            Self::PermissionDenied(_) => "permission_denied",
+            Self::PermissionDenied(_) | Self::Forbidden { .. } => "permission_denied",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NotFound(_) => "not_found",
             Self::Conflict { .. } => "conflict",
@@ -152,6 +157,7 @@ impl ApiError {
             }
             Self::Unauthenticated(_) => ("invalid_request_error", None, Some("invalid_api_key".into())),
             Self::PermissionDenied(_) => ("invalid_request_error", None, Some("permission_denied".into())),
+            Self::Forbidden { code, .. } => ("invalid_request_error", None, Some(code.clone())),
             Self::ModelNotFound(_) => (
                 "invalid_request_error",
                 Some("model".into()),
@@ -207,12 +213,19 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let Self::RateLimited {
-            retry_after: Some(seconds),
-            ..
+            retry_after, headers, ..
         } = &self
-            && let Ok(value) = header::HeaderValue::from_str(&seconds.to_string())
         {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+            if let Some(seconds) = retry_after
+                && let Ok(value) = header::HeaderValue::from_str(&seconds.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            for (name, value) in headers {
+                if let Ok(value) = header::HeaderValue::from_str(value) {
+                    response.headers_mut().insert(*name, value);
+                }
+            }
         }
         // Handlers' error responses are seen by the metrics layer through this extension.
         response.extensions_mut().insert(ErrorLabel(self.metric_label()));

@@ -1,14 +1,18 @@
 //! The Synco gateway: the co-op's OpenAI-compatible data plane.
 //!
-//! - [`app`]: state and router; [`routes`]: the handlers; [`sse`]: streaming.
+//! - [`app`]: the shared state; [`router`]: the routes as data; [`routes`]: the
+//!   handlers; [`sse`]: streaming.
 //! - [`error`]: the one `ApiError` and the JSON extractor.
 //! - [`engine`]: the `Engine` trait, the embedded mistral.rs engine and the external
 //!   OpenAI-compatible engine.
 //! - [`auth`]: API keys and JWTs; [`coop`]: the co-op's callers, access, quotas and prices.
 //! - [`admission`], [`quota`]: quota and priority admission; [`usage`], [`metering`]:
-//!   durable usage records and their export; [`usage_api`]: `GET /v1/usage`.
-//! - [`standalone`], [`cluster`]: where the co-op's resources come from (a folder, or
-//!   the API server); [`db`]: the database (SQLite or Postgres).
+//!   durable usage records and their export.
+//! - [`governance`]: proposals, ballots, comments and delegations over the database
+//!   (standalone) or the API server (cluster), with the `synco-policies` lifecycle.
+//! - [`standalone`], [`cluster`]: where the co-op's resources come from (a folder and
+//!   the database, or the API server); [`follow`]: keeping up with their changes;
+//!   [`db`]: the database (SQLite or Postgres).
 //! - [`admin`]: the `keys` and `usage` commands.
 //! - [`tiny_model`]: a random-weight model folder for offline use.
 
@@ -23,11 +27,13 @@ pub mod coop;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod follow;
 pub mod governance;
 pub mod metering;
 pub mod mock_upstream;
 pub mod openai;
 pub mod quota;
+pub mod router;
 pub mod routes;
 pub mod server;
 pub mod sse;
@@ -35,7 +41,6 @@ pub mod standalone;
 pub mod telemetry;
 pub mod tiny_model;
 pub mod usage;
-pub mod usage_api;
 
 use cli::{Cli, Command};
 use telemetry::{Telemetry, TelemetryOptions};
@@ -47,7 +52,9 @@ impl Cli {
             Command::Serve(a) => server_telemetry(&a.server),
             Command::Standalone(a) => server_telemetry(&a.server),
             Command::Cluster(a) => server_telemetry(&a.server),
-            Command::TinyModel(_) | Command::Keys(_) | Command::Usage(_) => TelemetryOptions::default(),
+            Command::TinyModel(_) | Command::Keys(_) | Command::Usage(_) | Command::Governance(_) => {
+                TelemetryOptions::default()
+            }
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
@@ -59,6 +66,7 @@ impl Cli {
                 Command::TinyModel(args) => server::run_tiny_model(&args),
                 Command::Keys(command) => admin::keys(command).await,
                 Command::Usage(command) => admin::usage(command).await,
+                Command::Governance(args) => governance::cli::run(args).await,
             };
             if let Err(e) = &result {
                 tracing::error!("{e:#}");

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::collections::BTreeMap;
 
-use crate::app::{Accounts, AppState, Settings, router, with_layers};
+use crate::app::{Accounts, AppState, Settings};
 use crate::auth::Auth;
 use crate::auth::jwt::JwtVerifier;
 use crate::cli::{IdentityArgs, QuotaArgs, ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
@@ -21,9 +21,15 @@ use crate::config::{GatewayConfig, load_models};
 use crate::coop::{Coop, CoopHandle, CoopOptions};
 use crate::engine::ModelRegistry;
 use crate::engine::embedded::EmbeddedOptions;
+use crate::follow::Models;
+use crate::governance::Governance;
+use crate::governance::closer::Closer;
+use crate::governance::db::DbStore;
+use crate::governance::store::GovernanceStore;
 use crate::metering::{DbUsageSink, SinkOptions};
 use crate::quota::ledger::Ledger;
 use crate::quota::{CoopAdmission, QuotaOptions};
+use crate::router::{router, with_layers};
 use crate::tiny_model::{self, TinyModelOptions};
 
 pub(crate) fn embedded_options(args: &ServerArgs) -> EmbeddedOptions {
@@ -61,20 +67,65 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let loaded = crate::standalone::load(&args.manifests, tiny.as_deref())?;
+    let manifests = synco_crds::manifests::load_dir(&args.manifests)
+        .map_err(|e| anyhow::anyhow!("cannot read manifests from {}: {e}", args.manifests.display()))?;
     let url = crate::db::url(&args.data_dir, args.database_url.as_deref())?;
     let db = crate::db::connect(&url).await?;
-    crate::db::store_manifests(&db, &loaded.objects).await?;
-    let coop = CoopHandle::fixed(Coop::from_manifests(
-        &loaded.manifests,
-        &CoopOptions {
-            caller_concurrency: args.quota.caller_concurrency,
-            budget_overrides: budget_overrides(&args.quota.token_budget)?,
-        },
-    )?);
-    let models = load_models(&loaded.models, &embedded_options(&args.server)).await?;
-    serve_coop(models, coop, db, None, &args.identity, &args.quota, &args.server).await
+    let store = DbStore::new(db.clone());
+    store
+        .found(&manifests, jiff::Timestamp::now().as_second())
+        .await?;
+    store.refresh_allocations().await?;
+    let objects = store.objects().await?;
+    let options = CoopOptions {
+        budget_overrides: budget_overrides(&args.quota.token_budget)?,
+    };
+    let (coop_tx, coop) = CoopHandle::channel(Coop::from_objects(&objects, &options)?);
+    let mut models = Models::new(
+        embedded_options(&args.server),
+        crate::standalone::config_for(&args.manifests, tiny.as_deref()),
+    );
+    models.update(&objects.models).await;
+    anyhow::ensure!(
+        !models.registry.is_empty(),
+        "no servable InferenceModel in the co-op (founded from {})",
+        args.manifests.display()
+    );
+    let registry = models.registry.clone();
+    let clock = crate::governance::system_clock();
+    let governance = Arc::new(Governance::new(
+        Arc::new(store.clone()),
+        db.clone(),
+        clock.clone(),
+    ));
+    let stop = CancellationToken::new();
+    let closer = tokio::spawn(Closer::new(store.clone(), clock).run(POLL, stop.clone()));
+    let follower = tokio::spawn(crate::follow::follow_database(
+        store,
+        options,
+        coop_tx,
+        models,
+        POLL,
+        stop.clone(),
+    ));
+    let result = serve_coop(
+        registry,
+        coop,
+        db,
+        Some(governance),
+        &args.identity,
+        &args.quota,
+        &args.server,
+    )
+    .await;
+    stop.cancel();
+    let _ = tokio::join!(closer, follower);
+    result
 }
+
+/// How often standalone mode looks for changes made by other processes sharing its
+/// database (the admin CLI, other replicas).
+const POLL: Duration = Duration::from_millis(500);
 
 /// Serves the co-op's API (both modes): identity, quotas, priority and metering in
 /// `db`, around the models in `models`. Returns when the server has drained.

@@ -1,65 +1,38 @@
 //! Standalone mode: the gateway alone, with no cluster.
 //!
-//! The co-op's manifests (the same YAML as the custom resources) are read from a
-//! folder and stored in SQLite under the data directory; the InferenceModels decide
-//! what is served. Models whose engine is `Mistralrs` (pods, in a cluster) or
-//! `Embedded` run in this process; `External` ones are proxied.
+//! The co-op's manifests (the same YAML as the custom resources) found the co-op in the
+//! database on the first start; after that the database (SQLite under the data directory
+//! by default) is the truth, and passed proposals change it without a restart. The
+//! gateway keeps governance there too: members propose and vote through the API, and a
+//! task closes each proposal at its deadline (`crate::governance::closer`).
 //!
-//! With `--tiny-model`, every in-process model is replaced by a tiny random-weight
-//! model generated into the data directory, so the whole path works offline.
+//! Models whose engine is `Mistralrs` (pods, in a cluster) or `Embedded` run in this
+//! process; `External` ones are proxied. With `--tiny-model`, every in-process model is
+//! replaced by a tiny random-weight model generated into the data directory, so the
+//! whole path works offline.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use synco_crds::{EngineKind, InferenceModel, Manifest};
+use synco_crds::{EngineKind, InferenceModel};
 
 use crate::config::{EngineConfig, ModelConfig};
+use crate::follow::ConfigFor;
 
-/// What was read from the manifests folder.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub models: Vec<ModelConfig>,
-    /// `(kind, name, object)` of every manifest, for the database.
-    pub objects: Vec<(String, String, serde_json::Value)>,
-    /// The resources themselves, for identity, access and quotas.
-    pub manifests: Vec<Manifest>,
-}
-
-/// Reads the folder and derives the models to serve.
-pub fn load(manifests: &Path, tiny_model: Option<&Path>) -> anyhow::Result<Loaded> {
-    let all = synco_crds::manifests::load_dir(manifests)
-        .map_err(|e| anyhow::anyhow!("cannot read manifests from {}: {e}", manifests.display()))?;
-    let mut loaded = Loaded::default();
-    for manifest in &all {
-        let value = manifest.to_value()?;
-        let name = value
-            .pointer("/metadata/name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        loaded.objects.push((manifest.kind().to_owned(), name, value));
-        if let Manifest::InferenceModel(model) = manifest
-            && let Some(config) = model_config(model, manifests, tiny_model)?
-        {
-            loaded.models.push(config);
-        }
-    }
-    let count = |kind: &str| loaded.objects.iter().filter(|(k, _, _)| k == kind).count();
-    tracing::info!(
-        folder = %manifests.display(),
-        cooperatives = count("Cooperative"),
-        members = count("Member"),
-        customers = count("Customer"),
-        models = count("InferenceModel"),
-        allocations = count("Allocation"),
-        "manifests loaded"
-    );
-    loaded.manifests = all;
-    anyhow::ensure!(
-        !loaded.models.is_empty(),
-        "no servable InferenceModel in {}",
-        manifests.display()
-    );
-    Ok(loaded)
+/// How standalone mode serves InferenceModels: in process (or the tiny model in their
+/// place), or proxied to an external URL. Relative paths are relative to `manifests`.
+pub fn config_for(manifests: &Path, tiny_model: Option<&Path>) -> ConfigFor {
+    let manifests = manifests.to_owned();
+    let tiny = tiny_model.map(Path::to_owned);
+    Arc::new(
+        move |model| match model_config(model, &manifests, tiny.as_deref()) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve the model");
+                None
+            }
+        },
+    )
 }
 
 fn model_config(

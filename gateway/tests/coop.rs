@@ -258,8 +258,6 @@ async fn concurrent_budget(db: Db) {
         &[
             "--token-budget",
             &budget,
-            "--caller-concurrency",
-            "200",
             "--engine-slots",
             "16",
             "--budget-slice",

@@ -75,14 +75,7 @@ async fn members_go_first_on_a_saturated_engine() {
         m.path(),
         data.path(),
         None,
-        &[
-            "--engine-slots",
-            "2",
-            "--customer-wait-seconds",
-            "1",
-            "--caller-concurrency",
-            "64",
-        ],
+        &["--engine-slots", "2", "--customer-wait-seconds", "1"],
     );
     let member = c::create_key(&["--member", "school"], data.path(), None);
     let customer = c::create_key(&["--customer", "buyer"], data.path(), None);
@@ -167,14 +160,7 @@ async fn three_replicas_enforce_one_budget() {
                 m.path(),
                 d.path(),
                 Some(&url),
-                &[
-                    "--token-budget",
-                    &budget,
-                    "--budget-slice",
-                    "200",
-                    "--caller-concurrency",
-                    "100",
-                ],
+                &["--token-budget", &budget, "--budget-slice", "200"],
             )
         })
         .collect();
@@ -228,14 +214,7 @@ async fn no_usage_record_is_lost_across_a_database_restart() {
         m.path(),
         data.path(),
         Some(&url),
-        &[
-            "--token-budget",
-            "bakery=100000000",
-            "--budget-slice",
-            "1000000",
-            "--caller-concurrency",
-            "64",
-        ],
+        &["--token-budget", "bakery=100000000", "--budget-slice", "1000000"],
     );
     let key = c::create_key(&["--member", "bakery"], data.path(), Some(&url));
     let base = gateway.url("");
@@ -296,14 +275,7 @@ async fn kill_9_loses_at_most_the_usage_buffer() {
         m.path(),
         data.path(),
         None,
-        &[
-            "--token-budget",
-            "bakery=100000000",
-            "--usage-buffer",
-            "16",
-            "--caller-concurrency",
-            "64",
-        ],
+        &["--token-budget", "bakery=100000000", "--usage-buffer", "16"],
     );
     let key = c::create_key(&["--member", "bakery"], data.path(), None);
     let base = gateway.url("");

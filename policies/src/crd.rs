@@ -6,21 +6,23 @@
 //! turned into quotas, the same way whichever of them does it. Everything here is pure:
 //! the resources and the time of the decision go in, plain values come out.
 //!
-//! * [`tally`]: a [`Proposal`](synco_crds::Proposal) with its Cooperative, Members and
-//!   Votes becomes a [`TallyInput`](crate::TallyInput) and [`VotingRules`](crate::VotingRules),
-//!   with every vote that cannot count listed and explained; a
-//!   [`TallyResult`](crate::TallyResult) becomes the fields of a
-//!   [`ProposalStatus`](synco_crds::ProposalStatus).
+//! * [`proposal`]: a [`Proposal`](synco_crds::Proposal) is opened under its
+//!   Cooperative's bylaws, its Votes and Delegations become a
+//!   [`Record`](crate::lifecycle::Record), a close is written into its status, and the
+//!   decided effect becomes the change to apply (see [`crate::lifecycle`]).
 //! * [`allocation`]: an [`Allocation`](synco_crds::Allocation) with its Cooperative,
 //!   Members, Customers and InferenceModels becomes a [`SolverInput`](crate::SolverInput);
 //!   [`Quotas`](crate::Quotas) become the quotas of an
 //!   [`AllocationStatus`](synco_crds::AllocationStatus).
 
 pub mod allocation;
-pub mod tally;
+pub mod effect;
+pub mod proposal;
 
-pub use allocation::{AllocationFigures, allocation_figures, planned_capacity, solver_input};
-pub use tally::{PreparedTally, prepare, proposal_outcome, rules_for, voting_rules};
+pub use allocation::{
+    AllocationFigures, CallerLimits, allocation_figures, enforced_limits, figures_for, planned_capacity,
+    solver_input,
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

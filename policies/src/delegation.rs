@@ -26,6 +26,8 @@ pub(crate) struct Resolved {
     pub extra: Vec<Weight>,
     pub delegated_total: Weight,
     pub followed: u64,
+    /// `(from, to)`: whose weight went onto whose ballot, sorted.
+    pub used: Vec<(String, String)>,
     pub cycles: Vec<String>,
     pub broken: Vec<String>,
 }
@@ -139,12 +141,15 @@ pub(crate) fn resolve(
                     .checked_add(w)
                     .ok_or(TallyError::WeightOverflow)?;
                 out.followed += 1;
+                let to = table.voters.get(*v).map(|t| t.id.clone()).unwrap_or_default();
+                out.used.push((name(), to));
             }
             End::Cycle => out.cycles.push(name()),
             End::Broken => out.broken.push(name()),
             End::Nothing => {}
         }
     }
+    out.used.sort_unstable();
     out.cycles.sort_unstable();
     out.broken.sort_unstable();
     Ok(out)

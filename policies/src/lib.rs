@@ -34,8 +34,10 @@
 //! ```
 
 mod arith;
+#[cfg(feature = "crd")]
 pub mod crd;
 pub mod delegation;
+pub mod lifecycle;
 pub mod quorum;
 mod share;
 pub mod solver;
@@ -49,9 +51,9 @@ pub use solver::{
     SECONDS_PER_30_DAYS, SolveError, SolverInput, solve,
 };
 pub use voting::{
-    Audit, Ballot, Choice, ConsentPosition, Counts, Delegation, DelegationReport, IrvRound, Method,
-    OptionCount, OptionShare, Outcome, SetAside, SetAsideReason, TallyError, TallyInput, TallyResult, Tie,
-    TieBreak, Turnout, VotingRules, tally,
+    Audit, Ballot, Choice, ConsentPosition, Counts, Delegation, DelegationReport, DelegationUse, IrvRound,
+    Method, OptionCount, OptionShare, Outcome, SetAside, SetAsideReason, TallyError, TallyInput, TallyResult,
+    Tie, TieBreak, Turnout, VotingRules, tally,
 };
 pub use weights::{ONE_VOTE_MILLI, Standing, Voter, Weight, WeightUnit, Weighting};
 pub use window::{VotingWindow, WindowPhase};

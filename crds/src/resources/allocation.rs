@@ -60,6 +60,12 @@ pub struct AllocationPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100))]
     pub surplus_cap_percent: Option<u32>,
+    /// The most a member may borrow above its floor while others leave capacity
+    /// unused, as a share of each model's capacity (percent), as Kueue's
+    /// `borrowingLimit`; unset, a member may borrow all that is unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub borrow_limit_percent: Option<u32>,
 }
 
 /// A guaranteed share for one class or one member.
@@ -101,7 +107,9 @@ pub enum SubjectKind {
     Customer,
 }
 
-/// The effective quota of one caller.
+/// The effective quota of one caller. The gateway enforces exactly these: a rate of
+/// `guaranteedTokensPerSecond + borrowLimitTokensPerSecond`, the monthly budget, and
+/// `maxConcurrentRequests` requests at once.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Quota {
@@ -120,6 +128,10 @@ pub struct Quota {
     pub borrow_limit_tokens_per_second: u64,
     /// Tokens per calendar month.
     pub monthly_token_budget: u64,
+    /// Requests the caller may run at once: its part of the models' concurrent
+    /// requests, in proportion to its rate (at least one when it has a rate).
+    #[serde(default)]
+    pub max_concurrent_requests: u32,
 }
 
 /// The quotas the operator computed from this allocation and the pool's capacity.

@@ -56,6 +56,11 @@ pub struct InferenceModelSpec {
     /// replicas × this.
     #[serde(default)]
     pub tokens_per_second_per_replica: u64,
+    /// Requests one replica serves at once; callers' concurrency limits are shares of
+    /// replicas × this.
+    #[serde(default = "thirty_two")]
+    #[schemars(range(min = 1))]
+    pub concurrent_requests_per_replica: u32,
     /// What the model can do.
     #[serde(default)]
     pub capabilities: Capabilities,
@@ -66,6 +71,10 @@ pub struct InferenceModelSpec {
 
 fn one() -> u32 {
     1
+}
+
+fn thirty_two() -> u32 {
+    32
 }
 
 /// Where a model's weights come from. Exactly one field is set.

@@ -19,7 +19,6 @@ use super::Conditions;
     printcolumn(name = "Class", type_ = "string", json_path = ".spec.class"),
     printcolumn(name = "Standing", type_ = "string", json_path = ".spec.standing"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".spec.votingWeight"),
-    printcolumn(name = "Delegate", type_ = "string", json_path = ".spec.delegateTo"),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -27,7 +26,6 @@ use super::Conditions;
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("!has(self.delegateTo) || self.delegateTo != ''").message("delegateTo must name a member when set"))]
 pub struct MemberSpec {
     /// The member's name as people write it.
     #[schemars(length(min = 1))]
@@ -48,10 +46,6 @@ pub struct MemberSpec {
     /// name when the member acts through the API server. Unique in the co-op.
     #[schemars(length(min = 1, max = 253))]
     pub identity: String,
-    /// Liquid democracy: the member whose vote counts for this one when it does not
-    /// vote itself. Chains are followed; a cycle counts as no delegation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegate_to: Option<String>,
     /// Where to reach the member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<String>,

@@ -9,6 +9,7 @@ pub mod allocation;
 pub mod compute_pool;
 pub mod cooperative;
 pub mod customer;
+pub mod delegation;
 pub mod inference_model;
 pub mod member;
 pub mod proposal;

@@ -11,8 +11,13 @@ use super::inference_model::InferenceModelSpec;
 use super::member::MemberSpec;
 use super::voting::VotingRules;
 
-/// A question put to the members. Votes are cast while it is open; at the close the
-/// operator tallies and, if it passed, applies the effect.
+/// A question put to the members. When it is created the operator (cluster mode) or the
+/// gateway (standalone) opens it: the voting rules and window come from the bylaws for its
+/// kind, and the electorate (the members and their weights) is fixed then. Members cast
+/// Votes while it is open; at the close it is tallied and, if it passed, the winning
+/// effect is applied.
+///
+/// The spec never changes once created, so what members vote on is what was proposed.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "synco.coop",
@@ -24,19 +29,22 @@ use super::voting::VotingRules;
     shortname = "prop",
     category = "synco",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
+    printcolumn(name = "Method", type_ = "string", json_path = ".status.rules.method"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Yes", type_ = "string", json_path = ".status.tally.yes"),
     printcolumn(name = "No", type_ = "string", json_path = ".status.tally.no"),
-    printcolumn(name = "Abstain", type_ = "string", json_path = ".status.tally.abstain"),
+    printcolumn(name = "Winner", type_ = "string", json_path = ".status.winner"),
     printcolumn(name = "Turnout", type_ = "string", json_path = ".status.turnoutPercent"),
-    printcolumn(name = "Closes", type_ = "date", json_path = ".spec.closesAt"),
+    printcolumn(name = "Closes", type_ = "date", json_path = ".status.closesAt"),
     printcolumn(name = "Title", type_ = "string", json_path = ".spec.title", priority = 1)
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("timestamp(self.closesAt) > timestamp(self.opensAt)").message("the voting window must close after it opens"))]
-#[x_kube(validation = kube::core::Rule::new("self.kind == oldSelf.kind && self.opensAt == oldSelf.opensAt && self.closesAt == oldSelf.closesAt").message("kind and voting window cannot change once proposed"))]
-#[x_kube(validation = kube::core::Rule::new("self.kind == 'FreeText' || has(self.effect)").message("this kind of proposal needs an effect"))]
-#[x_kube(validation = kube::core::Rule::new("!has(self.effect) || (self.kind == 'Allocation') == has(self.effect.allocation) && (self.kind == 'Bylaw') == has(self.effect.bylaw) && (self.kind == 'SurplusPrice') == has(self.effect.surplusPrice) && (self.kind == 'ModelAdoption') == has(self.effect.modelAdoption) && (self.kind == 'MemberAdmission') == has(self.effect.memberAdmission)").message("the effect must match the proposal's kind"))]
+#[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a proposal cannot change once created: withdraw it and propose again"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.effect) || self.kind != 'FreeText'").message("a free-text proposal has no effect"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.split) || self.kind == 'Allocation'").message("only an allocation can be split by dot voting"))]
+#[x_kube(validation = kube::core::Rule::new("self.options.all(o, !has(o.effect) || self.kind != 'FreeText')").message("a free-text proposal's options have no effect"))]
+#[x_kube(validation = kube::core::Rule::new("self.options.all(a, self.options.exists_one(b, b.name == a.name))").message("option names are unique"))]
+#[x_kube(validation = effect_matches_kind())]
 pub struct ProposalSpec {
     /// What is being decided.
     pub kind: ProposalKind,
@@ -45,24 +53,89 @@ pub struct ProposalSpec {
     pub title: String,
     /// The full text members read before they vote.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 20000))]
     pub body: String,
-    /// The member who put the question.
+    /// The Member who put the question. Only that member (or the gateway acting for
+    /// it) may create the proposal.
     #[schemars(length(min = 1, max = 253))]
     pub proposer: String,
-    /// The options for approval, score, ranked-choice and dot voting. Yes/no methods need none.
+    /// The options, for the methods that choose between options (approval, score,
+    /// ranked choice, dot voting). Each may carry the effect applied if it wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 200)))]
-    pub options: Vec<String>,
-    /// The rules of this vote; the Cooperative's default for the kind when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voting: Option<VotingRules>,
-    /// When voting opens.
-    pub opens_at: Time,
-    /// When voting closes; after `opensAt`.
-    pub closes_at: Time,
-    /// What happens if it passes.
+    #[schemars(length(max = 64))]
+    pub options: Vec<ProposalOption>,
+    /// Yes/no and consent methods: what happens if it passes. Dot-voted allocations:
+    /// the floors kept as they are, beside the split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<ProposalEffect>,
+    /// Dot-voted allocations: the share of capacity the options split between them in
+    /// proportion to their points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<AllocationSplit>,
+}
+
+/// The CEL rule that every effect of a proposal (its own and its options') is the one its
+/// kind calls for.
+fn effect_matches_kind() -> kube::core::Rule {
+    let fits = |e: &str| {
+        [
+            ("Allocation", "allocation"),
+            ("Bylaw", "bylaw"),
+            ("SurplusPrice", "surplusPrice"),
+            ("ModelAdoption", "modelAdoption"),
+            ("MemberAdmission", "memberAdmission"),
+        ]
+        .iter()
+        .map(|(kind, field)| format!("(self.kind == '{kind}') == has({e}.{field})"))
+        .collect::<Vec<_>>()
+        .join(" && ")
+    };
+    kube::core::Rule::new(format!(
+        "(!has(self.effect) || {}) && self.options.all(o, !has(o.effect) || {})",
+        fits("self.effect"),
+        fits("o.effect")
+    ))
+    .message("every effect must be the one the proposal's kind calls for")
+}
+
+/// One option of a proposal.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.effect) || !has(self.floor)").message("an option carries an effect or a floor, not both"))]
+pub struct ProposalOption {
+    /// The option as members see it; unique in the proposal.
+    #[schemars(length(min = 1, max = 200))]
+    pub name: String,
+    /// What happens if this option wins; nothing when unset (a status-quo option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<ProposalEffect>,
+    /// Dot-voted allocations: the class or member this option's part of the split goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<FloorTarget>,
+}
+
+/// Who a floor is for: exactly one of a member class or a member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.memberClass) != has(self.member)").message("a floor names exactly one of memberClass or member"))]
+pub struct FloorTarget {
+    /// A member class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub member_class: Option<String>,
+    /// A member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub member: Option<String>,
+}
+
+/// The part of capacity a dot vote splits.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationSplit {
+    /// The share of capacity split between the options (percent).
+    #[schemars(range(min = 1, max = 100))]
+    pub share_percent: u32,
 }
 
 /// The kinds of question a co-op decides.
@@ -144,19 +217,23 @@ pub struct MemberAdmission {
 /// Where a proposal is in its life.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub enum ProposalPhase {
-    /// Not open yet.
+    /// Created, not opened yet.
     #[default]
     Draft,
     /// Accepting votes.
     Open,
     /// Closed and passed; the effect is being applied.
     Passed,
-    /// Closed and not passed.
+    /// Closed and not passed (a tie keeps the status quo).
     Rejected,
     /// Closed without enough turnout; nothing changes.
     NoQuorum,
     /// Passed and its effect applied.
     Applied,
+    /// Withdrawn by its proposer before anyone voted.
+    Withdrawn,
+    /// Does not fit the bylaws (say, an option method with no options); never opened.
+    Invalid,
 }
 
 /// Weighted counts, written as exact decimals (weights may be fractions when
@@ -164,10 +241,10 @@ pub enum ProposalPhase {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tally {
-    /// Weight for yes.
+    /// Weight for yes (consent: agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yes: Option<String>,
-    /// Weight for no.
+    /// Weight for no (consent: disagree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no: Option<String>,
     /// Weight that abstained.
@@ -179,6 +256,12 @@ pub struct Tally {
     /// Consent: weight that stood aside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stand_aside: Option<String>,
+    /// Consent: the members who blocked, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<String>,
+    /// Consent: the members who stood aside, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stood_aside: Vec<String>,
     /// Option methods: the count per option (approvals, score totals, points, or final-round votes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<OptionCount>,
@@ -206,12 +289,18 @@ pub struct OptionCount {
 pub struct Round {
     /// First preferences among the options still running.
     pub counts: Vec<OptionCount>,
+    /// Weight of the ballots with no option left running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<String>,
     /// The option eliminated after this round, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eliminated: Option<String>,
+    /// The option elected in this round, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elected: Option<String>,
 }
 
-/// A vote that was not counted, and why.
+/// A ballot that was not counted, and why.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IgnoredVote {
@@ -219,8 +308,45 @@ pub struct IgnoredVote {
     pub vote: String,
     /// The member it was cast for.
     pub member: String,
-    /// Why it was not counted (outside the window, not eligible, …).
+    /// Why it was not counted (late, suspended, not in the electorate, …).
     pub reason: String,
+}
+
+/// A member of the electorate, as fixed when voting opened.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Elector {
+    /// The Member.
+    pub member: String,
+    /// Its class.
+    pub class: String,
+    /// Its voting weight.
+    pub voting_weight: u32,
+    /// Whether it was in good standing when voting opened.
+    pub active: bool,
+}
+
+/// A tie, and how it was settled.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TieRecord {
+    /// The instant-runoff round, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// The tied options.
+    pub tied: Vec<String>,
+    /// How the tie was settled.
+    pub resolution: String,
+}
+
+/// A delegation that carried weight to a ballot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationUsed {
+    /// The member who delegated and did not vote.
+    pub from: String,
+    /// The member whose ballot carried its weight (the end of the chain).
+    pub to: String,
 }
 
 /// The outcome and its audit trail.
@@ -237,10 +363,29 @@ pub struct ProposalStatus {
     /// Where the proposal is.
     #[serde(default)]
     pub phase: ProposalPhase,
+    /// The rules it is decided by: the bylaws' for its kind when it opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<VotingRules>,
+    /// When voting opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<Time>,
+    /// When voting closes; nothing closes it earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<Time>,
+    /// The seed of the lot that settles ties, published when voting opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_break_seed: Option<String>,
+    /// The electorate, fixed when voting opened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub electorate: Vec<Elector>,
+    /// Multi-stakeholder co-ops: each class's fixed share of voting power (percent) when
+    /// voting opened; empty when every member counts its own weight.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub class_voting_power: std::collections::BTreeMap<String, u32>,
     /// The counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tally: Option<Tally>,
-    /// Voting weight of every eligible member at the close.
+    /// Voting weight of every eligible member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eligible_weight: Option<String>,
     /// Weight that took part, directly or by delegation.
@@ -252,25 +397,172 @@ pub struct ProposalStatus {
     /// Turnout as a percentage of eligible weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turnout_percent: Option<String>,
-    /// The rule applied, in words, including how ties were broken.
+    /// Whether turnout reached the quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_met: Option<bool>,
+    /// The rule applied, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// How ties are settled, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_break_rule: Option<String>,
+    /// Every tie and how it was settled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ties: Vec<TieRecord>,
     /// The winning option, for single-winner option methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
     /// Ballots counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counted_votes: Option<u32>,
-    /// Votes not counted, with the reason.
+    /// The delegations that carried weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegations_used: Vec<DelegationUsed>,
+    /// Every standing delegation at the close (`from` delegates to `to`), as the tally
+    /// read them: part of the record a recount starts from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegations_at_close: Vec<DelegationUsed>,
+    /// Members of the electorate no longer in good standing at the close: part of the
+    /// record a recount starts from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended_at_close: Vec<String>,
+    /// Ballots not counted, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_votes: Vec<IgnoredVote>,
+    /// SHA-256 of the canonical ballots, rules and electorate: anyone who recounts the
+    /// published ballots gets the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// When the outcome was decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<Time>,
+    /// The effect to apply, as decided (the winning option's, or the split's floors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_effect: Option<ProposalEffect>,
     /// When the effect was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<Time>,
     /// The object the effect created or changed (such as `Allocation/allocation-v2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_to: Option<String>,
+}
+
+impl ProposalSpec {
+    /// The schema's rules for a proposal, checked in Rust for the stores that are not the
+    /// API server (the gateway's database in standalone mode). The API server enforces
+    /// the same rules through the CRD's schema and CEL; `e2e/tests/proposal_rules.rs`
+    /// checks both agree on the examples there.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let len = |what: &str, s: &str, min: usize, max: usize| {
+            let n = s.chars().count();
+            if n < min || n > max {
+                Err(format!("{what} must be {min} to {max} characters long"))
+            } else {
+                Ok(())
+            }
+        };
+        len("title", &self.title, 1, 200)?;
+        len("body", &self.body, 0, 20000)?;
+        len("proposer", &self.proposer, 1, 253)?;
+        if self.options.len() > 64 {
+            return Err("a proposal has at most 64 options".to_owned());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for o in &self.options {
+            len("an option's name", &o.name, 1, 200)?;
+            if !names.insert(o.name.as_str()) {
+                return Err("option names are unique".to_owned());
+            }
+            if o.effect.is_some() && o.floor.is_some() {
+                return Err("an option carries an effect or a floor, not both".to_owned());
+            }
+            if let Some(f) = &o.floor
+                && f.member_class.is_some() == f.member.is_some()
+            {
+                return Err("a floor names exactly one of memberClass or member".to_owned());
+            }
+        }
+        if self.kind == ProposalKind::FreeText
+            && (self.effect.is_some() || self.options.iter().any(|o| o.effect.is_some()))
+        {
+            return Err("a free-text proposal has no effect".to_owned());
+        }
+        if let Some(split) = self.split {
+            if self.kind != ProposalKind::Allocation {
+                return Err("only an allocation can be split by dot voting".to_owned());
+            }
+            if !(1..=100).contains(&split.share_percent) {
+                return Err("split.sharePercent must be 1 to 100".to_owned());
+            }
+        }
+        for effect in self
+            .effect
+            .iter()
+            .chain(self.options.iter().filter_map(|o| o.effect.as_ref()))
+        {
+            effect.check(self.kind)?;
+        }
+        Ok(())
+    }
+}
+
+impl ProposalEffect {
+    /// Exactly the part the proposal's kind calls for is set, and an allocation's floors
+    /// are well formed.
+    fn check(&self, kind: ProposalKind) -> Result<(), String> {
+        let set = [
+            (ProposalKind::Allocation, self.allocation.is_some()),
+            (ProposalKind::Bylaw, self.bylaw.is_some()),
+            (ProposalKind::SurplusPrice, self.surplus_price.is_some()),
+            (ProposalKind::ModelAdoption, self.model_adoption.is_some()),
+            (ProposalKind::MemberAdmission, self.member_admission.is_some()),
+        ];
+        if set.iter().any(|(k, is_set)| (*k == kind) != *is_set) {
+            return Err("every effect must be the one the proposal's kind calls for".to_owned());
+        }
+        if let Some(plan) = &self.allocation {
+            if plan.floors.len() > 512 {
+                return Err("an allocation has at most 512 floors".to_owned());
+            }
+            if plan
+                .floors
+                .iter()
+                .any(|f| f.member_class.is_some() == f.member.is_some())
+            {
+                return Err("a floor names exactly one of memberClass or member".to_owned());
+            }
+            if plan
+                .floors
+                .iter()
+                .map(|f| u64::from(f.share_percent))
+                .sum::<u64>()
+                > 100
+            {
+                return Err("allocation shares must add up to at most 100%".to_owned());
+            }
+            for (what, p) in [
+                ("surplusCapPercent", plan.surplus_cap_percent),
+                ("borrowLimitPercent", plan.borrow_limit_percent),
+            ] {
+                if p.is_some_and(|p| p > 100) {
+                    return Err(format!("{what} is at most 100"));
+                }
+            }
+        }
+        if let Some(s) = &self.surplus_price
+            && s.rate_card.iter().any(|p| {
+                p.price.input_per_million < s.price_floor.input_per_million
+                    || p.price.output_per_million < s.price_floor.output_per_million
+            })
+        {
+            return Err(
+                "no price on the rate card may be below the price floor the members voted".to_owned(),
+            );
+        }
+        Ok(())
+    }
 }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::Conditions;
 
 /// One member's ballot on one proposal. It is named `<proposal>-<member>`, so the
-/// API server itself keeps it to one per member and proposal, and it cannot be
-/// changed once created.
+/// API server itself keeps it to one per member and proposal; it cannot be changed
+/// once created, and an admission policy refuses its deletion.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "synco.coop",
@@ -23,7 +23,7 @@ use super::Conditions;
     printcolumn(name = "Proposal", type_ = "string", json_path = ".spec.proposal"),
     printcolumn(name = "Member", type_ = "string", json_path = ".spec.member"),
     printcolumn(name = "Position", type_ = "string", json_path = ".spec.position"),
-    printcolumn(name = "Counted", type_ = "boolean", json_path = ".status.counted"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name == self.spec.proposal + '-' + self.spec.member").message("a vote must be named <proposal>-<member>: one ballot per member and proposal")
 )]
 #[serde(rename_all = "camelCase")]
@@ -74,7 +74,8 @@ pub enum Position {
     StandAside,
 }
 
-/// Whether the ballot was counted.
+/// The Vote's status. Whether each ballot counted is recorded once, on the Proposal
+/// (`status.ignoredVotes`), where the whole result is.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoteStatus {
@@ -85,10 +86,4 @@ pub struct VoteStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = super::conditions_merge())]
     pub conditions: Conditions,
-    /// Set at the close: whether the ballot counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counted: Option<bool>,
-    /// Why it did not count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }

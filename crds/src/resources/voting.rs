@@ -35,8 +35,8 @@ pub struct Fraction {
     pub denominator: u32,
 }
 
-/// The rules of one decision. Cooperatives set defaults per proposal kind and a
-/// proposal may carry its own.
+/// The rules of one decision. The Cooperative's bylaws set them per kind of proposal;
+/// a proposal is decided by the rules in force when voting opened, never its proposer's.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VotingRules {
@@ -51,10 +51,11 @@ pub struct VotingRules {
     /// half when unset; supermajority needs it (such as 2/3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<Fraction>,
-    /// How long a proposal stays open by default, in hours.
+    /// How long voting stays open: a whole number and a unit, `s`, `m`, `h` or `d`
+    /// (`90s`, `30m`, `2h`, `7d`). Seven days when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub voting_period_hours: Option<u32>,
+    #[schemars(regex(pattern = r"^[1-9][0-9]{0,6}(s|m|h|d)$"))]
+    pub voting_period: Option<String>,
     /// For score voting: the highest score a member may give (the lowest is 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use synco_crds::{Allocation, AllocationPhase, Proposal, ProposalPhase, Vote};
+use synco_crds::{Allocation, AllocationPhase, Proposal, ProposalKind, ProposalPhase, Vote};
 use synco_e2e::{Cluster, apply_yaml, wait_until};
 use synco_operator::{LeaseSettings, Operator, RunOptions, Settings, Stats, SystemClock};
 use tokio::task::JoinHandle;
@@ -223,16 +223,53 @@ pub fn now_s() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Creates a Proposal open from now for `seconds`, with `spec` (a YAML mapping of the
-/// rest of the spec, indented by four spaces).
+/// Sets the bylaws' voting period for proposals of `kind` to `seconds` (the method and
+/// quorum stay as they are; majority when the kind has no default yet).
+pub async fn set_voting_period(admin: &Client, ns: &str, kind: ProposalKind, seconds: i64) -> Result<()> {
+    let api: Api<synco_crds::Cooperative> = Api::namespaced(admin.clone(), ns);
+    let mut coop = api.get("riverside").await?;
+    let period = format!("{seconds}s");
+    match coop.spec.voting_defaults.iter_mut().find(|d| d.kind == kind) {
+        Some(d) => d.rules.voting_period = Some(period),
+        None => coop.spec.voting_defaults.push(synco_crds::VotingDefault {
+            kind,
+            rules: synco_crds::VotingRules {
+                method: synco_crds::VotingMethod::Majority,
+                quorum_percent: None,
+                threshold: None,
+                voting_period: Some(period),
+                max_score: None,
+                points_per_member: None,
+            },
+        }),
+    }
+    api.replace("riverside", &PostParams::default(), &coop).await?;
+    Ok(())
+}
+
+/// Creates a Proposal by alice with `spec` (a YAML mapping of the rest of the spec,
+/// indented by four spaces, with its `kind`), decided under bylaws that give it `seconds`
+/// to vote, and waits until the operator has opened it.
 pub async fn propose(admin: &Client, ns: &str, name: &str, seconds: i64, spec: &str) -> Result<Proposal> {
-    let opens = now_s();
-    let closes = Timestamp::from_second(opens.as_second() + seconds)?;
+    let kind = spec
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kind:"))
+        .map(str::trim)
+        .ok_or_else(|| anyhow::anyhow!("the spec names no kind"))?;
+    let kind: ProposalKind = serde_json::from_value(serde_json::Value::String(kind.to_owned()))?;
+    set_voting_period(admin, ns, kind, seconds).await?;
     let yaml = format!(
-        "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {{name: {name}}}\nspec:\n    title: {name}\n    proposer: alice\n    opensAt: \"{opens}\"\n    closesAt: \"{closes}\"\n{spec}"
+        "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {{name: {name}}}\nspec:\n    title: {name}\n    proposer: alice\n{spec}"
     );
     apply_yaml(admin, Some(ns), &yaml).await?;
-    Ok(Api::<Proposal>::namespaced(admin.clone(), ns).get(name).await?)
+    wait_phase(
+        admin,
+        ns,
+        name,
+        &[ProposalPhase::Open, ProposalPhase::Invalid],
+        Duration::from_secs(20),
+    )
+    .await
 }
 
 /// Casts `member`'s vote with a position.
@@ -306,9 +343,9 @@ pub async fn expected_quotas(
         .list(&lp)
         .await?
         .items;
-    let input = synco_policies::crd::solver_input(&coop, allocation, &members, &customers, &models);
-    let quotas = synco_policies::solve(&input)?;
-    Ok(synco_policies::crd::allocation_figures(&input, &quotas, &models))
+    Ok(synco_policies::crd::figures_for(
+        &coop, allocation, &members, &customers, &models,
+    )?)
 }
 
 /// A Kubernetes time `seconds` from now.

@@ -1,27 +1,5 @@
 //! The gateway's tables, as sea-orm entities.
 
-pub mod manifest {
-    use sea_orm::entity::prelude::*;
-
-    /// One co-op object (Cooperative, Member, ...) as read from the manifests folder.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "manifests")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub key: String,
-        pub kind: String,
-        pub name: String,
-        #[sea_orm(column_type = "Text")]
-        pub body: String,
-        pub loaded_at: String,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 pub mod usage_record {
     use sea_orm::entity::prelude::*;
 
@@ -102,6 +80,148 @@ pub mod lease {
         pub period: String,
         pub total: i64,
         pub granted: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod coop_object {
+    use sea_orm::entity::prelude::*;
+
+    /// One of the co-op's resources (Cooperative, Member, Customer, ComputePool,
+    /// InferenceModel, Allocation) as JSON, in the custom resource's own shape. The
+    /// manifests folder founds them on the first start; after that this table is the
+    /// truth, and passed proposals change it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "coop_objects")]
+    pub struct Model {
+        /// `Kind/name`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub kind: String,
+        pub name: String,
+        #[sea_orm(column_type = "Text")]
+        pub body: String,
+        /// RFC 3339, UTC.
+        pub updated_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod proposal {
+    use sea_orm::entity::prelude::*;
+
+    /// A Proposal (spec and status, as the custom resource) with its phase and deadline
+    /// in columns for the closing task.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "proposals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub phase: String,
+        /// Unix seconds; set once it is open.
+        pub closes_at: Option<i64>,
+        #[sea_orm(column_type = "Text")]
+        pub body: String,
+        pub created_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ballot {
+    use sea_orm::entity::prelude::*;
+
+    /// One ballot. A unique index keeps it to one per member and proposal, and triggers
+    /// refuse every update and delete: a ballot is final.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ballots")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub proposal: String,
+        pub member: String,
+        /// Unix seconds.
+        pub cast_at: i64,
+        /// The ballot form (position, approvals, scores, ranking or points) as JSON.
+        #[sea_orm(column_type = "Text")]
+        pub ballot: String,
+        /// Why the member voted so, if it said.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub comment: Option<String>,
+        pub receipt: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod delegation {
+    use sea_orm::entity::prelude::*;
+
+    /// A member's standing delegation.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delegations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member: String,
+        pub delegate: String,
+        pub set_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod comment {
+    use sea_orm::entity::prelude::*;
+
+    /// A comment on a proposal, or a reply to one: the record of the deliberation.
+    /// Never edited or deleted.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "comments")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub proposal: String,
+        pub member: String,
+        pub reply_to: Option<i64>,
+        #[sea_orm(column_type = "Text")]
+        pub body: String,
+        pub created_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod coop_version {
+    use sea_orm::entity::prelude::*;
+
+    /// A counter bumped whenever the co-op's objects change, so that every replica
+    /// sharing the database reloads them.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "coop_version")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub version: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

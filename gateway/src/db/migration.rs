@@ -2,7 +2,9 @@
 
 use sea_orm_migration::prelude::*;
 
-use super::entities::{api_key, lease, manifest, usage_record};
+use super::entities::{
+    api_key, ballot, comment, coop_object, coop_version, delegation, lease, proposal, usage_record,
+};
 
 /// Creates an entity's table as sea-orm derives it, unless it exists.
 async fn create_from_entity<E: sea_orm::EntityTrait>(
@@ -26,7 +28,8 @@ impl MigrationName for InitialTables {
 #[async_trait::async_trait]
 impl MigrationTrait for InitialTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_from_entity(manager, manifest::Entity).await?;
+        // This migration also made a `manifests` table, which nothing read; the
+        // governance migration drops it from databases that have it.
         create_from_entity(manager, usage_record::Entity).await
     }
 }
@@ -93,12 +96,96 @@ impl MigrationTrait for KeysLeasesBilling {
     }
 }
 
+/// The co-op's objects as the database holds them in standalone mode, proposals,
+/// ballots (one per member and proposal, never updated or deleted), delegations and
+/// comments.
+struct Governance;
+
+impl MigrationName for Governance {
+    fn name(&self) -> &str {
+        "m20261201_000001_governance"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Governance {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("manifests"))
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
+        create_from_entity(manager, coop_object::Entity).await?;
+        create_from_entity(manager, proposal::Entity).await?;
+        create_from_entity(manager, ballot::Entity).await?;
+        create_from_entity(manager, delegation::Entity).await?;
+        create_from_entity(manager, comment::Entity).await?;
+        create_from_entity(manager, coop_version::Entity).await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ballots_one_per_member")
+                    .table(Alias::new("ballots"))
+                    .col(Alias::new("proposal"))
+                    .col(Alias::new("member"))
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("comments_by_proposal")
+                    .table(Alias::new("comments"))
+                    .col(Alias::new("proposal"))
+                    .col(Alias::new("id"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        let db = manager.get_connection();
+        let statements: &[&str] = match manager.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => &[
+                "CREATE TRIGGER IF NOT EXISTS ballots_never_updated BEFORE UPDATE ON ballots \
+                 BEGIN SELECT RAISE(ABORT, 'a ballot is final: ballots are never updated'); END",
+                "CREATE TRIGGER IF NOT EXISTS ballots_never_deleted BEFORE DELETE ON ballots \
+                 BEGIN SELECT RAISE(ABORT, 'ballots are never deleted'); END",
+                "CREATE TRIGGER IF NOT EXISTS comments_never_updated BEFORE UPDATE ON comments \
+                 BEGIN SELECT RAISE(ABORT, 'comments are the record of the deliberation: never edited'); END",
+            ],
+            _ => &[
+                "CREATE OR REPLACE FUNCTION synco_refuse_change() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION '% rows are never updated or deleted: a ballot is final, \
+                 a comment is the record', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql",
+                "DROP TRIGGER IF EXISTS ballots_are_final ON ballots",
+                "CREATE TRIGGER ballots_are_final BEFORE UPDATE OR DELETE ON ballots \
+                 FOR EACH ROW EXECUTE FUNCTION synco_refuse_change()",
+                "DROP TRIGGER IF EXISTS comments_are_the_record ON comments",
+                "CREATE TRIGGER comments_are_the_record BEFORE UPDATE ON comments \
+                 FOR EACH ROW EXECUTE FUNCTION synco_refuse_change()",
+            ],
+        };
+        for sql in statements {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(InitialTables), Box::new(KeysLeasesBilling)]
+        vec![
+            Box::new(InitialTables),
+            Box::new(KeysLeasesBilling),
+            Box::new(Governance),
+        ]
     }
 }

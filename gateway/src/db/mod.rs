@@ -1,18 +1,22 @@
 //! The gateway's database: SQLite (standalone default) or Postgres (cluster mode, and
 //! several replicas sharing one budget), through sea-orm.
 //!
-//! Tables: the co-op's manifests as last loaded, the append-only usage records, API
-//! keys (hashes only) and budget leases. See [`entities`] and [`migration`].
+//! Tables: the append-only usage records, API keys (hashes only), budget leases, and
+//! the co-op's governance in standalone mode: its objects, proposals, ballots,
+//! delegations and comments (comments in cluster mode too). See [`entities`] and
+//! [`migration`].
 
 pub mod entities;
 pub mod migration;
 
 use std::path::Path;
 
-use sea_orm::{ActiveValue::Set, ConnectOptions, Database, DatabaseConnection, EntityTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
 
-pub use entities::{api_key, lease, manifest, usage_record};
+pub use entities::{
+    api_key, ballot, comment, coop_object, coop_version, delegation, lease, proposal, usage_record,
+};
 pub use migration::Migrator;
 
 /// The database URL: `url` when given (`postgres://...` or `sqlite://...`), else
@@ -51,28 +55,4 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
 /// Opens (creating if needed) `synco.db` under `data_dir` and migrates it.
 pub async fn open(data_dir: &Path) -> anyhow::Result<DatabaseConnection> {
     connect(&url(data_dir, None)?).await
-}
-
-/// Replaces the stored manifests with those just loaded.
-pub async fn store_manifests(
-    db: &DatabaseConnection,
-    manifests: &[(String, String, serde_json::Value)],
-) -> anyhow::Result<()> {
-    use sea_orm::TransactionTrait;
-    let now = jiff::Timestamp::now().to_string();
-    let txn = db.begin().await?;
-    manifest::Entity::delete_many().exec(&txn).await?;
-    for (kind, name, body) in manifests {
-        manifest::Entity::insert(manifest::ActiveModel {
-            key: Set(format!("{kind}/{name}")),
-            kind: Set(kind.clone()),
-            name: Set(name.clone()),
-            body: Set(body.to_string()),
-            loaded_at: Set(now.clone()),
-        })
-        .exec(&txn)
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(())
 }

@@ -1,6 +1,10 @@
 //! Per-caller rate (a token bucket refilled at the caller's tokens per second, holding
-//! up to `window` seconds of them) and concurrency (requests running at once). Local
-//! to each replica: rates smooth load; the monthly budget is what is shared.
+//! up to `window` seconds of them) and concurrency (requests running at once), both as
+//! the Allocation in force publishes them. Local to each replica: rates smooth load; the
+//! monthly budget is what is shared.
+//!
+//! When a caller's limit changes (a new Allocation), what it used in the window stays
+//! used: its bucket keeps the same shortfall against the new size.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +16,8 @@ use crate::error::ApiError;
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
+    /// The size the bucket had when last filled.
+    capacity: f64,
     at: Instant,
     running: u32,
 }
@@ -28,19 +34,58 @@ pub struct Ticket {
     limiter: Arc<Limiter>,
     caller: String,
     estimate: u64,
-    /// For the response headers.
-    pub limit_tokens: u64,
-    pub remaining_tokens: u64,
-    pub reset_seconds: u64,
-    pub limit_requests: u32,
-    pub remaining_requests: u32,
+    headers: Headers,
 }
 
-fn rate_limited(message: String, retry_after: u64) -> ApiError {
+/// The `x-ratelimit-*` figures of one caller at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Headers {
+    limit_tokens: u64,
+    remaining_tokens: u64,
+    reset_tokens: u64,
+    limit_requests: u32,
+    remaining_requests: u32,
+    reset_requests: u64,
+}
+
+impl Headers {
+    fn of(bucket: &Bucket, rate: f64, concurrency: u32) -> Self {
+        let tokens = bucket.tokens.max(0.0);
+        let remaining_requests = concurrency.saturating_sub(bucket.running);
+        Self {
+            limit_tokens: bucket.capacity as u64,
+            remaining_tokens: tokens as u64,
+            // Until the bucket is full again.
+            reset_tokens: ((bucket.capacity - tokens) / rate).ceil().max(0.0) as u64,
+            limit_requests: concurrency,
+            remaining_requests,
+            // A request in flight frees its place when it ends; that time is not known
+            // in advance, so a full caller is told to look again in a second.
+            reset_requests: u64::from(remaining_requests == 0),
+        }
+    }
+
+    fn list(self) -> Vec<(&'static str, String)> {
+        vec![
+            ("x-ratelimit-limit-tokens", self.limit_tokens.to_string()),
+            ("x-ratelimit-remaining-tokens", self.remaining_tokens.to_string()),
+            ("x-ratelimit-reset-tokens", format!("{}s", self.reset_tokens)),
+            ("x-ratelimit-limit-requests", self.limit_requests.to_string()),
+            (
+                "x-ratelimit-remaining-requests",
+                self.remaining_requests.to_string(),
+            ),
+            ("x-ratelimit-reset-requests", format!("{}s", self.reset_requests)),
+        ]
+    }
+}
+
+fn rate_limited(message: String, retry_after: u64, headers: Headers) -> ApiError {
     ApiError::RateLimited {
         message,
         code: "rate_limit_exceeded".to_owned(),
         retry_after: Some(retry_after.max(1)),
+        headers: headers.list(),
     }
 }
 
@@ -52,7 +97,8 @@ impl Limiter {
         })
     }
 
-    /// Takes `estimate` tokens and a concurrency place, or refuses with a 429.
+    /// Takes `estimate` tokens and a concurrency place, or refuses with a 429 that says
+    /// which limit was hit.
     pub fn take(
         self: &Arc<Self>,
         caller: &str,
@@ -68,18 +114,26 @@ impl Limiter {
         let now = Instant::now();
         let bucket = callers.entry(caller.to_owned()).or_insert(Bucket {
             tokens: capacity,
+            capacity,
             at: now,
             running: 0,
         });
+        if bucket.capacity != capacity {
+            // A new limit: what was used stays used.
+            bucket.tokens += capacity - bucket.capacity;
+            bucket.capacity = capacity;
+        }
         bucket.tokens = (bucket.tokens + rate * now.duration_since(bucket.at).as_secs_f64()).min(capacity);
         bucket.at = now;
         if limits.concurrency > 0 && bucket.running >= limits.concurrency {
             return Err(rate_limited(
                 format!(
-                    "Too many requests at once: {} may run {} at a time.",
-                    caller, limits.concurrency
+                    "Too many requests at once: {caller} may run {} at a time (its concurrency in the \
+                     allocation in force).",
+                    limits.concurrency
                 ),
                 1,
+                Headers::of(bucket, rate, limits.concurrency),
             ));
         }
         // A request larger than the bucket passes when the bucket is full.
@@ -88,10 +142,13 @@ impl Limiter {
             let wait = ((needed - bucket.tokens) / rate).ceil() as u64;
             return Err(rate_limited(
                 format!(
-                    "Rate limit reached: {caller} may use {} tokens per second.",
-                    limits.tokens_per_second
+                    "Rate limit reached: {caller} may use {} tokens per second ({} a minute) in the \
+                     allocation in force.",
+                    limits.tokens_per_second,
+                    limits.tokens_per_second.saturating_mul(self.window.as_secs())
                 ),
                 wait,
+                Headers::of(bucket, rate, limits.concurrency),
             ));
         }
         bucket.tokens -= estimate as f64;
@@ -100,11 +157,7 @@ impl Limiter {
             limiter: self.clone(),
             caller: caller.to_owned(),
             estimate,
-            limit_tokens: capacity as u64,
-            remaining_tokens: bucket.tokens.max(0.0) as u64,
-            reset_seconds: ((capacity - bucket.tokens.max(0.0)) / rate).ceil() as u64,
-            limit_requests: limits.concurrency,
-            remaining_requests: limits.concurrency.saturating_sub(bucket.running),
+            headers: Headers::of(bucket, rate, limits.concurrency),
         })
     }
 }
@@ -115,9 +168,14 @@ impl Ticket {
         if let Ok(mut callers) = self.limiter.callers.lock()
             && let Some(bucket) = callers.get_mut(&self.caller)
         {
-            bucket.tokens += self.estimate as f64 - used as f64;
+            bucket.tokens = (bucket.tokens + self.estimate as f64 - used as f64).min(bucket.capacity);
         }
         self.estimate = used;
+    }
+
+    /// The `x-ratelimit-*` headers as they stood when the request was admitted.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        self.headers.list()
     }
 }
 
@@ -128,5 +186,75 @@ impl Drop for Ticket {
         {
             bucket.running = bucket.running.saturating_sub(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rate: u64, concurrency: u32) -> CallerLimits {
+        CallerLimits {
+            tokens_per_second: rate,
+            monthly_budget: u64::MAX,
+            concurrency,
+        }
+    }
+
+    fn code(e: &ApiError) -> (&str, Option<&str>) {
+        match e {
+            ApiError::RateLimited { code, headers, .. } => (
+                code.as_str(),
+                headers
+                    .iter()
+                    .find(|(n, _)| *n == "x-ratelimit-limit-tokens")
+                    .map(|(_, v)| v.as_str()),
+            ),
+            _ => ("", None),
+        }
+    }
+
+    #[test]
+    fn the_bucket_holds_a_minute_and_a_new_limit_keeps_what_was_used() {
+        let l = Limiter::new(Duration::from_secs(60));
+        // 4 tokens/s: 240 in the bucket.
+        let t = l.take("ana", &limits(4, 10), 200).unwrap();
+        assert_eq!(t.headers()[0], ("x-ratelimit-limit-tokens", "240".to_owned()));
+        let refused = l.take("ana", &limits(4, 10), 100).unwrap_err();
+        assert_eq!(code(&refused), ("rate_limit_exceeded", Some("240")));
+        // 9 tokens/s: 540; the 200 used stay used, so 340 are left.
+        let t2 = l.take("ana", &limits(9, 10), 300).unwrap();
+        assert!(t2.headers()[1].1.parse::<u64>().unwrap() >= 40);
+        assert!(l.take("ana", &limits(9, 10), 100).is_err());
+        drop((t, t2));
+    }
+
+    #[test]
+    fn concurrency_is_a_429_with_the_headers_and_frees_when_a_request_ends() {
+        let l = Limiter::new(Duration::from_secs(60));
+        let a = l.take("ben", &limits(1000, 2), 1).unwrap();
+        assert!(
+            a.headers()
+                .contains(&("x-ratelimit-remaining-requests", "1".to_owned()))
+        );
+        assert!(
+            a.headers()
+                .contains(&("x-ratelimit-reset-requests", "0s".to_owned()))
+        );
+        let b = l.take("ben", &limits(1000, 2), 1).unwrap();
+        let refused = l.take("ben", &limits(1000, 2), 1).unwrap_err();
+        let ApiError::RateLimited { headers, message, .. } = &refused else {
+            panic!("{refused:?}")
+        };
+        assert!(message.contains("2 at a time"));
+        assert!(headers.contains(&("x-ratelimit-remaining-requests", "0".to_owned())));
+        assert!(headers.contains(&("x-ratelimit-reset-requests", "1s".to_owned())));
+        drop(a);
+        let c = l.take("ben", &limits(1000, 2), 1).unwrap();
+        assert!(
+            c.headers()
+                .contains(&("x-ratelimit-reset-requests", "1s".to_owned()))
+        );
+        drop((b, c));
     }
 }

@@ -132,6 +132,7 @@ fn insufficient(message: String) -> ApiError {
         message,
         code: "insufficient_quota".to_owned(),
         retry_after: None,
+        headers: Vec::new(),
     }
 }
 
@@ -273,15 +274,7 @@ impl Reservation for CoopReservation {
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
-        let t = &self.ticket;
-        vec![
-            ("x-ratelimit-limit-tokens", t.limit_tokens.to_string()),
-            ("x-ratelimit-remaining-tokens", t.remaining_tokens.to_string()),
-            ("x-ratelimit-reset-tokens", format!("{}s", t.reset_seconds)),
-            ("x-ratelimit-limit-requests", t.limit_requests.to_string()),
-            ("x-ratelimit-remaining-requests", t.remaining_requests.to_string()),
-            ("x-ratelimit-reset-requests", "0s".to_owned()),
-        ]
+        self.ticket.headers()
     }
 
     fn completion_allowance(&self) -> Option<u64> {

@@ -95,6 +95,7 @@ impl Scheduler {
             message: "No surplus capacity is free for customers now; retry later.".to_owned(),
             code: "surplus_unavailable".to_owned(),
             retry_after: Some(self.customer_wait.as_secs().max(1)),
+            headers: Vec::new(),
         }
     }
 
@@ -154,6 +155,7 @@ impl Scheduler {
                         message: "The model is saturated; retry shortly.".to_owned(),
                         code: "engine_saturated".to_owned(),
                         retry_after: Some(1),
+                        headers: Vec::new(),
                     }
                 })
             }

@@ -41,7 +41,7 @@ metadata: {{name: testcoop, namespace: t}}
 spec:
   displayName: Test Co-op
   votingDefaults:
-    - {{kind: Allocation, method: Majority, quorumPercent: 50, votingPeriodHours: 168}}
+    - {{kind: Allocation, method: Majority, quorumPercent: 50, votingPeriod: 7d}}
   memberClasses:
     - {{name: community, tier: 0}}
     - {{name: business, tier: 1}}
@@ -80,6 +80,9 @@ spec:
   source: {{hub: Qwen/Qwen2.5-0.5B-Instruct}}
   engine: {engine}
   tokensPerSecondPerReplica: 1000000
+  # The load tests run hundreds of requests at once from one caller; each caller's
+  # concurrency is its part of this.
+  concurrentRequestsPerReplica: 1000
   capabilities: {{chat: true}}
   access: {{customers: true}}
 ---
@@ -90,6 +93,7 @@ spec:
   servedName: members-chat
   engine: {{kind: External, url: "http://127.0.0.1:9/v1"}}
   tokensPerSecondPerReplica: 1000000
+  concurrentRequestsPerReplica: 1000
   capabilities: {{chat: true}}
   access: {{classes: [community, business], customers: false}}
 ---

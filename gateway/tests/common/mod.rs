@@ -158,3 +158,4 @@ pub fn repo_root() -> PathBuf {
 }
 pub mod coop;
 pub mod postgres;
+pub mod scenario;

@@ -101,7 +101,7 @@ async fn reconcile_allocation(allocation: &Allocation, ctx: &Context) -> Result<
             return Err(e.into());
         }
     };
-    let figures = allocation_figures(&input, &quotas, &models);
+    let figures = allocation_figures(&input, &quotas, &models, &in_force.spec.plan);
     let status = AllocationStatus {
         observed_generation: in_force.metadata.generation,
         conditions: {

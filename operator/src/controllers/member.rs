@@ -1,5 +1,5 @@
-//! Member and Customer validation, surfaced as a `Ready` condition: an unknown class, an
-//! identity that another Member or Customer already uses, or a delegation to nobody.
+//! Member and Customer validation, surfaced as a `Ready` condition: an unknown class, or
+//! an identity that another Member or Customer already uses.
 //!
 //! Of two resources with the same identity the older keeps it (then the one whose name
 //! sorts first); the other is not Ready until one of them changes.
@@ -76,12 +76,7 @@ fn duplicate(holders: &[Holder], kind: &str, name: &str, identity: &str) -> Opti
 
 /// The Member's problems, if any: (reason, message).
 #[must_use]
-pub fn check_member(
-    coop: &Cooperative,
-    members: &[String],
-    holders: &[Holder],
-    m: &Member,
-) -> Option<(&'static str, String)> {
+pub fn check_member(coop: &Cooperative, holders: &[Holder], m: &Member) -> Option<(&'static str, String)> {
     let name = m.name_any();
     if !coop.spec.member_classes.iter().any(|c| c.name == m.spec.class) {
         let known: Vec<&str> = coop.spec.member_classes.iter().map(|c| c.name.as_str()).collect();
@@ -95,14 +90,6 @@ pub fn check_member(
     }
     if let Some(why) = duplicate(holders, "Member", &name, &m.spec.identity) {
         return Some((reason::DUPLICATE_IDENTITY, why));
-    }
-    if let Some(to) = &m.spec.delegate_to
-        && !members.contains(to)
-    {
-        return Some((
-            reason::UNKNOWN_REFERENCE,
-            format!("delegates to {to}, who is not a member"),
-        ));
     }
     None
 }
@@ -145,12 +132,7 @@ async fn member_status(member: &Member, ctx: &Context) -> Result<Action> {
     let ns = member.namespace().ok_or(Error::Unnamed("Member"))?;
     let coop = cooperative(ctx, &ns).await?;
     let holders = holders(ctx, &ns).await?;
-    let names: Vec<String> = holders
-        .iter()
-        .filter(|h| h.kind == "Member")
-        .map(|h| h.name.clone())
-        .collect();
-    let problem = check_member(&coop, &names, &holders, member);
+    let problem = check_member(&coop, &holders, member);
     let current = member.status.clone().unwrap_or_default();
     let mut status = MemberStatus {
         observed_generation: member.metadata.generation,

@@ -14,7 +14,7 @@
 //!   is that amount.
 
 use synco_crds::{
-    Allocation, Cooperative, Customer, InferenceModel, Member, Quota, SubjectKind,
+    Allocation, AllocationPlan, Cooperative, Customer, InferenceModel, Member, Quota, SubjectKind,
     resources::member::Standing as MemberStanding,
 };
 
@@ -148,19 +148,31 @@ pub struct AllocationFigures {
     pub quotas: Vec<Quota>,
 }
 
+/// Requests one replica serves at once when a model does not say.
+pub const DEFAULT_CONCURRENT_REQUESTS_PER_REPLICA: u32 = 32;
+
 /// Turns the solver's answer into the figures of an Allocation's status (see the module
 /// documentation for what the borrow limits mean). The surplus counts only the models
 /// that customers may buy (`access.customers`).
+///
+/// A member's borrow limit on a model is what it could borrow above its floor while
+/// everyone else leaves capacity unused, at most the plan's `borrowLimitPercent` of the
+/// model's capacity. A caller's concurrency is, summed over models, its rate's part of
+/// the model's concurrent requests (replicas × `concurrentRequestsPerReplica`), rounded
+/// up, and at least one when it has any rate.
 #[must_use]
 pub fn allocation_figures(
     input: &SolverInput,
     quotas: &Quotas,
     models: &[InferenceModel],
+    plan: &AllocationPlan,
 ) -> AllocationFigures {
-    let sellable = |name: &str| {
-        models
-            .iter()
-            .any(|m| m.metadata.name.as_deref() == Some(name) && m.spec.access.customers)
+    let model = |name: &str| models.iter().find(|m| m.metadata.name.as_deref() == Some(name));
+    let sellable = |name: &str| model(name).is_some_and(|m| m.spec.access.customers);
+    let slots = |name: &str| {
+        model(name).map_or(0, |m| {
+            u64::from(m.spec.replicas).saturating_mul(u64::from(m.spec.concurrent_requests_per_replica))
+        })
     };
     let capacity = quotas
         .models
@@ -179,35 +191,64 @@ pub fn allocation_figures(
         .map(|c| c.tier)
         .max()
         .map_or(0, |t| t.saturating_add(1));
+    let borrow_cap = plan.borrow_limit_percent.map(Share::percent);
+    // The caller's part of `model`'s concurrent requests for a rate of `rate`.
+    let concurrency = |model: &str, rate: u64| -> u64 {
+        let cap = quotas.model(model).map_or(0, |m| m.capacity);
+        if cap == 0 || rate == 0 {
+            return 0;
+        }
+        let part = u128::from(slots(model)) * u128::from(rate.min(cap));
+        u64::try_from(part.div_ceil(u128::from(cap))).unwrap_or(u64::MAX)
+    };
+    let total_concurrency = |per_model: u64, rate: u64| {
+        let c = if rate > 0 { per_model.max(1) } else { per_model };
+        u32::try_from(c).unwrap_or(u32::MAX)
+    };
     let quotas = quotas
         .callers
         .iter()
         .map(|c| match &c.holder {
-            QuotaHolder::Member { class, tier } => Quota {
-                kind: SubjectKind::Member,
-                name: c.id.clone(),
-                class: Some(class.clone()),
-                tier: *tier,
-                guaranteed_tokens_per_second: c.guaranteed_rate,
-                borrow_limit_tokens_per_second: c
+            QuotaHolder::Member { class, tier } => {
+                let (mut borrow, mut conc) = (0u64, 0u64);
+                for q in &c.models {
+                    let cap = quotas.model(&q.model).map_or(0, |m| m.capacity);
+                    let room = cap.saturating_sub(q.guaranteed_rate);
+                    let b = borrow_cap.map_or(room, |share| room.min(share.of(cap)));
+                    borrow = borrow.saturating_add(b);
+                    conc = conc.saturating_add(concurrency(&q.model, q.guaranteed_rate.saturating_add(b)));
+                }
+                Quota {
+                    kind: SubjectKind::Member,
+                    name: c.id.clone(),
+                    class: Some(class.clone()),
+                    tier: *tier,
+                    guaranteed_tokens_per_second: c.guaranteed_rate,
+                    borrow_limit_tokens_per_second: borrow,
+                    monthly_token_budget: c.monthly_budget,
+                    max_concurrent_requests: total_concurrency(
+                        conc,
+                        c.guaranteed_rate.saturating_add(borrow),
+                    ),
+                }
+            }
+            QuotaHolder::Customer => {
+                let conc = c
                     .models
                     .iter()
-                    .map(|q| {
-                        let cap = quotas.model(&q.model).map_or(0, |m| m.capacity);
-                        cap.saturating_sub(q.guaranteed_rate)
-                    })
-                    .fold(0u64, u64::saturating_add),
-                monthly_token_budget: c.monthly_budget,
-            },
-            QuotaHolder::Customer => Quota {
-                kind: SubjectKind::Customer,
-                name: c.id.clone(),
-                class: None,
-                tier: customer_tier,
-                guaranteed_tokens_per_second: 0,
-                borrow_limit_tokens_per_second: c.borrow_limit,
-                monthly_token_budget: c.monthly_budget,
-            },
+                    .map(|q| concurrency(&q.model, q.borrow_limit))
+                    .fold(0u64, u64::saturating_add);
+                Quota {
+                    kind: SubjectKind::Customer,
+                    name: c.id.clone(),
+                    class: None,
+                    tier: customer_tier,
+                    guaranteed_tokens_per_second: 0,
+                    borrow_limit_tokens_per_second: c.borrow_limit,
+                    monthly_token_budget: c.monthly_budget,
+                    max_concurrent_requests: total_concurrency(conc, c.borrow_limit),
+                }
+            }
         })
         .collect();
     AllocationFigures {
@@ -215,6 +256,50 @@ pub fn allocation_figures(
         surplus_tokens_per_second: surplus,
         quotas,
     }
+}
+
+/// The limits the gateway enforces for one caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerLimits {
+    /// Tokens per second: the floor plus what the caller may borrow.
+    pub tokens_per_second: u64,
+    /// Tokens per calendar month.
+    pub monthly_budget: u64,
+    /// Requests running at once.
+    pub concurrency: u32,
+}
+
+/// The limits the gateway enforces for the caller of `quota`: exactly what the
+/// Allocation publishes, a rate of guaranteed plus borrow limit, the monthly budget and
+/// the concurrency.
+#[must_use]
+pub fn enforced_limits(quota: &Quota) -> CallerLimits {
+    CallerLimits {
+        tokens_per_second: quota
+            .guaranteed_tokens_per_second
+            .saturating_add(quota.borrow_limit_tokens_per_second),
+        monthly_budget: quota.monthly_token_budget,
+        concurrency: quota.max_concurrent_requests,
+    }
+}
+
+/// The figures of `allocation` for these resources: the solver's input, solved, as the
+/// status shows them. The operator writes them to the Allocation in force; the gateway
+/// in standalone mode computes them the same way.
+///
+/// # Errors
+///
+/// The solver's error when the allocation cannot be solved.
+pub fn figures_for(
+    coop: &Cooperative,
+    allocation: &Allocation,
+    members: &[Member],
+    customers: &[Customer],
+    models: &[InferenceModel],
+) -> Result<AllocationFigures, crate::SolveError> {
+    let input = solver_input(coop, allocation, members, customers, models);
+    let quotas = crate::solve(&input)?;
+    Ok(allocation_figures(&input, &quotas, models, &allocation.spec.plan))
 }
 
 #[cfg(test)]
@@ -260,7 +345,7 @@ mod tests {
         assert_eq!(input.callers.len(), 6);
         assert_eq!(input.surplus_cap, Share::percent(30));
         let quotas = solve(&input).unwrap();
-        let fig = allocation_figures(&input, &quotas, &models);
+        let fig = allocation_figures(&input, &quotas, &models, &alloc.spec.plan);
         // tiny-chat 400 + coop-large 1500.
         assert_eq!(fig.capacity_tokens_per_second, 1900);
         // Only tiny-chat may be sold: 30% of 400.
@@ -287,7 +372,7 @@ mod tests {
         let input = solver_input(&coop, &alloc, &members, &customers, &models);
         assert_eq!(input.callers.len(), 4);
         let quotas = solve(&input).unwrap();
-        let fig = allocation_figures(&input, &quotas, &models);
+        let fig = allocation_figures(&input, &quotas, &models, &alloc.spec.plan);
         // No model has reported capacity yet.
         assert_eq!(fig.capacity_tokens_per_second, 0);
         assert!(fig.quotas.iter().all(|q| q.guaranteed_tokens_per_second == 0));

@@ -1,7 +1,7 @@
 //! Approval voting: each member approves any number of options; the most approved wins.
 //!
 //! Each ballot adds its full weight to every option it approves. The option with the
-//! largest total wins; a tie between the top options is settled by the tie-break rule.
+//! largest total wins; a tie between the top options keeps the status quo (no winner).
 //! When no option got any approval there is no winner and the proposal is rejected.
 //! Naming an option twice on one ballot is an error rather than a double vote.
 //!
@@ -19,8 +19,8 @@
 //! | e | (abstains) |
 //!
 //! Totals: llama 2000, mistral 3000, qwen 2000. **mistral** wins. Had `d` approved only
-//! qwen, llama, mistral and qwen would tie at 2000; with the first-listed tie-break,
-//! **llama** wins and the tie is recorded in the result.
+//! qwen, llama, mistral and qwen would tie at 2000: nothing is adopted, and the tie is
+//! recorded in the result.
 
 use crate::voting::{Cast, Choice, Counts, Ctx, MethodOutcome, OptionCount, TallyError, add, top};
 
@@ -113,9 +113,10 @@ mod tests {
     }
 
     #[test]
-    fn three_way_tie_goes_to_first_listed() {
+    fn a_three_way_tie_keeps_the_status_quo() {
         let r = tally(&example(&["qwen"]), &VotingRules::new(Method::Approval)).unwrap();
-        assert_eq!(r.winner.as_deref(), Some("llama"));
+        assert_eq!(r.winner, None);
+        assert_eq!(r.outcome, Outcome::Rejected);
         assert_eq!(r.ties[0].tied, vec!["llama", "mistral", "qwen"]);
     }
 

@@ -3,10 +3,18 @@
 //! Each member ranks options, best first, and need not rank them all. In every round
 //! each ballot counts, with its full weight, for its highest-ranked option still in the
 //! race. If an option has more than half of the weight of the ballots still counting, it
-//! wins. Otherwise the option with the least weight is eliminated (a tie for last is
-//! settled by the tie-break rule: the option that would *lose* a tie goes out) and its
-//! ballots move to their next choice. A ballot with no option left in the race is
-//! *exhausted* and stops counting. Every round is in the result.
+//! wins. Otherwise the option with the least weight is eliminated and its ballots move to
+//! their next choice. A ballot with no option left in the race is *exhausted* and stops
+//! counting. Every round is in the result.
+//!
+//! **Ties for last place** are settled by the earlier rounds: going back one round at a
+//! time, the tied option that had less weight then goes out. If they were level in every
+//! earlier round, a lot decides: the option that comes last in the order drawn from the
+//! proposal's published seed (see [`TieBreak`](crate::TieBreak)) goes out. Every tie and
+//! how it was settled is recorded. When the **last two** options tie, neither wins: a tie
+//! keeps the status quo.
+//!
+//! Ballots with identical rankings are counted once, with their weights added.
 //!
 //! # Worked example
 //!
@@ -28,10 +36,13 @@
 //! round 2: solar 4000 and grid 3000 of 7000 still counting. 4000 is more than half of
 //! 7000, so **solar** wins: exhausted ballots no longer count toward the majority.
 
+use std::collections::HashMap;
+
 use crate::voting::{Cast, Choice, Counts, Ctx, IrvRound, MethodOutcome, OptionCount, TallyError, Tie, add};
 use crate::weights::Weight;
 
-/// Ballots as option indices, flattened: ballot `b` ranks `prefs[start[b]..start[b + 1]]`.
+/// Distinct rankings as option indices, flattened: ranking `b` is
+/// `prefs[start[b]..start[b + 1]]`, carried by `weight[b]` (the sum over its ballots).
 struct Rankings {
     prefs: Vec<u32>,
     start: Vec<usize>,
@@ -45,13 +56,14 @@ fn parse(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<Rankings, TallyError> {
         weight: Vec::with_capacity(casts.len()),
     };
     let mut marked = vec![usize::MAX; ctx.options.len()];
+    let mut seen: HashMap<Vec<u32>, usize> = HashMap::new();
+    let mut ranking = Vec::with_capacity(ctx.options.len());
     for (ballot, c) in casts.iter().enumerate() {
-        let Choice::Rank(ranking) = c.choice else {
+        let Choice::Rank(names) = c.choice else {
             return Err(ctx.wrong_kind(c.member));
         };
-        r.start.push(r.prefs.len());
-        r.weight.push(c.weight);
-        for name in ranking {
+        ranking.clear();
+        for name in names {
             let o = ctx.option(c.member, name)?;
             if std::mem::replace(&mut marked[o], ballot) == ballot {
                 return Err(TallyError::DuplicateChoice {
@@ -60,9 +72,16 @@ fn parse(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<Rankings, TallyError> {
                 });
             }
             // Option indices fit in u32: a proposal has far fewer than 4 billion options.
-            r.prefs
-                .push(u32::try_from(o).map_err(|_| TallyError::WeightOverflow)?);
+            ranking.push(u32::try_from(o).map_err(|_| TallyError::WeightOverflow)?);
         }
+        if let Some(&group) = seen.get(ranking.as_slice()) {
+            add(&mut r.weight[group], c.weight)?;
+            continue;
+        }
+        seen.insert(ranking.clone(), r.weight.len());
+        r.start.push(r.prefs.len());
+        r.weight.push(c.weight);
+        r.prefs.extend_from_slice(&ranking);
     }
     r.start.push(r.prefs.len());
     Ok(r)
@@ -74,11 +93,11 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
     let mut continuing = vec![true; k];
     let mut counts = vec![0u128; k];
     let mut piles: Vec<Vec<u32>> = vec![Vec::new(); k];
-    // Position of each ballot's current choice within `prefs`.
+    // Position of each ranking's current choice within `prefs`.
     let mut pos: Vec<usize> = r.start[..r.start.len() - 1].to_vec();
     let mut exhausted: Weight = 0;
 
-    // Moves ballot `b` to its first choice still in the race, at or after `pos[b]`.
+    // Moves ranking `b` to its first choice still in the race, at or after `pos[b]`.
     let place = |b: usize,
                  pos: &mut [usize],
                  continuing: &[bool],
@@ -104,6 +123,8 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
     }
 
     let mut rounds = Vec::new();
+    // Every option's count in every round so far, for settling ties by earlier rounds.
+    let mut history: Vec<Vec<Weight>> = Vec::new();
     let mut ties = Vec::new();
     let mut winner = None;
     for round in 1u32.. {
@@ -134,18 +155,29 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
             break;
         }
         let least = live.iter().map(|o| counts[*o]).min().unwrap_or(0);
-        let lowest = ctx.in_priority_order(live.iter().copied().filter(|o| counts[*o] == least).collect());
-        // The option that would lose a tie-break goes out: the last in priority order.
-        let Some(&out) = lowest.last() else { break };
-        if lowest.len() > 1 {
+        let lowest: Vec<usize> = live.iter().copied().filter(|o| counts[*o] == least).collect();
+        if lowest.len() == 2 && live.len() == 2 {
             ties.push(Tie {
                 round: Some(round),
                 tied: lowest.iter().map(|o| ctx.name(*o)).collect(),
-                resolution: format!("{} is eliminated", ctx.name(out)),
+                resolution: "the last two options tie: the status quo stays and no option wins".to_owned(),
+            });
+            rounds.push(record);
+            break;
+        }
+        let Some((out, how)) = settle_last_place(&lowest, &history, ctx) else {
+            break;
+        };
+        if let Some(how) = how {
+            ties.push(Tie {
+                round: Some(round),
+                tied: lowest.iter().map(|o| ctx.name(*o)).collect(),
+                resolution: format!("{} is eliminated: {how}", ctx.name(out)),
             });
         }
         record.eliminated = Some(ctx.name(out));
         rounds.push(record);
+        history.push(counts.clone());
         continuing[out] = false;
         counts[out] = 0;
         for b in std::mem::take(&mut piles[out]) {
@@ -168,9 +200,53 @@ pub(crate) fn count(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<MethodOutcome, 
         },
         ties,
         rule: "instant-runoff: an option with more than half of the continuing weight wins; otherwise the \
-               option with the least weight is eliminated and its ballots move to their next choice"
+               option with the least weight is eliminated and its ballots move to their next choice; a tie \
+               for last place goes to the earlier rounds' counts, then to the lot; a tie of the last two \
+               keeps the status quo"
             .to_owned(),
     })
+}
+
+/// Which of the options tied for last place goes out, and how the tie was settled (`None`
+/// when there was no tie): by the most recent earlier round in which they differ, else
+/// by the lot (the option last in tie-break order goes out).
+fn settle_last_place(
+    lowest: &[usize],
+    history: &[Vec<Weight>],
+    ctx: &Ctx<'_>,
+) -> Option<(usize, Option<String>)> {
+    if let [only] = lowest {
+        return Some((*only, None));
+    }
+    let mut left = lowest.to_vec();
+    let mut decided_in = None;
+    for (i, earlier) in history.iter().enumerate().rev() {
+        let at = |o: &usize| earlier.get(*o).copied().unwrap_or(0);
+        let min = left.iter().map(at).min()?;
+        let fewer: Vec<usize> = left.iter().copied().filter(|o| at(o) == min).collect();
+        if fewer.len() < left.len() {
+            left = fewer;
+            decided_in = Some(i + 1);
+        }
+        if left.len() == 1 {
+            break;
+        }
+    }
+    match (left.as_slice(), decided_in) {
+        ([only], Some(r)) => Some((*only, Some(format!("it had the least weight in round {r}")))),
+        _ => {
+            let out = *ctx.in_priority_order(left.clone()).last()?;
+            let why = match decided_in {
+                Some(r) => format!(
+                    "still level after looking back to round {r}, the lot (the published seed's order) decided"
+                ),
+                None => {
+                    "level in every earlier round, the lot (the published seed's order) decided".to_owned()
+                }
+            };
+            Some((out, Some(why)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,8 +319,9 @@ mod tests {
     }
 
     #[test]
-    fn tie_for_last_eliminates_the_later_listed() {
-        // solar 2, wind 1, grid 1: wind and grid tie for last; grid (listed later) goes.
+    fn ties_for_last_go_to_the_lot_and_a_final_tie_keeps_the_status_quo() {
+        // solar 2, wind 1, grid 1: wind and grid tie for last with no earlier round; the
+        // lot (here the listed order) puts grid, listed later, out.
         let r = tally(
             &input(&[(2, &["solar"]), (1, &["wind", "solar"]), (1, &["grid", "wind"])]),
             &rules(),
@@ -256,9 +333,11 @@ mod tests {
         assert_eq!(rounds[0].eliminated.as_deref(), Some("grid"));
         assert_eq!(r.ties[0].round, Some(1));
         assert_eq!(r.ties[0].tied, vec!["wind", "grid"]);
-        // Round 2: solar 2, wind 2 (grid's ballot moved) → tie, wind listed later goes; solar wins.
-        assert_eq!(r.winner.as_deref(), Some("solar"));
-        assert_eq!(rounds.len(), 3);
+        // Round 2: solar 2, wind 2 (grid's ballot moved): the last two tie, nobody wins.
+        assert_eq!(r.winner, None);
+        assert_eq!(r.outcome, Outcome::Rejected);
+        assert_eq!(rounds.len(), 2);
+        assert!(r.ties[1].resolution.contains("status quo"));
     }
 
     #[test]

@@ -26,8 +26,8 @@ use std::collections::HashMap;
 pub use ballot::{Ballot, Choice, ConsentPosition, Delegation};
 pub use error::TallyError;
 pub use result::{
-    Audit, Counts, DelegationReport, IrvRound, OptionCount, OptionShare, Outcome, SetAside, SetAsideReason,
-    TallyResult, Tie, Turnout,
+    Audit, Counts, DelegationReport, DelegationUse, IrvRound, OptionCount, OptionShare, Outcome, SetAside,
+    SetAsideReason, TallyResult, Tie, Turnout,
 };
 pub use rules::{Method, VotingRules};
 pub use tiebreak::TieBreak;
@@ -233,6 +233,11 @@ pub fn tally(input: &TallyInput, rules: &VotingRules) -> Result<TallyResult, Tal
             turnout,
             delegation: DelegationReport {
                 followed: delegation.followed,
+                used: delegation
+                    .used
+                    .into_iter()
+                    .map(|(from, to)| DelegationUse { from, to })
+                    .collect(),
                 cycles: delegation.cycles,
                 broken: delegation.broken,
             },
@@ -248,8 +253,9 @@ pub(crate) fn add(slot: &mut Weight, w: Weight) -> Result<(), TallyError> {
     Ok(())
 }
 
-/// The option(s) with the largest total. Returns the winner (by tie-break) and, when
-/// several share the top, a [`Tie`] naming them. No winner when every total is zero.
+/// The option with the largest total. When several share the top there is no winner: a
+/// tie keeps the status quo, and the [`Tie`] naming them is recorded. No winner either
+/// when every total is zero.
 pub(crate) fn top(totals: &[Weight], ctx: &Ctx<'_>) -> (Option<usize>, Option<Tie>) {
     let Some(max) = totals.iter().copied().max().filter(|m| *m > 0) else {
         return (None, None);
@@ -257,12 +263,13 @@ pub(crate) fn top(totals: &[Weight], ctx: &Ctx<'_>) -> (Option<usize>, Option<Ti
     let tied: Vec<usize> = (0..totals.len())
         .filter(|i| totals.get(*i) == Some(&max))
         .collect();
-    let ordered = ctx.in_priority_order(tied);
-    let winner = ordered.first().copied();
-    let tie = (ordered.len() > 1).then(|| Tie {
+    if let [winner] = tied[..] {
+        return (Some(winner), None);
+    }
+    let tie = Tie {
         round: None,
-        tied: ordered.iter().map(|o| ctx.name(*o)).collect(),
-        resolution: format!("{} wins the tie", winner.map(|w| ctx.name(w)).unwrap_or_default()),
-    });
-    (winner, tie)
+        tied: tied.iter().map(|o| ctx.name(*o)).collect(),
+        resolution: "a tie for the most keeps the status quo: no option wins".to_owned(),
+    };
+    (None, Some(tie))
 }

@@ -82,11 +82,25 @@ pub struct Turnout {
 pub struct DelegationReport {
     /// Members whose weight was carried to another member's ballot.
     pub followed: u64,
+    /// Each delegation that carried weight: from the member who did not vote to the
+    /// member whose ballot carried it (sorted).
+    #[serde(default)]
+    pub used: Vec<DelegationUse>,
     /// Members whose delegation ran into a cycle with no voter on it, so counted as no
     /// delegation (sorted).
     pub cycles: Vec<String>,
     /// Members whose delegation chain ended at someone suspended or unknown (sorted).
     pub broken: Vec<String>,
+}
+
+/// One delegation that carried weight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationUse {
+    /// The member who delegated and did not vote.
+    pub from: String,
+    /// The member whose ballot carried the weight (the end of the chain).
+    pub to: String,
 }
 
 /// A ballot that was not counted.

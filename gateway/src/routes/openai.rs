@@ -1,20 +1,27 @@
-//! The OpenAI-compatible handlers.
+//! The OpenAI-compatible handlers: one completion handler for chat and text, embeddings,
+//! and the model list.
 //!
-//! Each inference handler: parse and validate, find the model (404), ask admission,
-//! call the engine, and keep a [`UsageGuard`] alive until the answer has been sent.
+//! Each inference request: parse and validate, find the model (404), ask admission, call
+//! the engine, and keep a [`UsageGuard`] alive until the answer has been sent.
 
 use std::time::Instant;
 
+use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::admission::{AdmissionRequest, Caller, Endpoint};
 use crate::app::AppState;
-use crate::engine::{PromptRef, Reply, ServedModel};
+use crate::engine::{Engine, PromptRef, Reply, ServedModel};
 use crate::error::{ApiError, ApiJson};
-use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, ModelCard, ModelList};
+use crate::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, EmbeddingsRequest,
+    ModelCard, ModelList, TextCompletion, Usage,
+};
+use crate::sse::Chunk;
 use crate::usage::{Outcome, UsageGuard};
 
 fn request_id(headers: &axum::http::HeaderMap) -> String {
@@ -56,6 +63,10 @@ fn with_headers(mut response: Response, headers: &[(&'static str, String)]) -> R
         }
     }
     response
+}
+
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
 /// Finds the model and admits the request; returns the guard that meters it.
@@ -112,109 +123,150 @@ async fn admit(
     })
 }
 
-fn json_size<T: serde::Serialize>(value: &T) -> usize {
-    serde_json::to_vec(value).map_or(0, |v| v.len())
+/// A whole completion: the gateway stamps its id and model and sets the usage it metered.
+pub trait Completed: Serialize {
+    fn reported_usage(&self) -> Option<Usage>;
+    fn finish(&mut self, id: String, model: String, usage: Usage);
 }
 
-/// `POST /v1/chat/completions`
-pub async fn chat_completions(
+impl Completed for ChatCompletion {
+    fn reported_usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finish(&mut self, id: String, model: String, usage: Usage) {
+        self.id = id;
+        self.model = model;
+        self.usage = Some(usage);
+    }
+}
+
+impl Completed for TextCompletion {
+    fn reported_usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finish(&mut self, id: String, model: String, usage: Usage) {
+        self.id = id;
+        self.model = model;
+        self.usage = Some(usage);
+    }
+}
+
+/// What the completion handler needs of a chat or a text completion request.
+#[async_trait]
+pub trait CompletionKind: DeserializeOwned + Send + Sync + 'static {
+    type Full: Completed + Send;
+    type Chunk: Chunk;
+    const ENDPOINT: Endpoint;
+    /// The prefix of the response id (`chatcmpl`, `cmpl`).
+    const ID_PREFIX: &'static str;
+
+    fn validate(&self) -> Result<(), ApiError>;
+    fn model(&self) -> &str;
+    /// `max_tokens` (or `max_completion_tokens`), if set.
+    fn max_tokens(&self) -> Option<u32>;
+    /// How many choices it asks for.
+    fn choices(&self) -> u32;
+    /// Enforces `max_tokens` when the request set none.
+    fn set_max_tokens(&mut self, max: Option<u32>);
+    fn include_usage(&self) -> bool;
+    fn prompt(&self) -> PromptRef<'_>;
+    async fn run(self, engine: &dyn Engine) -> Result<Reply<Self::Full, Self::Chunk>, ApiError>;
+}
+
+#[async_trait]
+impl CompletionKind for ChatCompletionRequest {
+    type Full = ChatCompletion;
+    type Chunk = ChatCompletionChunk;
+    const ENDPOINT: Endpoint = Endpoint::ChatCompletions;
+    const ID_PREFIX: &'static str = "chatcmpl";
+
+    fn validate(&self) -> Result<(), ApiError> {
+        ChatCompletionRequest::validate(self)
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn max_tokens(&self) -> Option<u32> {
+        ChatCompletionRequest::max_tokens(self)
+    }
+    fn choices(&self) -> u32 {
+        self.sampling.choices()
+    }
+    fn set_max_tokens(&mut self, max: Option<u32>) {
+        self.max_completion_tokens = max;
+    }
+    fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+    fn prompt(&self) -> PromptRef<'_> {
+        PromptRef::Chat(self)
+    }
+    async fn run(self, engine: &dyn Engine) -> Result<Reply<Self::Full, Self::Chunk>, ApiError> {
+        engine.chat(self).await
+    }
+}
+
+#[async_trait]
+impl CompletionKind for CompletionRequest {
+    type Full = TextCompletion;
+    type Chunk = TextCompletion;
+    const ENDPOINT: Endpoint = Endpoint::Completions;
+    const ID_PREFIX: &'static str = "cmpl";
+
+    fn validate(&self) -> Result<(), ApiError> {
+        CompletionRequest::validate(self)
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn max_tokens(&self) -> Option<u32> {
+        self.max_tokens
+    }
+    fn choices(&self) -> u32 {
+        self.sampling.choices()
+    }
+    fn set_max_tokens(&mut self, max: Option<u32>) {
+        self.max_tokens = max;
+    }
+    fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+    fn prompt(&self) -> PromptRef<'_> {
+        PromptRef::Completion(self)
+    }
+    async fn run(self, engine: &dyn Engine) -> Result<Reply<Self::Full, Self::Chunk>, ApiError> {
+        engine.completion(self).await
+    }
+}
+
+/// `POST /v1/chat/completions` and `POST /v1/completions`.
+pub async fn complete<R: CompletionKind>(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     caller: Option<Extension<Caller>>,
-    ApiJson(mut req): ApiJson<ChatCompletionRequest>,
+    ApiJson(mut req): ApiJson<R>,
 ) -> Result<Response, ApiError> {
     let start = started(&headers, caller);
     req.validate()?;
-    let max = req
-        .max_tokens()
-        .map(|m| u64::from(m) * u64::from(req.sampling.choices()));
-    let model = req.model.clone();
+    let max = req.max_tokens().map(|m| u64::from(m) * u64::from(req.choices()));
+    let model = req.model().to_owned();
     let Admitted {
         served,
         mut guard,
         headers,
         allowance,
-    } = admit(
-        &state,
-        start,
-        &model,
-        Endpoint::ChatCompletions,
-        max,
-        PromptRef::Chat(&req),
-    )
-    .await?;
+    } = admit(&state, start, &model, R::ENDPOINT, max, req.prompt()).await?;
     if req.max_tokens().is_none() {
-        req.max_completion_tokens = allowance;
+        req.set_max_tokens(allowance);
     }
-    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let result = match served.engine.chat(req).await {
+    let id = format!("{}-{}", R::ID_PREFIX, uuid::Uuid::new_v4().simple());
+    let include_usage = req.include_usage();
+    let result = match req.run(served.engine.as_ref()).await {
         Ok(Reply::Full(mut done)) => {
-            if let Some(usage) = done.usage {
+            if let Some(usage) = done.reported_usage() {
                 guard.add_reported(usage);
             }
-            done.usage = Some(guard.usage());
-            done.id = id;
-            done.model = model;
-            guard.finish(Outcome::Completed);
-            Ok(Json(done).into_response())
-        }
-        Ok(Reply::Stream(chunks)) => Ok(crate::sse::respond(
-            chunks,
-            guard,
-            id,
-            model,
-            include_usage,
-            state.settings.keep_alive,
-        )),
-        Err(e) => {
-            guard.finish(Outcome::Failed(e.metric_label()));
-            Err(e)
-        }
-    };
-    result.map(|response| with_headers(response, &headers))
-}
-
-/// `POST /v1/completions`
-pub async fn completions(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    caller: Option<Extension<Caller>>,
-    ApiJson(mut req): ApiJson<CompletionRequest>,
-) -> Result<Response, ApiError> {
-    let start = started(&headers, caller);
-    req.validate()?;
-    let max = req
-        .max_tokens
-        .map(|m| u64::from(m) * u64::from(req.sampling.choices()));
-    let model = req.model.clone();
-    let Admitted {
-        served,
-        mut guard,
-        headers,
-        allowance,
-    } = admit(
-        &state,
-        start,
-        &model,
-        Endpoint::Completions,
-        max,
-        PromptRef::Completion(&req),
-    )
-    .await?;
-    if req.max_tokens.is_none() {
-        req.max_tokens = allowance;
-    }
-    let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
-    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let result = match served.engine.completion(req).await {
-        Ok(Reply::Full(mut done)) => {
-            if let Some(usage) = done.usage {
-                guard.add_reported(usage);
-            }
-            done.usage = Some(guard.usage());
-            done.id = id;
-            done.model = model;
+            done.finish(id, model, guard.usage());
             guard.finish(Outcome::Completed);
             Ok(Json(done).into_response())
         }
@@ -286,38 +338,4 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
     Ok(Json(state.models.get(&id)?.card))
-}
-
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// `GET /readyz`: every engine can take requests and the gateway is not draining.
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    for (name, served) in state.models.engines() {
-        if !served.engine.ready().await {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("model {name} is not ready"),
-            )
-                .into_response();
-        }
-    }
-    (StatusCode::OK, "ready").into_response()
-}
-
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    match &state.metrics {
-        Some(handle) => (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
-    }
 }
