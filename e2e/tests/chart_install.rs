@@ -187,7 +187,12 @@ async fn install_upgrade_and_uninstall_keep_the_crds_and_the_coop() -> Result<()
                         );
                     }
                 }
-                for (plural, count) in [("members", 5), ("votes", 3), ("proposals", 1), ("allocations", 1)] {
+                for (plural, count) in [
+                    ("members", 5),
+                    ("delegations", 1),
+                    ("proposals", 1),
+                    ("allocations", 1),
+                ] {
                     let resource = kube::api::ApiResource {
                         group: "synco.coop".into(),
                         version: "v1alpha1".into(),

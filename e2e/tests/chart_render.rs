@@ -503,10 +503,14 @@ fn rbac_is_least_privilege() -> Result<()> {
     ensure!(
         writes
             == [
-                (json!(["votes", "proposals"]), json!(["create"])),
-                (json!(["votes"]), json!(["cast-on-behalf"]))
+                (json!(["proposals"]), json!(["create", "patch"])),
+                (json!(["votes"]), json!(["create"])),
+                (json!(["delegations"]), json!(["create", "patch", "delete"])),
+                (json!(["votes"]), json!(["cast-on-behalf"])),
+                (json!(["proposals"]), json!(["propose-on-behalf"])),
+                (json!(["delegations"]), json!(["delegate-on-behalf"])),
             ],
-        "the gateway writes only Votes and Proposals: {writes:?}"
+        "the gateway writes only what it does for members (proposals, ballots, delegations): {writes:?}"
     );
     Ok(())
 }

@@ -61,9 +61,6 @@ spec:
   kind: Allocation
   title: Guarantee the school 15%
   proposer: riverside-school
-  voting: {method: Majority, quorumPercent: 50}
-  opensAt: "2026-11-01T09:00:00Z"
-  closesAt: "2026-12-08T09:00:00Z"
   effect:
     allocation:
       floors:
@@ -106,30 +103,38 @@ async fn a_cast_vote_cannot_be_changed() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_voting_window_that_closes_before_it_opens_is_refused() -> anyhow::Result<()> {
+async fn a_proposals_spec_cannot_change_and_its_effect_must_fit_its_kind() -> anyhow::Result<()> {
     if skip_without_crds() {
         return Ok(());
     }
     let cluster = cluster()?;
     let admin = cluster.admin().await?;
     apply_crds(&admin).await?;
-    with_temp_ns(&admin.clone(), "crd-window", |ns| async move {
-        let backwards = PROPOSAL
-            .replace("2026-11-01T09:00:00Z", "OPENS")
-            .replace("2026-12-08T09:00:00Z", "2026-11-01T09:00:00Z")
-            .replace("OPENS", "2026-12-08T09:00:00Z");
-        let err = apply_yaml(&admin, Some(&ns), &backwards)
+    with_temp_ns(&admin.clone(), "crd-proposal", |ns| async move {
+        apply_yaml(&admin, Some(&ns), PROPOSAL).await?;
+        let edited = PROPOSAL.replace("Guarantee the school 15%", "Guarantee the school 50%");
+        let err = apply_yaml(&admin, Some(&ns), &edited)
             .await
             .err()
-            .ok_or_else(|| anyhow::anyhow!("a window closing before it opens was accepted"))?;
+            .ok_or_else(|| anyhow::anyhow!("an edited proposal was accepted"))?;
         let (code, message) = api_error(&err).unwrap_or_default();
         assert_eq!(code, 422, "{err:#}");
         assert!(
-            message.contains("the voting window must close after it opens"),
+            message.contains("a proposal cannot change once created"),
             "{message}"
         );
-        // The same proposal with the window the right way round is accepted.
-        apply_yaml(&admin, Some(&ns), PROPOSAL).await?;
+        let mismatched = PROPOSAL
+            .replace("name: school-floor", "name: bylaw-with-floors")
+            .replace("kind: Allocation", "kind: Bylaw");
+        let err = apply_yaml(&admin, Some(&ns), &mismatched)
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a bylaw with an allocation effect was accepted"))?;
+        let (_, message) = api_error(&err).unwrap_or_default();
+        assert!(
+            message.contains("the one the proposal's kind calls for"),
+            "{message}"
+        );
         Ok::<_, anyhow::Error>(())
     })
     .await

@@ -149,34 +149,41 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
                 .collect();
             child_env.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
             let pairs: Vec<(&str, &str)> = child_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            // The operator publishes the quotas the gateway enforces, as the chart's
+            // operator ServiceAccount.
+            let operator_client = chart_support::chart_operator_client(cluster, &ns, &release).await?;
+            let _operator = common::operator::start(operator_client, &coop);
             let mut gateway = Gateway::start_with_env(tempfile::tempdir()?, &args, &pairs);
 
             let member = c::token(c::SECRET, &c::claims("bakery-sub"));
-            let response = reqwest::Client::new()
-                .post(gateway.url("/v1/chat/completions"))
-                .bearer_auth(&member)
-                .json(&c::chat("open-chat", 4))
-                .send()
-                .await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
+            // 429 (no quota yet) until the operator has published the Allocation's quotas.
+            let mut answer = None;
+            for _ in 0..100 {
+                let response = reqwest::Client::new()
+                    .post(gateway.url("/v1/chat/completions"))
+                    .bearer_auth(&member)
+                    .json(&c::chat("open-chat", 4))
+                    .send()
+                    .await?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                if status != 429 {
+                    answer = Some((status, body));
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let (status, body) = answer.ok_or_else(|| anyhow!("no quota within 20 s\n{}", gateway.log()))?;
             ensure!(status == 200, "{status}: {body}\n{}", gateway.log());
 
             // A member votes through the gateway: the chart's RBAC and the vote-author
             // admission policy (installed by the chart, in force here) let the
             // gateway's ServiceAccount cast the ballot in the member's name.
-            let now = jiff::Timestamp::now();
-            let hour = jiff::SignedDuration::from_hours(1);
             apply_yaml(
                 &admin,
                 Some(&coop),
-                &format!(
-                    "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {{name: q}}\nspec:\n  kind: FreeText\n  \
-                     title: q\n  body: b\n  proposer: school\n  voting: {{method: Majority, quorumPercent: 50}}\n  \
-                     opensAt: \"{}\"\n  closesAt: \"{}\"\n",
-                    now - hour,
-                    now + hour
-                ),
+                "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
+                 title: q\n  body: b\n  proposer: school\n",
             )
             .await?;
             let mut cast = None;
@@ -189,7 +196,8 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
                     .await?;
                 let status = response.status();
                 let body: Value = response.json().await?;
-                if status != 404 {
+                // 404 until the gateway has seen it, 409 until the operator opened it.
+                if status != 404 && status != 409 {
                     cast = Some((status, body));
                     break;
                 }

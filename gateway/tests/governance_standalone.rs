@@ -40,7 +40,7 @@ async fn members_propose_discuss_delegate_and_vote_and_the_vote_changes_a_real_4
     let manifests = tempfile::tempdir().expect("a temp dir");
     std::fs::write(
         manifests.path().join("coop.yaml"),
-        scenario::manifests("commons", "25s"),
+        scenario::manifests("commons", "25s", "{hub: Qwen/Qwen2.5-0.5B-Instruct}"),
     )
     .expect("the manifests are written");
     let data = tempfile::tempdir().expect("a temp dir");

@@ -117,12 +117,15 @@ pub struct ModelEngine {
     pub kind: EngineKind,
     /// External engines: the OpenAI-compatible base URL, such as a peer co-op's `…/v1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub url: Option<String>,
     /// Mistralrs engine: the server image; the operator's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub image: Option<String>,
     /// Extra arguments for the engine process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub args: Vec<String>,
     /// Environment for the engine process.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -42,8 +42,8 @@ use super::voting::VotingRules;
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a proposal cannot change once created: withdraw it and propose again"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.effect) || self.kind != 'FreeText'").message("a free-text proposal has no effect"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.split) || self.kind == 'Allocation'").message("only an allocation can be split by dot voting"))]
-#[x_kube(validation = kube::core::Rule::new("self.options.all(o, !has(o.effect) || self.kind != 'FreeText')").message("a free-text proposal's options have no effect"))]
-#[x_kube(validation = kube::core::Rule::new("self.options.all(a, self.options.exists_one(b, b.name == a.name))").message("option names are unique"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.options) || self.options.all(o, !has(o.effect) || self.kind != 'FreeText')").message("a free-text proposal's options have no effect"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.options) || self.options.all(a, self.options.exists_one(b, b.name == a.name))").message("option names are unique"))]
 #[x_kube(validation = effect_matches_kind())]
 pub struct ProposalSpec {
     /// What is being decided.
@@ -91,7 +91,7 @@ fn effect_matches_kind() -> kube::core::Rule {
         .join(" && ")
     };
     kube::core::Rule::new(format!(
-        "(!has(self.effect) || {}) && self.options.all(o, !has(o.effect) || {})",
+        "(!has(self.effect) || {}) && (!has(self.options) || self.options.all(o, !has(o.effect) || {}))",
         fits("self.effect"),
         fits("o.effect")
     ))

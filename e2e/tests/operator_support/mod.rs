@@ -35,7 +35,7 @@ kind: ClusterRole
 metadata: {{name: synco-operator-{ns}}}
 rules:
 - apiGroups: [synco.coop]
-  resources: [cooperatives, members, customers, computepools, inferencemodels, proposals, votes, allocations]
+  resources: [cooperatives, members, customers, computepools, inferencemodels, proposals, votes, allocations, delegations]
   verbs: [get, list, watch]
 - apiGroups: [synco.coop]
   resources: [cooperatives/status, members/status, customers/status, computepools/status, inferencemodels/status, proposals/status, allocations/status]

@@ -157,5 +157,6 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 pub mod coop;
+pub mod operator;
 pub mod postgres;
 pub mod scenario;

@@ -43,8 +43,9 @@ use serde_json::{Value, json};
 
 use super::binary;
 
-/// The scenario's co-op, in namespace `ns`; voting periods of `period`.
-pub fn manifests(ns: &str, period: &str) -> String {
+/// The scenario's co-op, in namespace `ns`; voting periods of `period`; the model's
+/// weights from `source` (a `source:` mapping in flow style).
+pub fn manifests(ns: &str, period: &str, source: &str) -> String {
     let mut yaml = format!(
         r#"
 apiVersion: synco.coop/v1alpha1
@@ -73,7 +74,7 @@ kind: InferenceModel
 metadata: {{name: tiny, namespace: {ns}}}
 spec:
   servedName: tiny
-  source: {{hub: Qwen/Qwen2.5-0.5B-Instruct}}
+  source: {source}
   engine: {{kind: Embedded}}
   tokensPerSecondPerReplica: 50
   access: {{customers: true}}
@@ -183,6 +184,13 @@ pub async fn until_429(env: &dyn Env, who: &str, rate: u64, most: usize) -> (u64
         .await;
         if first_limit.is_empty() {
             first_limit = a.header("x-ratelimit-limit-tokens");
+            assert!(
+                !first_limit.is_empty(),
+                "{who}'s first answer: {} {}\n{}",
+                a.status,
+                a.body,
+                env.log()
+            );
         }
         if a.status == 429 {
             let refilled = (started.elapsed().as_secs_f64() * rate as f64).ceil() as u64;
@@ -263,15 +271,34 @@ pub fn verify(record: &Value) -> String {
 
 /// The whole scenario. `period_seconds` is the bylaws' voting period.
 pub async fn run(env: &dyn Env, period_seconds: u64) {
-    // Before the vote: the founding allocation's limits are the ones enforced.
-    let coop = call(env, "GET", "/v1/governance/coop", Some("ana"), None).await;
-    assert_eq!(coop.status, 200, "{}", coop.body);
+    // Before the vote: the founding allocation's limits are the ones enforced (in a
+    // cluster, once the operator has published them).
+    let started = Instant::now();
+    let coop = loop {
+        let coop = call(env, "GET", "/v1/governance/coop", Some("ana"), None).await;
+        if coop.status == 200
+            && coop.body["quota"]["guaranteedTokensPerSecond"]
+                .as_u64()
+                .is_some_and(|g| g > 0)
+        {
+            break coop;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}\n{}",
+            coop.body,
+            env.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(
         coop.body["quota"]["guaranteedTokensPerSecond"], 4,
         "{}",
         coop.body
     );
     assert_eq!(coop.body["quota"]["borrowLimitTokensPerSecond"], 0);
+    // The gateway's limits follow what the store publishes within its reload interval.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (served, refused, limit) = until_429(env, "cleo", 3, 60).await;
     assert_eq!(limit, "180", "cleo: 3 tokens/s, a minute of them");
     assert!(
