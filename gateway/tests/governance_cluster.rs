@@ -8,7 +8,7 @@
 //! proposal's spec edited, a Vote deleted (by the cluster admin too), a member casting a
 //! Vote or opening a Proposal in someone else's name with kubectl.
 
-#![expect(clippy::unwrap_used, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 #[path = "../../e2e/tests/chart_support.rs"]
 mod chart_support;

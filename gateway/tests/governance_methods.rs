@@ -4,7 +4,7 @@
 //! proposal from its published record. Time is a clock the test moves; every figure is
 //! worked out by hand in the comments.
 
-#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 

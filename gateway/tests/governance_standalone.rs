@@ -2,6 +2,8 @@
 //! binary, SQLite, the tiny model in process, the closing task in the gateway; eve is
 //! suspended with `synco-gateway governance suspend`, as an administrator would.
 
+#![expect(clippy::expect_used, reason = "tests")]
+
 mod common;
 
 use async_trait::async_trait;

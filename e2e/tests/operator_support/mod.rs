@@ -243,7 +243,15 @@ pub async fn set_voting_period(admin: &Client, ns: &str, kind: ProposalKind, sec
             },
         }),
     }
-    api.replace("riverside", &PostParams::default(), &coop).await?;
+    // A merge patch of the list, without a resourceVersion: the operator writing the
+    // status meanwhile is no conflict.
+    let patch = serde_json::json!({"spec": {"votingDefaults": coop.spec.voting_defaults}});
+    api.patch(
+        "riverside",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 

@@ -259,7 +259,7 @@ pub async fn coop_view(
         .iter()
         .filter(|a| a.metadata.name != in_force.as_ref().and_then(|f| f.metadata.name.clone()))
         .collect();
-    history.sort_by(|a, b| b.spec.version.cmp(&a.spec.version));
+    history.sort_by_key(|a| std::cmp::Reverse(a.spec.version));
     let quota = in_force
         .as_ref()
         .and_then(|a| a.status.as_ref())
