@@ -618,3 +618,7 @@ fn tally_counts(counts: &Counts, unit: WeightUnit) -> Tally {
         },
     }
 }
+
+#[cfg(test)]
+#[path = "proposal_tests.rs"]
+mod tests;
