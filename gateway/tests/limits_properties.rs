@@ -3,6 +3,8 @@
 //! the gateway's database store (standalone) compute it, and the gateway's co-op is
 //! built from the objects with that status, as in both modes.
 
+#![expect(clippy::expect_used, reason = "tests")]
+
 use proptest::prelude::*;
 use synco_crds::{
     Allocation, AllocationPlan, AllocationSpec, Billing, Cooperative, CooperativeSpec, Customer,
@@ -119,7 +121,7 @@ fn objects(c: &Case) -> CoopObjects {
             let mut spec: InferenceModelSpec = serde_json::from_value(serde_json::json!({
                 "engine": {"kind": "External", "url": "http://127.0.0.1:9/v1"}
             }))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("a model spec");
             spec.engine = ModelEngine {
                 kind: EngineKind::External,
                 url: Some("http://127.0.0.1:9/v1".into()),
@@ -186,13 +188,13 @@ proptest! {
         let mut objects = objects(&c);
         let coop = objects.cooperatives[0].clone();
         let figures = figures_for(&coop, &objects.allocations[0], &objects.members, &objects.customers, &objects.models)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the allocation solves");
         objects.allocations[0].status = Some(synco_crds::AllocationStatus {
             phase: synco_crds::AllocationPhase::InForce,
             quotas: figures.quotas.clone(),
             ..Default::default()
         });
-        let gateway = Coop::from_objects(&objects, &CoopOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let gateway = Coop::from_objects(&objects, &CoopOptions::default()).expect("the co-op reads");
         for q in &figures.quotas {
             let limits = gateway.limits(&q.name);
             prop_assert_eq!(&limits, &enforced_limits(q));
