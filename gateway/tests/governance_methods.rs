@@ -435,8 +435,8 @@ async fn refusals_are_clear_and_change_nothing() {
         code(s.g.cast("cleo", &name, yes(), None).await.unwrap_err()),
         (409, "voting_closed".into())
     );
-    // Nothing closes early: before the deadline plus grace the closer leaves it open.
-    s.at(T0 + 61);
+    // Nothing closes early: at the deadline, before the grace, the closer leaves it open.
+    s.at(T0 + 60);
     assert!(s.closer.run_once().await.unwrap().is_empty());
     assert_eq!(s.g.get(&name).await.unwrap().status.phase, ProposalPhase::Open);
     // The ballots table refuses updates and deletes.

@@ -84,6 +84,57 @@ fn benches(c: &mut Criterion) {
     group.bench_function("instant_runoff", |b| b.iter(|| tally(black_box(&irv), &rules)));
     drop(irv);
 
+    // An election of real size: 36 options, 1,000,000 rankings. Support follows a
+    // Zipf-like curve and most ballots rank few options (half rank one or two), so
+    // many rankings are identical and the count runs dozens of rounds.
+    let many: Vec<String> = (0..36).map(|i| format!("option-{i:02}")).collect();
+    let zipf: Vec<u64> = (1..=36u64).map(|k| 1_000_000 / (k + 8)).collect();
+    let zipf_total: u64 = zipf.iter().sum();
+    let pick = |rng: &mut Rng| {
+        let mut x = rng.next(zipf_total);
+        for (i, w) in zipf.iter().enumerate() {
+            if x < *w {
+                return i;
+            }
+            x -= w;
+        }
+        35
+    };
+    let irv36 = TallyInput {
+        options: many.clone(),
+        ..input(|rng| {
+            let len = match rng.next(100) {
+                0..=29 => 1,
+                30..=54 => 2,
+                55..=74 => 3,
+                75..=89 => 4,
+                _ => 6,
+            };
+            let mut ranking: Vec<String> = Vec::with_capacity(len);
+            while ranking.len() < len {
+                let o = &many[pick(rng)];
+                if !ranking.contains(o) {
+                    ranking.push(o.clone());
+                }
+            }
+            Choice::Rank(ranking)
+        })
+    };
+    let rules = VotingRules::new(Method::InstantRunoff);
+    if let Ok(r) = tally(&irv36, &rules)
+        && let synco_policies::Counts::Rounds { rounds, .. } = &r.counts
+    {
+        eprintln!(
+            "instant_runoff_36_options: {} rounds, winner {:?}",
+            rounds.len(),
+            r.winner
+        );
+    }
+    group.bench_function("instant_runoff_36_options", |b| {
+        b.iter(|| tally(black_box(&irv36), &rules))
+    });
+    drop(irv36);
+
     let dot = input(|rng| {
         let mut left = 10;
         let mut dots = BTreeMap::new();

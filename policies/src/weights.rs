@@ -18,7 +18,9 @@
 //! Suspended members are not eligible: they weigh nothing, their ballots are set aside
 //! (and listed in the result), and nothing can be delegated through them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +133,7 @@ impl WeightTable<'_> {
 
 /// Checks the electorate and works out each member's weight.
 pub(crate) fn weigh<'a>(voters: &'a [Voter], weighting: &Weighting) -> Result<WeightTable<'a>, TallyError> {
-    let mut index = HashMap::with_capacity(voters.len());
+    let mut index = HashMap::with_capacity_and_hasher(voters.len(), Default::default());
     for (i, v) in voters.iter().enumerate() {
         if v.weight_milli < 0 {
             return Err(TallyError::NegativeWeight {

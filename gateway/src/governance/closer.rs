@@ -20,7 +20,7 @@ use super::db::DbStore;
 use super::store::GovernanceStore;
 
 /// Seconds past a deadline before the close.
-pub const CLOSE_GRACE_SECONDS: i64 = 2;
+pub const CLOSE_GRACE_SECONDS: i64 = 1;
 
 /// Closes proposals in the database.
 #[derive(Clone)]

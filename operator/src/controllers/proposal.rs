@@ -48,7 +48,7 @@ pub const VOTING: &str = "Voting";
 pub const WITHDRAW_ANNOTATION: &str = "synco.coop/withdraw";
 /// How long after `closesAt` the close waits, so that a ballot accepted just before the
 /// deadline has reached the API server.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Event reasons, as `kubectl describe` shows them.
 pub mod event {

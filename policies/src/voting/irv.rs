@@ -14,7 +14,9 @@
 //! how it was settled is recorded. When the **last two** options tie, neither wins: a tie
 //! keeps the status quo.
 //!
-//! Ballots with identical rankings are counted once, with their weights added.
+//! Ballots with identical short rankings (one or two options: most ballots in a real
+//! election) are counted once, with their weights added; they are found in a dense table
+//! indexed by the options, so grouping costs no hashing.
 //!
 //! # Worked example
 //!
@@ -36,8 +38,6 @@
 //! round 2: solar 4000 and grid 3000 of 7000 still counting. 4000 is more than half of
 //! 7000, so **solar** wins: exhausted ballots no longer count toward the majority.
 
-use std::collections::HashMap;
-
 use crate::voting::{Cast, Choice, Counts, Ctx, IrvRound, MethodOutcome, OptionCount, TallyError, Tie, add};
 use crate::weights::Weight;
 
@@ -55,9 +55,11 @@ fn parse(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<Rankings, TallyError> {
         start: Vec::with_capacity(casts.len() + 1),
         weight: Vec::with_capacity(casts.len()),
     };
-    let mut marked = vec![usize::MAX; ctx.options.len()];
-    let mut seen: HashMap<Vec<u32>, usize> = HashMap::new();
-    let mut ranking = Vec::with_capacity(ctx.options.len());
+    let k = ctx.options.len();
+    let mut marked = vec![usize::MAX; k];
+    // Group of each short ranking: `[a]` at `a`, `[a, b]` at `k + a × k + b`.
+    let mut short: Vec<usize> = vec![usize::MAX; k + k * k];
+    let mut ranking = Vec::with_capacity(k);
     for (ballot, c) in casts.iter().enumerate() {
         let Choice::Rank(names) = c.choice else {
             return Err(ctx.wrong_kind(c.member));
@@ -74,11 +76,24 @@ fn parse(casts: &[Cast<'_>], ctx: &Ctx<'_>) -> Result<Rankings, TallyError> {
             // Option indices fit in u32: a proposal has far fewer than 4 billion options.
             ranking.push(u32::try_from(o).map_err(|_| TallyError::WeightOverflow)?);
         }
-        if let Some(&group) = seen.get(ranking.as_slice()) {
-            add(&mut r.weight[group], c.weight)?;
-            continue;
+        let slot = match ranking[..] {
+            [a] => Some(a as usize),
+            [a, b] => Some(k + a as usize * k + b as usize),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            match short.get(slot).copied() {
+                Some(group) if group != usize::MAX => {
+                    add(&mut r.weight[group], c.weight)?;
+                    continue;
+                }
+                _ => {
+                    if let Some(s) = short.get_mut(slot) {
+                        *s = r.weight.len();
+                    }
+                }
+            }
         }
-        seen.insert(ranking.clone(), r.weight.len());
         r.start.push(r.prefs.len());
         r.weight.push(c.weight);
         r.prefs.extend_from_slice(&ranking);

@@ -21,7 +21,7 @@ mod rules;
 pub mod score;
 mod tiebreak;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 pub use ballot::{Ballot, Choice, ConsentPosition, Delegation};
 pub use error::TallyError;
@@ -124,7 +124,7 @@ pub fn tally(input: &TallyInput, rules: &VotingRules) -> Result<TallyResult, Tal
     if rules.method.needs_options() && input.options.is_empty() {
         return Err(TallyError::NoOptions { method });
     }
-    let mut option_index = HashMap::with_capacity(input.options.len());
+    let mut option_index = HashMap::with_capacity_and_hasher(input.options.len(), Default::default());
     for (i, o) in input.options.iter().enumerate() {
         if option_index.insert(o.as_str(), i).is_some() {
             return Err(TallyError::DuplicateOption(o.clone()));
