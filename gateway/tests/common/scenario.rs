@@ -610,6 +610,74 @@ pub async fn run(env: &dyn Env, period_seconds: u64) {
         assert_eq!(p.body["status"]["fingerprint"], fingerprint.as_str());
     }
 
+    // Delegation: ana delegates to ben, then revokes it.
+    let set = call(
+        env,
+        "PUT",
+        "/v1/governance/delegation",
+        Some("ana"),
+        Some(json!({"delegate": "ben"})),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.body["delegate"], "ben");
+    let ben = call(env, "GET", "/v1/governance/delegation", Some("ben"), None).await;
+    assert_eq!(ben.body["delegators"], json!(["ana", "dan"]), "{}", ben.body);
+    let itself = call(
+        env,
+        "PUT",
+        "/v1/governance/delegation",
+        Some("ana"),
+        Some(json!({"delegate": "ana"})),
+    )
+    .await;
+    assert_eq!(itself.status, 400);
+    let revoked = call(env, "DELETE", "/v1/governance/delegation", Some("ana"), None).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.body["delegate"], Value::Null);
+
+    // A proposal withdrawn before anyone voted takes no ballot.
+    let second = call(
+        env,
+        "POST",
+        "/v1/governance/proposals",
+        Some("fay"),
+        Some(
+            json!({"name": "never-mind", "kind": "FreeText", "title": "Never mind",
+            "options": [{"name": "a"}, {"name": "b"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    let not_hers = call(
+        env,
+        "DELETE",
+        "/v1/governance/proposals/never-mind",
+        Some("ana"),
+        None,
+    )
+    .await;
+    assert_eq!(not_hers.status, 403, "{}", not_hers.body);
+    let withdrawn = call(
+        env,
+        "DELETE",
+        "/v1/governance/proposals/never-mind",
+        Some("fay"),
+        None,
+    )
+    .await;
+    assert_eq!(withdrawn.status, 200, "{}\n{}", withdrawn.body, env.log());
+    assert_eq!(withdrawn.body["status"]["phase"], "Withdrawn");
+    let after = call(
+        env,
+        "POST",
+        "/v1/governance/proposals/never-mind/votes",
+        Some("ana"),
+        Some(json!({"approvals": ["a"]})),
+    )
+    .await;
+    assert_eq!((after.status, after.code()), (409, "withdrawn"), "{}", after.body);
+
     // The new allocation is in force, and ana's limit is its quota: 9 tokens/s.
     let started = Instant::now();
     loop {
