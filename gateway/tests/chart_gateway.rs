@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use anyhow::{Context as _, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use chart_support::{gateway_service_account, install_chart, release_name, scoped_admission_values};
 use common::coop::{self as c, CoopSpec};
 use common::postgres::Postgres;
@@ -128,20 +128,7 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             chart_support::chart_gateway_client(cluster, &ns, &release).await?;
             let sa = gateway_service_account(&release);
             let token = cluster.run_dir().join("serviceaccounts").join(format!("{ns}.{sa}.token"));
-            let info = cluster.info();
-            let kubeconfig = cluster.run_dir().join(format!("{ns}-gateway.kubeconfig"));
-            std::fs::write(
-                &kubeconfig,
-                format!(
-                    "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{}', certificate-authority: '{}'}}}}]\n\
-                     users: [{{name: u, user: {{tokenFile: '{}'}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n\
-                     current-context: x\n",
-                    info.server,
-                    info.ca_file.display(),
-                    token.display()
-                ),
-            )
-            .context("writing the kubeconfig")?;
+            let kubeconfig = common::kube::service_account_kubeconfig(cluster, &format!("{ns}-gateway"), &token);
             let cache = tempfile::tempdir()?;
             let mut child_env: Vec<(String, String)> = env
                 .into_iter()

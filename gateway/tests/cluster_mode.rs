@@ -72,22 +72,7 @@ async fn the_gateway_follows_the_coops_resources_in_its_namespace() -> anyhow::R
         let data = tempfile::tempdir()?;
         let db = format!("sqlite://{}?mode=rwc", data.path().join("synco.db").display());
         let kubeconfig = cluster.kubeconfig().display().to_string();
-        let args: Vec<String> = [
-            "cluster",
-            "--namespace",
-            &ns,
-            "--database-url",
-            &db,
-            "--jwt-hs256-secret",
-            c::SECRET,
-            "--jwt-issuer",
-            c::ISSUER,
-            "--jwt-audience",
-            c::AUDIENCE,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let args = common::kube::cluster_args(&ns, &db);
         let _operator = common::operator::start(admin.clone(), &ns);
         let gateway = Gateway::start_with_env(tempfile::tempdir()?, &args, &[("KUBECONFIG", &kubeconfig)]);
         let result = follow(admin, &ns, &gateway, mock).await;

@@ -58,25 +58,6 @@ impl Env for InCluster {
     }
 }
 
-/// A kubeconfig for `token_file` (a ServiceAccount's token, as a pod has it).
-fn kubeconfig(cluster: &synco_e2e::Cluster, name: &str, token_file: &std::path::Path) -> std::path::PathBuf {
-    let info = cluster.info();
-    let path = cluster.run_dir().join(format!("{name}.kubeconfig"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{}', certificate-authority: '{}'}}}}]\n\
-             users: [{{name: u, user: {{tokenFile: '{}'}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n\
-             current-context: x\n",
-            info.server,
-            info.ca_file.display(),
-            token_file.display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scenario_runs_the_same_against_the_api_server_and_the_operator() -> anyhow::Result<()> {
     let cluster = cluster()?;
@@ -110,25 +91,10 @@ async fn the_scenario_runs_the_same_against_the_api_server_and_the_operator() ->
                 .run_dir()
                 .join("serviceaccounts")
                 .join(format!("{release_ns}.{sa}.token"));
-            let config = kubeconfig(cluster, &format!("{ns}-gateway"), &token);
+            let config = common::kube::service_account_kubeconfig(cluster, &format!("{ns}-gateway"), &token);
             let data = tempfile::tempdir()?;
             let db = format!("sqlite://{}?mode=rwc", data.path().join("synco.db").display());
-            let args: Vec<String> = [
-                "cluster",
-                "--namespace",
-                &ns,
-                "--database-url",
-                &db,
-                "--jwt-hs256-secret",
-                c::SECRET,
-                "--jwt-issuer",
-                c::ISSUER,
-                "--jwt-audience",
-                c::AUDIENCE,
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+            let args = common::kube::cluster_args(&ns, &db);
             let gateway = Gateway::start_with_env(
                 tempfile::tempdir()?,
                 &args,

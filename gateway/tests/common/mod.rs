@@ -157,6 +157,7 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 pub mod coop;
+pub mod kube;
 pub mod operator;
 pub mod postgres;
 pub mod scenario;
