@@ -34,6 +34,34 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give one of --member or --customer"),
             };
             let db = connect(&db).await?;
+            // A database that holds the co-op (standalone mode) says who exists; in a
+            // cluster the API server does, and the key of a name that is no Member or
+            // Customer there is refused at every request.
+            let objects = crate::governance::store::GovernanceStore::objects(
+                &crate::governance::db::DbStore::new(db.clone()),
+            )
+            .await?;
+            if !objects.cooperatives.is_empty() {
+                let exists = match kind {
+                    CallerKind::Customer => objects
+                        .customers
+                        .iter()
+                        .any(|c| c.metadata.name.as_deref() == Some(name.as_str())),
+                    _ => objects
+                        .members
+                        .iter()
+                        .any(|m| m.metadata.name.as_deref() == Some(name.as_str())),
+                };
+                anyhow::ensure!(
+                    exists,
+                    "the co-op has no {} named {name}",
+                    if kind == CallerKind::Customer {
+                        "customer"
+                    } else {
+                        "member"
+                    }
+                );
+            }
             let new = keys::create(&db, kind, &name, &label).await?;
             tracing::info!(prefix = %new.prefix, caller = %name, "key created; it is shown once");
             out(&format!("{}\n", new.key))

@@ -135,6 +135,9 @@ pub struct JsonSchemaFormat {
     pub strict: Option<bool>,
 }
 
+/// The roles a chat message may have, as OpenAI accepts them.
+pub const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+
 /// One message of a conversation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -198,6 +201,18 @@ impl ChatCompletionRequest {
                 "messages",
                 "'messages' must contain at least one message",
             ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            if !ROLES.contains(&m.role.as_str()) {
+                return Err(ApiError::invalid_param(
+                    &format!("messages[{i}].role"),
+                    format!(
+                        "Invalid value: '{}'. Supported values are: {}.",
+                        m.role,
+                        ROLES.map(|r| format!("'{r}'")).join(", ")
+                    ),
+                ));
+            }
         }
         if self.max_tokens() == Some(0) {
             return Err(ApiError::invalid_param(

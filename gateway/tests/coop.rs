@@ -129,6 +129,14 @@ async fn identity_access_and_budget(db: Db) {
     c::admin(&["keys", "revoke", &prefix], db.dir(), url.as_deref());
     let listed = c::admin(&["keys", "list"], db.dir(), url.as_deref());
     assert!(listed.contains(&prefix) && !listed.contains(&revoked), "{listed}");
+    // No key for a member the co-op does not have.
+    let refused = std::process::Command::new(common::binary())
+        .args(["keys", "create", "--member", "nobody"])
+        .args(c::db_args(db.dir(), url.as_deref()))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no member named nobody"));
 
     let body = c::chat("open-chat", 2);
     assert_error(&post(&gateway, None, &body).await, 401, "invalid_api_key");

@@ -149,6 +149,15 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
     assert_openai_error(&response.json().await.unwrap(), "content type");
     assert_healthy(&gateway).await;
 
+    // A message role OpenAI does not know is a 400, not passed to the model.
+    let mut wizard = chat_body(2, false);
+    wizard["messages"][0]["role"] = json!("wizard");
+    let response = client.post(&chat).json(&wizard).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "messages[0].role", "{body}");
+    assert_healthy(&gateway).await;
+
     // Unknown model and unknown route.
     let mut unknown = chat_body(2, false);
     unknown["model"] = json!("nope");
@@ -171,6 +180,9 @@ async fn bad_bodies_get_openai_errors_and_the_server_stays_healthy() {
         .unwrap();
     assert!(metrics.contains("synco_gateway_http_requests_total"), "{metrics}");
     assert!(metrics.contains(r#"status="413""#), "{metrics}");
+    // Labelled by route pattern: an unknown path is "other", not itself.
+    assert!(metrics.contains(r#"path="/v1/chat/completions""#), "{metrics}");
+    assert!(!metrics.contains("/v2/nothing"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -517,15 +517,6 @@ impl GovernanceStore for DbStore {
             .collect()
     }
 
-    async fn has_voted(&self, proposal: &str, member: &str) -> Result<bool, StoreError> {
-        Ok(ballot::Entity::find()
-            .filter(ballot::Column::Proposal.eq(proposal))
-            .filter(ballot::Column::Member.eq(member))
-            .count(&self.db)
-            .await?
-            > 0)
-    }
-
     async fn record_ballot(
         &self,
         proposal_name: &str,

@@ -204,15 +204,6 @@ impl GovernanceStore for KubeStore {
             .collect())
     }
 
-    async fn has_voted(&self, proposal: &str, member: &str) -> Result<bool, StoreError> {
-        let vote = self
-            .api::<Vote>()
-            .get_opt(&format!("{proposal}-{member}"))
-            .await
-            .map_err(api_error)?;
-        Ok(vote.is_some())
-    }
-
     async fn record_ballot(
         &self,
         proposal: &str,
@@ -221,6 +212,15 @@ impl GovernanceStore for KubeStore {
         comment: Option<&str>,
         _now: i64,
     ) -> Result<CastBallot, StoreError> {
+        // The operator records the close; a ballot after it would only be set aside.
+        let open = self
+            .watched
+            .proposals
+            .get(&kube::runtime::reflector::ObjectRef::new(proposal).within(&self.namespace))
+            .is_some_and(|p| p.status.as_ref().is_some_and(|s| s.phase == ProposalPhase::Open));
+        if !open {
+            return Err(StoreError::Refused(format!("voting on {proposal} is not open")));
+        }
         let vote = Vote {
             metadata: ObjectMeta {
                 name: Some(format!("{proposal}-{member}")),

@@ -100,6 +100,13 @@ fn refusal(r: Refusal) -> ApiError {
     }
 }
 
+/// What a ballot is checked against.
+#[derive(Debug)]
+struct Opening {
+    options: Vec<String>,
+    opened: lifecycle::Opened,
+}
+
 /// The governance service.
 #[derive(Clone)]
 pub struct Governance {
@@ -107,6 +114,8 @@ pub struct Governance {
     pub comments: comments::Comments,
     pub db: sea_orm::DatabaseConnection,
     pub clock: Clock,
+    /// Open proposals' openings, read once.
+    openings: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Opening>>>>,
 }
 
 impl std::fmt::Debug for Governance {
@@ -129,6 +138,7 @@ impl Governance {
             comments: comments::Comments::new(db.clone()),
             db,
             clock,
+            openings: Arc::default(),
         }
     }
 
@@ -267,54 +277,31 @@ impl Governance {
                 "a ballot's comment is at most 2000 characters",
             ));
         }
-        let p = self.find(name).await?;
-        let status = p.status.clone().unwrap_or_default();
-        match status.phase {
-            ProposalPhase::Open => {}
-            ProposalPhase::Draft => {
-                return Err(conflict(
-                    code::VOTING_NOT_OPEN,
-                    format!("Voting on {name} has not opened yet."),
-                ));
-            }
-            ProposalPhase::Withdrawn => {
-                return Err(conflict(
-                    code::WITHDRAWN,
-                    format!("{name} was withdrawn by its proposer."),
-                ));
-            }
-            ProposalPhase::Invalid => {
-                return Err(conflict(
-                    code::VOTING_NOT_OPEN,
-                    format!("{name} does not fit the bylaws and never opened."),
-                ));
-            }
-            _ => {
-                let closed = status
-                    .closes_at
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default();
-                return Err(conflict(
-                    code::VOTING_CLOSED,
-                    format!("Voting on {name} closed at {closed}."),
-                ));
-            }
-        }
-        let opened = crd_lifecycle::opened(&status).ok_or_else(|| {
-            conflict(
-                code::VOTING_NOT_OPEN,
-                format!("Voting on {name} has not opened yet."),
-            )
-        })?;
-        let voted = self.store.has_voted(name, caller).await.map_err(store_error)?;
-        let options = crd_lifecycle::option_names(&p.spec);
-        lifecycle::accept_ballot(&opened, &options, caller, &form, voted, self.now()).map_err(refusal)?;
-        let cast = self
+        let opening = self.opening(name).await?;
+        // The store refuses a second ballot (a unique index, or the Vote's name) and a
+        // ballot on a proposal that is no longer open, whoever races whom.
+        lifecycle::accept_ballot(
+            &opening.opened,
+            &opening.options,
+            caller,
+            &form,
+            false,
+            self.now(),
+        )
+        .map_err(refusal)?;
+        let cast = match self
             .store
             .record_ballot(name, caller, &form, comment.as_deref(), self.now())
             .await
-            .map_err(store_error)?;
+        {
+            Ok(cast) => cast,
+            Err(StoreError::Refused(_)) => {
+                // Closed or withdrawn meanwhile: say which.
+                self.openings.lock().map(|mut o| o.remove(name)).ok();
+                return Err(self.not_open(&self.find(name).await?));
+            }
+            Err(e) => return Err(store_error(e)),
+        };
         Ok(BallotReceipt {
             proposal: name.to_owned(),
             member: caller.to_owned(),
@@ -322,6 +309,58 @@ impl Governance {
             receipt: receipt(name, &cast),
             ballot: cast.ballot,
         })
+    }
+
+    /// What a ballot is checked against: the options and the opening (rules, window,
+    /// electorate), which never change once a proposal is open, so they are read once.
+    async fn opening(&self, name: &str) -> Result<Arc<Opening>, ApiError> {
+        if let Some(o) = self.openings.lock().ok().and_then(|o| o.get(name).cloned()) {
+            return Ok(o);
+        }
+        let p = self.find(name).await?;
+        let status = p.status.clone().unwrap_or_default();
+        let opened = match (status.phase, crd_lifecycle::opened(&status)) {
+            (ProposalPhase::Open, Some(opened)) => opened,
+            _ => return Err(self.not_open(&p)),
+        };
+        let opening = Arc::new(Opening {
+            options: crd_lifecycle::option_names(&p.spec),
+            opened,
+        });
+        if let Ok(mut o) = self.openings.lock() {
+            o.insert(name.to_owned(), opening.clone());
+        }
+        Ok(opening)
+    }
+
+    /// Why `p` takes no ballot.
+    fn not_open(&self, p: &Proposal) -> ApiError {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let status = p.status.clone().unwrap_or_default();
+        match status.phase {
+            ProposalPhase::Draft | ProposalPhase::Open => conflict(
+                code::VOTING_NOT_OPEN,
+                format!("Voting on {name} has not opened yet."),
+            ),
+            ProposalPhase::Withdrawn => {
+                conflict(code::WITHDRAWN, format!("{name} was withdrawn by its proposer."))
+            }
+            ProposalPhase::Invalid => conflict(
+                code::VOTING_NOT_OPEN,
+                format!("{name} does not fit the bylaws and never opened."),
+            ),
+            _ => {
+                let closed = status
+                    .closes_at
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default();
+                conflict(
+                    code::VOTING_CLOSED,
+                    format!("Voting on {name} closed at {closed}."),
+                )
+            }
+        }
     }
 
     /// Withdraws `caller`'s proposal while nobody has voted.

@@ -82,11 +82,9 @@ pub trait GovernanceStore: Send + Sync + Debug {
     /// The ballots recorded on a proposal.
     async fn ballots(&self, proposal: &str) -> Result<Vec<StoredBallot>, StoreError>;
 
-    /// Whether `member` has a ballot on `proposal`.
-    async fn has_voted(&self, proposal: &str, member: &str) -> Result<bool, StoreError>;
-
     /// Records `member`'s ballot at `now` (Unix seconds; the API server stamps its own
-    /// time). A second ballot is [`StoreError::AlreadyVoted`], whoever races whom.
+    /// time). A second ballot is [`StoreError::AlreadyVoted`], whoever races whom; a
+    /// ballot on a proposal that is not open is [`StoreError::Refused`].
     async fn record_ballot(
         &self,
         proposal: &str,
