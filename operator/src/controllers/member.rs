@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use synco_crds::conditions::{self, READY, reason};
 use synco_crds::{Cooperative, Customer, CustomerStatus, Member, MemberStatus};
 
-use super::{cached, cooperative};
+use super::{cached_arcs, cooperative};
 use crate::apply;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -46,24 +46,32 @@ pub fn keeper<'a>(holders: &'a [Holder], identity: &str) -> Option<&'a Holder> {
         .min_by(|a, b| (&a.created, a.kind, &a.name).cmp(&(&b.created, b.kind, &b.name)))
 }
 
-/// Everyone holding an identity in the namespace.
-async fn holders(ctx: &Context, ns: &str) -> Result<Vec<Holder>> {
-    let members: Vec<Member> = cached(ctx, ns, |c| &c.members).await?;
-    let customers: Vec<Customer> = cached(ctx, ns, |c| &c.customers).await?;
+/// Everyone in the namespace holding `identity`. Read from the watch caches without
+/// copying them: a change to the bylaws reconciles every member, and copying every
+/// member for each would be quadratic.
+async fn holders(ctx: &Context, ns: &str, identity: &str) -> Result<Vec<Holder>> {
+    let members = cached_arcs(ctx, ns, |c| &c.members).await?;
+    let customers = cached_arcs(ctx, ns, |c| &c.customers).await?;
     Ok(members
         .iter()
+        .filter(|m| m.spec.identity == identity)
         .map(|m| Holder {
             kind: "Member",
             name: m.name_any(),
             created: m.metadata.creation_timestamp.clone(),
             identity: m.spec.identity.clone(),
         })
-        .chain(customers.iter().map(|c| Holder {
-            kind: "Customer",
-            name: c.name_any(),
-            created: c.metadata.creation_timestamp.clone(),
-            identity: c.spec.identity.clone(),
-        }))
+        .chain(
+            customers
+                .iter()
+                .filter(|c| c.spec.identity == identity)
+                .map(|c| Holder {
+                    kind: "Customer",
+                    name: c.name_any(),
+                    created: c.metadata.creation_timestamp.clone(),
+                    identity: c.spec.identity.clone(),
+                }),
+        )
         .collect())
 }
 
@@ -131,7 +139,7 @@ pub fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
 async fn member_status(member: &Member, ctx: &Context) -> Result<Action> {
     let ns = member.namespace().ok_or(Error::Unnamed("Member"))?;
     let coop = cooperative(ctx, &ns).await?;
-    let holders = holders(ctx, &ns).await?;
+    let holders = holders(ctx, &ns, &member.spec.identity).await?;
     let problem = check_member(&coop, &holders, member);
     let current = member.status.clone().unwrap_or_default();
     let mut status = MemberStatus {
@@ -164,7 +172,7 @@ async fn member_status(member: &Member, ctx: &Context) -> Result<Action> {
 
 async fn customer_status(customer: &Customer, ctx: &Context) -> Result<Action> {
     let ns = customer.namespace().ok_or(Error::Unnamed("Customer"))?;
-    let holders = holders(ctx, &ns).await?;
+    let holders = holders(ctx, &ns, &customer.spec.identity).await?;
     let problem = duplicate(
         &holders,
         "Customer",

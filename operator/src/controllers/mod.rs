@@ -8,6 +8,7 @@ pub mod model_objects;
 pub mod pool;
 pub mod proposal;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -53,14 +54,32 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
+    Ok(cached_arcs(ctx, namespace, pick)
+        .await?
+        .into_iter()
+        .map(|o| o.as_ref().clone())
+        .collect())
+}
+
+/// As [`cached`], without copying the objects out of the cache.
+pub async fn cached_arcs<K>(
+    ctx: &Context,
+    namespace: &str,
+    pick: fn(&Caches) -> &Store<K>,
+) -> Result<Vec<Arc<K>>>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     match &ctx.caches {
         Some(caches) => Ok(pick(caches)
             .state()
-            .iter()
+            .into_iter()
             .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-            .map(|o| o.as_ref().clone())
             .collect()),
-        None => list(ctx, namespace).await,
+        None => Ok(list(ctx, namespace).await?.into_iter().map(Arc::new).collect()),
     }
 }
 
