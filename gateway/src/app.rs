@@ -17,6 +17,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Interval of SSE keep-alive comments.
     pub keep_alive: Duration,
+    /// How long a member stays signed in on the web pages.
+    pub session_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -24,6 +26,7 @@ impl Default for Settings {
         Self {
             body_limit: crate::error::DEFAULT_BODY_LIMIT,
             keep_alive: Duration::from_secs(15),
+            session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }

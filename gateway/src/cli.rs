@@ -223,6 +223,9 @@ pub struct ServerArgs {
     /// Seconds between SSE keep-alive comments.
     #[arg(long, env = "SYNCO_SSE_KEEP_ALIVE_SECONDS", default_value_t = 15)]
     pub keep_alive_seconds: u64,
+    /// Seconds a member stays signed in on the web pages (`/governance`).
+    #[arg(long, env = "SYNCO_WEB_SESSION_SECONDS", default_value_t = 8 * 3600)]
+    pub web_session_seconds: u64,
     /// OTLP/HTTP collector endpoint (such as http://otel-collector:4318); traces are
     /// exported only when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]

@@ -41,6 +41,7 @@ pub mod standalone;
 pub mod telemetry;
 pub mod tiny_model;
 pub mod usage;
+pub mod web;
 
 use cli::{Cli, Command};
 use telemetry::{Telemetry, TelemetryOptions};

@@ -22,16 +22,16 @@ use crate::error::{BodyLimit, fallback};
 use crate::openai::{ChatCompletionRequest, CompletionRequest};
 use crate::routes::{governance, openai, ops, usage};
 
-/// The routes anyone may call without a key: health, readiness, metrics and the
-/// members' page (which holds no data; it calls the authenticated API from the browser).
-pub const UNAUTHENTICATED: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/governance"];
+/// The routes anyone may call without a key: health, readiness and metrics, and the
+/// members' web pages under `/governance`, which authenticate by their own session
+/// cookie instead (see [`crate::web`]).
+pub const UNAUTHENTICATED: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/governance/*"];
 
 fn public() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/governance", get(governance::page))
 }
 
 fn api() -> Router<AppState> {
@@ -81,7 +81,12 @@ pub fn router(state: AppState) -> Router {
             crate::auth::require_caller,
         ));
     }
-    public().merge(api).fallback(fallback).with_state(state)
+    let pages = crate::web::routes().layer(DefaultBodyLimit::max(limit));
+    public()
+        .merge(pages)
+        .merge(api)
+        .fallback(fallback)
+        .with_state(state)
 }
 
 /// Adds the cross-cutting layers: request ids (set when missing, echoed back), a tracing

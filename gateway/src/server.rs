@@ -43,6 +43,7 @@ fn settings(args: &ServerArgs) -> Settings {
     Settings {
         body_limit: args.body_limit_bytes,
         keep_alive: Duration::from_secs(args.keep_alive_seconds),
+        session_ttl: Duration::from_secs(args.web_session_seconds),
     }
 }
 

@@ -269,8 +269,8 @@ fn chromium() -> anyhow::Result<std::path::PathBuf> {
         })
 }
 
-/// Signs in on the page with `token`, votes No on `open-question`, reloads and tries
-/// again; returns the page's two result messages.
+/// Signs in on the members' pages with `token`, votes No on `open-question`, then
+/// tries again; returns the two pages' messages (the receipt, then the refusal).
 fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
     use headless_chrome::{Browser, LaunchOptions};
     let browser = Browser::new(
@@ -283,18 +283,20 @@ fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     )?;
     let tab = browser.new_tab()?;
-    let vote_no = |tab: &headless_chrome::Tab| -> anyhow::Result<String> {
-        tab.navigate_to(page)?.wait_until_navigated()?;
-        tab.wait_for_element("#key")?.click()?;
-        // Pasted in one go (typing key by key costs a round trip per character).
-        tab.send_character(token)?;
-        tab.wait_for_element("#sign-in")?.click()?;
-        tab.wait_for_element("#proposal-open-question button[data-position=No]")?
-            .click()?;
-        let result = tab.wait_for_element("#proposal-open-question .result:not(:empty)")?;
-        result.get_inner_text()
+    tab.navigate_to(page)?.wait_until_navigated()?;
+    tab.wait_for_element("#key")?.click()?;
+    // Pasted in one go (typing key by key costs a round trip per character).
+    tab.send_character(token)?;
+    tab.wait_for_element("#sign-in")?.click()?;
+    tab.wait_for_element("#row-open-question")?;
+    let proposal = format!("{page}/proposals/open-question");
+    let vote_no = |tab: &headless_chrome::Tab, then: &str| -> anyhow::Result<String> {
+        tab.navigate_to(&proposal)?.wait_until_navigated()?;
+        tab.wait_for_element("input[name=position][value=No]")?.click()?;
+        tab.wait_for_element("#cast")?.click()?;
+        tab.wait_for_element(then)?.get_inner_text()
     };
-    let first = vote_no(&tab)?;
-    let second = vote_no(&tab)?;
+    let first = vote_no(&tab, "#receipt")?;
+    let second = vote_no(&tab, "#message")?;
     Ok((first, second))
 }

@@ -229,3 +229,30 @@ pub mod coop_version {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod web_session {
+    use sea_orm::entity::prelude::*;
+
+    /// A member's signed-in session on the web pages. The browser holds the token in an
+    /// HttpOnly cookie; the database holds only its SHA-256, so a copy of the database
+    /// signs nobody in. Ending a session deletes its row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "web_sessions")]
+    pub struct Model {
+        /// SHA-256 (hex) of the cookie's token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_digest: String,
+        pub member: String,
+        /// The token every form of this session carries (CSRF).
+        pub csrf: String,
+        /// Unix seconds.
+        pub created_at: i64,
+        /// Unix seconds; the session is refused from then on.
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

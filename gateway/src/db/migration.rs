@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 use super::entities::{
     api_key, ballot, comment, coop_object, coop_version, delegation, lease, proposal, usage_record,
+    web_session,
 };
 
 /// Creates an entity's table as sea-orm derives it, unless it exists.
@@ -176,6 +177,22 @@ impl MigrationTrait for Governance {
     }
 }
 
+/// The members' signed-in web sessions.
+struct WebSessions;
+
+impl MigrationName for WebSessions {
+    fn name(&self) -> &str {
+        "m20261202_000001_web_sessions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebSessions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_from_entity(manager, web_session::Entity).await
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
@@ -186,6 +203,7 @@ impl MigratorTrait for Migrator {
             Box::new(InitialTables),
             Box::new(KeysLeasesBilling),
             Box::new(Governance),
+            Box::new(WebSessions),
         ]
     }
 }

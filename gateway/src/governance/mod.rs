@@ -496,6 +496,21 @@ impl Governance {
         let objects = self.store.objects().await.map_err(store_error)?;
         views::coop_view(&self.db, &objects, caller).await
     }
+
+    /// The co-op's objects now (members, classes and allocations, for the pages' forms).
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be read.
+    pub async fn objects(&self) -> Result<crate::coop::CoopObjects, ApiError> {
+        self.store.objects().await.map_err(store_error)
+    }
+
+    /// The gateway's database (comments, and the web pages' sessions).
+    #[must_use]
+    pub fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self.db
+    }
 }
 
 /// A fresh seed for the lot that settles ties.

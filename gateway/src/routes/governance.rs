@@ -202,9 +202,3 @@ pub async fn coop(
     let (g, me) = member(&state, caller)?;
     Ok(Json(g.coop(&me).await?).into_response())
 }
-
-/// The members' page (`GET /governance`): sign in with a key, see the proposals, vote.
-/// It calls the routes above from the browser; it holds no secret itself.
-pub async fn page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("../../web/governance.html"))
-}
