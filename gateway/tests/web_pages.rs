@@ -227,6 +227,18 @@ async fn pages_refuse_forged_forms_other_origins_expired_sessions_and_customers_
     assert!(out.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(page(&gw, &cookie, "/governance/coop").await.0, 401);
 
+    // An API key signs a member in as well as a token does.
+    let key = c::create_key(&["--member", "ben"], data.path(), None);
+    let r = sign_in(&gw, &key).await;
+    assert_eq!(r.status(), 303);
+    let (bens, _) = session_cookie(&r);
+    assert!(
+        page(&gw, &bens, "/governance")
+            .await
+            .1
+            .contains("Signed in as <span id=\"member\">ben</span>")
+    );
+
     // A session expires (here after 3 s).
     let (cookie, _) = session_cookie(&sign_in(&gw, &ana).await);
     assert_eq!(page(&gw, &cookie, "/governance/coop").await.0, 200);
@@ -248,6 +260,38 @@ fn chromium() -> PathBuf {
     .map(PathBuf::from)
     .find(|p| p.is_file())
     .expect("Chromium is not installed: apt-get install chromium (or set SYNCO_CHROMIUM)")
+}
+
+/// axe-core, installed by `.ci/run` (`npm ci` in `gateway/tests/web`).
+fn axe_source() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/web/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; install it with `npm ci` in gateway/tests/web (.ci/run does)",
+            path.display()
+        )
+    })
+}
+
+/// The serious and critical accessibility violations axe-core finds on the page in
+/// `tab`, as JSON.
+fn violations(tab: &Tab, axe: &str) -> String {
+    tab.evaluate(axe, false).expect("axe-core loads");
+    tab.evaluate(
+            "axe.run(document, {resultTypes: ['violations']}).then(r => JSON.stringify(r.violations\
+               .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+               .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))}))))",
+        true,
+    )
+    .expect("axe-core runs")
+    .value
+    .and_then(|v| v.as_str().map(str::to_owned))
+    .expect("axe-core answers")
+}
+
+/// Fails on any serious or critical accessibility violation on the page in `tab`.
+fn accessible(tab: &Tab, axe: &str, page: &str) {
+    assert_eq!(violations(tab, axe), "[]", "accessibility violations on {page}");
 }
 
 struct Shots(PathBuf);
@@ -397,6 +441,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     let data = tempfile::tempdir().unwrap();
     let gw = c::standalone(m.path(), data.path(), None, &[]);
     let shots = Shots::new();
+    let axe = axe_source();
     let browser = Browser::new(
         LaunchOptions::default_builder()
             .path(Some(chromium()))
@@ -409,9 +454,16 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     )
     .unwrap();
 
+    // The sign-in page.
+    let visitor = browser.new_context().unwrap().new_tab().unwrap();
+    open(&visitor, &gw.url("/governance"));
+    shots.take(&visitor, "sign-in");
+    accessible(&visitor, &axe, "sign-in");
+
     // ana, with JavaScript: signs in, opens an allocation proposal and a question.
     let ana = member_tab(&browser, &gw, "ana", true);
     shots.take(&ana, "proposals-empty");
+    accessible(&ana, &axe, "proposals-empty");
     open(&ana, &gw.url("/governance/new?kind=Allocation"));
     type_in(&ana, "#title", "Schools first this winter");
     type_in(
@@ -424,6 +476,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     // The script keeps the total; without it the server's figure stays.
     assert_eq!(text(&ana, "#share-total"), "80");
     shots.take(&ana, "new-allocation");
+    accessible(&ana, &axe, "new-allocation");
     submit(&ana, "#propose", "#phase");
     let allocation = ana.get_url().rsplit('/').next().unwrap().to_owned();
     assert_eq!(text(&ana, "#phase"), "Open", "{allocation}");
@@ -446,6 +499,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     let receipt = vote(&ana, &gw, &allocation, &question, "Yes", &[2, 1]);
     assert!(receipt.contains("Your ballot is recorded"), "{receipt}");
     shots.take(&ana, "proposal-receipt");
+    accessible(&ana, &axe, "proposal-receipt");
     let ben = member_tab(&browser, &gw, "ben", false);
     open(&ben, &gw.url(&format!("/governance/proposals/{allocation}")));
     shots.take(&ben, "proposal-open-no-javascript");
@@ -465,6 +519,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
 
     open(&ana, &gw.url("/governance"));
     shots.take(&ana, "proposals-open");
+    accessible(&ana, &axe, "proposals-open");
 
     // After the close: the results and the new allocation.
     let api = reqwest::Client::new();
@@ -508,6 +563,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
         "no ballot form after the close"
     );
     shots.take(&ana, "result-allocation");
+    accessible(&ana, &axe, "result-allocation");
 
     // 4 ballots' weight (dan's by delegation to ben): grid 2, solar 1, wind 1; one of
     // the last two goes out by the published lot, its ballot moves to grid: grid 3 of 4.
@@ -528,6 +584,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
         2
     );
     shots.take(&ana, "result-rounds");
+    accessible(&ana, &axe, "result-rounds");
 
     open(&ana, &gw.url("/governance/coop"));
     let shares = text(&ana, "#shares");
@@ -538,6 +595,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     assert!(shares.contains("20%"), "{shares}");
     assert!(ana.wait_for_element("#allocation-chart svg").is_ok());
     shots.take(&ana, "coop");
+    accessible(&ana, &axe, "coop");
 
     // On a 375 px phone the pages fit the screen's width.
     ana.call_method(Emulation::SetDeviceMetricsOverride {
@@ -574,4 +632,15 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
 
     open(&ana, &gw.url("/governance/delegation"));
     shots.take(&ana, "delegation");
+    accessible(&ana, &axe, "delegation");
+    // The check can fail: a field without a label is a critical violation.
+    ana.evaluate(
+        "document.querySelector('main').appendChild(document.createElement('input'))",
+        false,
+    )
+    .unwrap();
+    assert!(
+        violations(&ana, &axe).contains("\"label\""),
+        "axe-core finds an unlabelled field"
+    );
 }
