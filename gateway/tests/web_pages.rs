@@ -27,6 +27,11 @@ use reqwest::redirect::Policy;
 /// The scenario's co-op, with allocation proposals decided by majority and free-text
 /// questions by ranked choice.
 fn manifests(period: &str) -> tempfile::TempDir {
+    manifests_with(period, "RankedChoice")
+}
+
+/// The same, with free-text questions decided by `question_method`.
+fn manifests_with(period: &str, question_method: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temp dir");
     let yaml = scenario::manifests("commons", period, "{hub: Qwen/Qwen2.5-0.5B-Instruct}")
         .replace(
@@ -35,7 +40,7 @@ fn manifests(period: &str) -> tempfile::TempDir {
         )
         .replace(
             "kind: FreeText, method: Approval",
-            "kind: FreeText, method: RankedChoice",
+            &format!("kind: FreeText, method: {question_method}"),
         );
     std::fs::write(dir.path().join("coop.yaml"), yaml).expect("the manifests are written");
     dir
@@ -246,6 +251,89 @@ async fn pages_refuse_forged_forms_other_origins_expired_sessions_and_customers_
     let (status, html) = page(&gw, &cookie, "/governance/coop").await;
     assert_eq!(status, 401);
     assert!(html.contains("Your session has expired"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_score_dot_and_consent_ballots_are_cast_through_their_forms() {
+    // (the bylaws' method for questions, the ballot form the page shows, what is sent)
+    type Fields = &'static [(&'static str, &'static str)];
+    let cases: [(&str, &str, Fields); 4] = [
+        (
+            "Approval",
+            "approval",
+            &[("approve", "grid"), ("approve", "wind")],
+        ),
+        (
+            "Score",
+            "score",
+            &[("score:grid", "4"), ("score:solar", "1"), ("score:wind", "0")],
+        ),
+        (
+            "DotVoting",
+            "points",
+            &[("points:grid", "6"), ("points:wind", "4")],
+        ),
+        ("Consent", "consent", &[("position", "StandAside")]),
+    ];
+    let ana = c::token(c::SECRET, &c::claims("ana"));
+    for (method, form, fields) in cases {
+        let m = manifests_with("1h", method);
+        let data = tempfile::tempdir().unwrap();
+        let gw = c::standalone(m.path(), data.path(), None, &[]);
+        let (cookie, _) = session_cookie(&sign_in(&gw, &ana).await);
+        let token = csrf(&page(&gw, &cookie, "/governance/new?kind=FreeText").await.1);
+        let options = if method == "Consent" {
+            ""
+        } else {
+            "grid\nsolar\nwind"
+        };
+        let made = client()
+            .post(gw.url("/governance/new"))
+            .header(COOKIE, &cookie)
+            .form_body(&[
+                ("csrf", token.as_str()),
+                ("kind", "FreeText"),
+                ("title", "Which energy first?"),
+                ("options", options),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 303, "{method}: {}", made.text().await.unwrap());
+        let at = made.headers()[LOCATION].to_str().unwrap().to_owned();
+        let (_, html) = page(&gw, &cookie, &at).await;
+        assert!(
+            html.contains(&format!("data-method=\"{form}\"")),
+            "{method}: {html}"
+        );
+        let mut ballot = vec![("csrf", token.as_str())];
+        ballot.extend_from_slice(fields);
+        let cast = client()
+            .post(gw.url(&format!("{at}/ballot")))
+            .header(COOKIE, &cookie)
+            .form_body(&ballot)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cast.status(), 303, "{method}: {}", cast.text().await.unwrap());
+        let receipt_at = cast.headers()[LOCATION].to_str().unwrap().to_owned();
+        let receipt = receipt_at.split("receipt=").nth(1).expect("a receipt").to_owned();
+        assert!(
+            page(&gw, &cookie, &receipt_at).await.1.contains(&receipt),
+            "{method}"
+        );
+        let name = at.rsplit('/').next().unwrap();
+        let view: serde_json::Value = reqwest::Client::new()
+            .get(gw.url(&format!("/v1/governance/proposals/{name}")))
+            .bearer_auth(&ana)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view["ballotsCast"], 1, "{method}: {view}");
+    }
 }
 
 /// Chromium from Debian's `chromium` package (or `$SYNCO_CHROMIUM`).
