@@ -220,6 +220,45 @@ async fn pages_refuse_forged_forms_other_origins_expired_sessions_and_customers_
     );
     assert!(!html.contains(title), "the title is escaped");
 
+    // A member admission and a surplus price open through their forms too.
+    for fields in [
+        vec![
+            ("kind", "MemberAdmission"),
+            ("title", "Admit the mill"),
+            ("member_name", "mill"),
+            ("member_display_name", "The Mill"),
+            ("member_class", "community"),
+            ("member_identity", "mill"),
+            ("member_organisation", "WorkerCoop"),
+        ],
+        vec![
+            ("kind", "SurplusPrice"),
+            ("title", "Sell less, dearer"),
+            ("max_share", "20"),
+            ("currency", "EUR"),
+            ("price_input", "15"),
+            ("price_output", "40"),
+        ],
+    ] {
+        let mut sent = vec![("csrf", token.as_str())];
+        sent.extend(fields);
+        let made = client()
+            .post(gw.url("/governance/new"))
+            .header(COOKIE, &cookie)
+            .form_body(&sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 303, "{sent:?}: {}", made.text().await.unwrap());
+        let at = made.headers()[LOCATION].to_str().unwrap().to_owned();
+        let (_, html) = page(&gw, &cookie, &at).await;
+        assert!(html.contains("id=\"phase\">Open<"), "{html}");
+        assert!(
+            html.contains("memberAdmission") || html.contains("surplusPrice"),
+            "{html}"
+        );
+    }
+
     // Ending the session ends it on the server, not only in this browser.
     let out = client()
         .post(gw.url("/governance/sign-out"))

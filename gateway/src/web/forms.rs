@@ -143,7 +143,30 @@ pub fn proposal(form: &Form) -> Result<ProposalRequest, String> {
             v => whole(name, v).map(Some),
         }
     };
-    let effect = if kind == ProposalKind::Allocation {
+    let effect = match kind {
+        ProposalKind::MemberAdmission => Some(member_admission(form)?),
+        ProposalKind::SurplusPrice => Some(surplus_price(form)?),
+        _ => allocation(kind, form, &percent)?,
+    };
+    Ok(ProposalRequest {
+        name: None,
+        kind,
+        title: form.one("title").trim().to_owned(),
+        body: form.one("body").trim().to_owned(),
+        proposer: None,
+        options,
+        effect,
+        split: None,
+    })
+}
+
+/// An allocation proposal's new plan (nothing for other kinds).
+fn allocation(
+    kind: ProposalKind,
+    form: &Form,
+    percent: &dyn Fn(&str) -> Result<Option<u32>, String>,
+) -> Result<Option<ProposalEffect>, String> {
+    Ok(if kind == ProposalKind::Allocation {
         let mut floors = Vec::new();
         for (class, v) in form.prefixed("floor:") {
             let share = whole(class, v)?;
@@ -168,17 +191,46 @@ pub fn proposal(form: &Form) -> Result<ProposalRequest, String> {
         })
     } else {
         None
-    };
-    Ok(ProposalRequest {
-        name: None,
-        kind,
-        title: form.one("title").trim().to_owned(),
-        body: form.one("body").trim().to_owned(),
-        proposer: None,
-        options,
-        effect,
-        split: None,
     })
+}
+
+/// The effect as the API reads it, from a few named fields (the CRD's defaults fill
+/// the rest, as they do for a manifest).
+fn effect_from(value: serde_json::Value) -> Result<ProposalEffect, String> {
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// A member admission: the new member's name, display name, class, identity and kind
+/// of organisation.
+fn member_admission(form: &Form) -> Result<ProposalEffect, String> {
+    let field = |n: &str| form.one(n).trim().to_owned();
+    let mut spec = serde_json::json!({
+        "displayName": field("member_display_name"),
+        "class": field("member_class"),
+        "identity": field("member_identity"),
+    });
+    if !field("member_organisation").is_empty() {
+        spec["organisation"] = serde_json::Value::String(field("member_organisation"));
+    }
+    if !field("member_contact").is_empty() {
+        spec["contact"] = serde_json::Value::String(field("member_contact"));
+    }
+    effect_from(serde_json::json!({"memberAdmission": {"name": field("member_name"), "spec": spec}}))
+}
+
+/// A surplus price: the most that may be sold, the currency and the floor price per
+/// million tokens (in the currency's minor units).
+fn surplus_price(form: &Form) -> Result<ProposalEffect, String> {
+    let minor = |n: &str| -> Result<i64, String> {
+        let v = form.one(n).trim();
+        v.parse()
+            .map_err(|_| format!("{v:?} for {n} is not a whole number of minor units"))
+    };
+    effect_from(serde_json::json!({"surplusPrice": {
+        "maxSharePercent": whole("max_share", form.one("max_share").trim())?,
+        "currency": form.one("currency").trim(),
+        "priceFloor": {"inputPerMillion": minor("price_input")?, "outputPerMillion": minor("price_output")?},
+    }}))
 }
 
 #[cfg(test)]
@@ -266,5 +318,35 @@ mod tests {
         assert_eq!(plan.surplus_cap_percent, Some(20));
         assert!(proposal(&Form::parse(b"kind=Nonsense")).is_err());
         assert!(proposal(&Form::parse(b"kind=Allocation&floor%3Aa=lots")).is_err());
+    }
+
+    #[test]
+    fn member_admission_and_surplus_price_forms_become_effects() {
+        let r = proposal(&Form::parse(
+            b"kind=MemberAdmission&title=Admit&member_name=mill&member_display_name=The+Mill&member_class=community&member_identity=mill&member_organisation=WorkerCoop",
+        ))
+        .unwrap();
+        let admitted = r.effect.unwrap().member_admission.unwrap();
+        assert_eq!(
+            (admitted.name.as_str(), admitted.spec.class.as_str()),
+            ("mill", "community")
+        );
+        assert_eq!(admitted.spec.voting_weight, 1, "the CRD's default");
+        assert!(proposal(&Form::parse(b"kind=MemberAdmission&member_organisation=Castle")).is_err());
+        let r = proposal(&Form::parse(
+            b"kind=SurplusPrice&max_share=25&currency=EUR&price_input=12&price_output=30",
+        ))
+        .unwrap();
+        let price = r.effect.unwrap().surplus_price.unwrap();
+        assert_eq!(
+            (price.max_share_percent, price.price_floor.output_per_million),
+            (25, 30)
+        );
+        assert!(
+            proposal(&Form::parse(
+                b"kind=SurplusPrice&max_share=25&currency=EUR&price_input=x"
+            ))
+            .is_err()
+        );
     }
 }

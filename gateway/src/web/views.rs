@@ -380,6 +380,9 @@ fn outcome(p: &ProposalView, options: &[String]) -> Outcome {
     }
 }
 
+/// The kinds of proposal the page's form opens.
+const KINDS: [&str; 4] = ["Allocation", "FreeText", "MemberAdmission", "SurplusPrice"];
+
 #[derive(Template)]
 #[template(path = "new.html")]
 pub struct NewProposal {
@@ -426,7 +429,7 @@ impl NewProposal {
             })
             .unwrap_or_default();
         let kind = match kind {
-            Some(k @ ("Allocation" | "FreeText")) => k.to_owned(),
+            Some(k) if KINDS.contains(&k) => k.to_owned(),
             _ => "Allocation".to_owned(),
         };
         Self {
