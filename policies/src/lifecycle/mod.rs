@@ -284,18 +284,24 @@ fn check_shape(shape: &ProposalShape, method: &Method) -> Result<(), OpenError> 
     }
 }
 
+/// A moment as people read it (UTC, RFC 3339), from Unix seconds.
+fn utc(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map_or_else(|_| format!("{seconds} (Unix seconds)"), |t| t.to_string())
+}
+
 /// Why a ballot is refused when it is cast.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
     /// Before the window.
-    #[error("voting opens at {opens_at} (Unix seconds)")]
+    #[error("voting opens at {}", utc(*opens_at))]
     NotOpenYet {
         /// When it opens.
         opens_at: i64,
     },
     /// At or after the close: a late ballot.
-    #[error("voting closed at {closes_at} (Unix seconds)")]
+    #[error("voting closed at {}", utc(*closes_at))]
     Closed {
         /// When it closed.
         closes_at: i64,

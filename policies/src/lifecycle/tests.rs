@@ -191,6 +191,14 @@ fn ballots_are_accepted_only_in_the_window_from_the_electorate_once() {
             closes_at: NOW + HOUR
         })
     );
+    assert_eq!(
+        Refusal::Closed {
+            closes_at: 1_796_126_934
+        }
+        .to_string(),
+        "voting closed at 2026-12-01T12:08:54Z",
+        "a moment members can read"
+    );
     assert_eq!(ok("zed", NOW, false), Err(Refusal::NotInElectorate("zed".into())));
     assert_eq!(ok("eve", NOW, false), Err(Refusal::NotEligible("eve".into())));
     assert_eq!(ok("ana", NOW, true), Err(Refusal::AlreadyVoted("ana".into())));
