@@ -252,30 +252,13 @@ async fn vote(admin: &Client, ns: &str, gateway: &Gateway) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Chromium from Debian's `chromium` package (or `$SYNCO_CHROMIUM`).
-fn chromium() -> anyhow::Result<std::path::PathBuf> {
-    let candidates = [
-        std::env::var("SYNCO_CHROMIUM").unwrap_or_default(),
-        "/usr/bin/chromium".to_owned(),
-        "/usr/bin/chromium-browser".to_owned(),
-    ];
-    candidates
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!("Chromium is not installed: apt-get install chromium (or set SYNCO_CHROMIUM)")
-        })
-}
-
 /// Signs in on the members' pages with `token`, votes No on `open-question`, then
 /// tries again; returns the two pages' messages (the receipt, then the refusal).
 fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
     use headless_chrome::{Browser, LaunchOptions};
     let browser = Browser::new(
         LaunchOptions::default_builder()
-            .path(Some(chromium()?))
+            .path(Some(common::chromium()?))
             .sandbox(false)
             .headless(true)
             .idle_browser_timeout(Duration::from_secs(60))

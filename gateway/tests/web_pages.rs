@@ -62,6 +62,19 @@ impl FormBody for reqwest::RequestBuilder {
     }
 }
 
+/// A governance API answer, as `who` (a bearer token) reads it.
+async fn api_json(gw: &Gateway, path: &str, who: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(gw.url(path))
+        .bearer_auth(who)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -185,16 +198,7 @@ async fn pages_refuse_forged_forms_other_origins_expired_sessions_and_customers_
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), 403);
-    let api = reqwest::Client::new();
-    let listed: serde_json::Value = api
-        .get(gw.url("/v1/governance/proposals"))
-        .bearer_auth(&ana)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = api_json(&gw, "/v1/governance/proposals", &ana).await;
     assert_eq!(
         listed["data"].as_array().unwrap().len(),
         0,
@@ -362,31 +366,9 @@ async fn approval_score_dot_and_consent_ballots_are_cast_through_their_forms() {
             "{method}"
         );
         let name = at.rsplit('/').next().unwrap();
-        let view: serde_json::Value = reqwest::Client::new()
-            .get(gw.url(&format!("/v1/governance/proposals/{name}")))
-            .bearer_auth(&ana)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = api_json(&gw, &format!("/v1/governance/proposals/{name}"), &ana).await;
         assert_eq!(view["ballotsCast"], 1, "{method}: {view}");
     }
-}
-
-/// Chromium from Debian's `chromium` package (or `$SYNCO_CHROMIUM`).
-fn chromium() -> PathBuf {
-    [
-        std::env::var("SYNCO_CHROMIUM").unwrap_or_default(),
-        "/usr/bin/chromium".to_owned(),
-        "/usr/bin/chromium-browser".to_owned(),
-    ]
-    .iter()
-    .filter(|p| !p.is_empty())
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .expect("Chromium is not installed: apt-get install chromium (or set SYNCO_CHROMIUM)")
 }
 
 /// axe-core, installed by `.ci/run` (`npm ci` in `gateway/tests/web`).
@@ -571,7 +553,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     let axe = axe_source();
     let browser = Browser::new(
         LaunchOptions::default_builder()
-            .path(Some(chromium()))
+            .path(Some(common::chromium().expect("Chromium")))
             .sandbox(false)
             .headless(true)
             .window_size(Some((1100, 1400)))
@@ -649,22 +631,11 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     accessible(&ana, &axe, "proposals-open");
 
     // After the close: the results and the new allocation.
-    let api = reqwest::Client::new();
     let token = c::token(c::SECRET, &c::claims("ana"));
     let phase = |name: String| {
-        let api = api.clone();
-        let token = token.clone();
-        let url = gw.url(&format!("/v1/governance/proposals/{name}"));
+        let (gw, token) = (&gw, &token);
         async move {
-            let v: serde_json::Value = api
-                .get(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = api_json(gw, &format!("/v1/governance/proposals/{name}"), token).await;
             v["status"]["phase"].as_str().unwrap_or_default().to_owned()
         }
     };

@@ -161,3 +161,19 @@ pub mod kube;
 pub mod operator;
 pub mod postgres;
 pub mod scenario;
+
+/// Chromium from Debian's `chromium` package (or `$SYNCO_CHROMIUM`).
+pub fn chromium() -> anyhow::Result<PathBuf> {
+    [
+        std::env::var("SYNCO_CHROMIUM").unwrap_or_default(),
+        "/usr/bin/chromium".to_owned(),
+        "/usr/bin/chromium-browser".to_owned(),
+    ]
+    .iter()
+    .filter(|p| !p.is_empty())
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        anyhow::anyhow!("Chromium is not installed: apt-get install chromium (or set SYNCO_CHROMIUM)")
+    })
+}
