@@ -61,6 +61,8 @@ pub struct PageError {
     message: String,
     /// Where the member can go on from.
     back: String,
+    /// A page already made for it (the sign-in page, for a member signed out).
+    page: Option<Box<Response>>,
 }
 
 impl PageError {
@@ -69,6 +71,16 @@ impl PageError {
             status,
             message: message.into(),
             back: "/governance".to_owned(),
+            page: None,
+        }
+    }
+
+    fn page(page: Response) -> Self {
+        Self {
+            status: page.status(),
+            message: String::new(),
+            back: String::new(),
+            page: Some(Box::new(page)),
         }
     }
 
@@ -96,6 +108,9 @@ impl From<sea_orm::DbErr> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        if let Some(page) = self.page {
+            return *page;
+        }
         let page = views::ErrorPage {
             status: self.status.as_u16(),
             reason: self.status.canonical_reason().unwrap_or("Error"),
@@ -174,7 +189,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Result<Membe
 }
 
 /// The member, or the sign-in page (401) saying why.
-async fn require(state: &AppState, headers: &HeaderMap) -> Result<Member, Response> {
+async fn require(state: &AppState, headers: &HeaderMap) -> Result<Member, PageError> {
     match signed_in(state, headers).await {
         Ok(Ok(m)) => Ok(m),
         Ok(Err(why)) => {
@@ -186,9 +201,9 @@ async fn require(state: &AppState, headers: &HeaderMap) -> Result<Member, Respon
                 message: Some(message),
             });
             *r.status_mut() = StatusCode::UNAUTHORIZED;
-            Err(r)
+            Err(PageError::page(r))
         }
-        Err(e) => Err(e.into_response()),
+        Err(e) => Err(e),
     }
 }
 
@@ -215,15 +230,14 @@ fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
 
 /// The member behind a form POST: a valid session, the same origin, and the session's
 /// CSRF token in the form.
-async fn poster(state: &AppState, headers: &HeaderMap, form: &forms::Form) -> Result<Member, Response> {
-    same_origin(headers).map_err(IntoResponse::into_response)?;
+async fn poster(state: &AppState, headers: &HeaderMap, form: &forms::Form) -> Result<Member, PageError> {
+    same_origin(headers)?;
     let member = require(state, headers).await?;
     if !session::csrf_matches(&member.session, form.one("csrf")) {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "The form's security token does not match your session (it may be from an old page): reload the page and try again.",
-        )
-        .into_response());
+        ));
     }
     Ok(member)
 }
@@ -321,10 +335,7 @@ async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 /// `POST /governance/sign-out`: ends the session everywhere.
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
     let form = forms::Form::parse(&body);
-    let member = match poster(&state, &headers, &form).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = poster(&state, &headers, &form).await?;
     if let Some(token) = session::token_in(&headers) {
         session::end(member.governance.db(), &token).await?;
     }
@@ -346,10 +357,7 @@ async fn proposal(
     Path(name): Path<String>,
     Query(q): Query<ProposalQuery>,
 ) -> PageResult {
-    let member = match require(&state, &headers).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = require(&state, &headers).await?;
     let g = &member.governance;
     let view = g.get(&name).await?;
     let comments = g.discussion(&name).await?;
@@ -365,10 +373,7 @@ async fn ballot(
     body: Bytes,
 ) -> PageResult {
     let form = forms::Form::parse(&body);
-    let member = match poster(&state, &headers, &form).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = poster(&state, &headers, &form).await?;
     let back = format!("/governance/proposals/{name}");
     let g = &member.governance;
     let view = g.get(&name).await?;
@@ -390,10 +395,7 @@ async fn comment(
     body: Bytes,
 ) -> PageResult {
     let form = forms::Form::parse(&body);
-    let member = match poster(&state, &headers, &form).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = poster(&state, &headers, &form).await?;
     let back = format!("/governance/proposals/{name}");
     let reply_to = match form.one("reply_to").trim() {
         "" => None,
@@ -417,10 +419,7 @@ async fn withdraw(
     body: Bytes,
 ) -> PageResult {
     let form = forms::Form::parse(&body);
-    let member = match poster(&state, &headers, &form).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = poster(&state, &headers, &form).await?;
     let back = format!("/governance/proposals/{name}");
     member
         .governance
@@ -441,10 +440,7 @@ async fn new_form(
     headers: HeaderMap,
     Query(q): Query<NewQuery>,
 ) -> PageResult {
-    let member = match require(&state, &headers).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = require(&state, &headers).await?;
     let coop = member.governance.coop(&member.session.member).await?;
     let objects = member.governance.objects().await?;
     Ok(render(&views::NewProposal::new(
@@ -459,10 +455,7 @@ async fn new_form(
 /// `POST /governance/new`
 async fn propose(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
     let form = forms::Form::parse(&body);
-    let member = match poster(&state, &headers, &form).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = poster(&state, &headers, &form).await?;
     let g = &member.governance;
     let request = forms::proposal(&form);
     let made = match request {
@@ -492,10 +485,7 @@ async fn propose(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 
 /// `GET /governance/delegation`
 async fn delegation(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    let member = match require(&state, &headers).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = require(&state, &headers).await?;
     let mine = member.governance.delegation(&member.session.member).await?;
     let objects = member.governance.objects().await?;
     Ok(render(&views::DelegationPage::new(
@@ -508,10 +498,7 @@ async fn delegation(State(state): State<AppState>, headers: HeaderMap) -> PageRe
 /// `POST /governance/delegation`: `action=set` with `delegate`, or `action=revoke`.
 async fn delegate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
     let form = forms::Form::parse(&body);
-    let member = match poster(&state, &headers, &form).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = poster(&state, &headers, &form).await?;
     let me = &member.session.member;
     let back = "/governance/delegation";
     match form.one("action") {
@@ -524,10 +511,7 @@ async fn delegate(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 
 /// `GET /governance/coop`
 async fn coop(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    let member = match require(&state, &headers).await {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    let member = require(&state, &headers).await?;
     let view = member.governance.coop(&member.session.member).await?;
     Ok(render(&views::CoopPage::new(&member.session, &view)))
 }
