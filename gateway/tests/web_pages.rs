@@ -296,79 +296,432 @@ async fn pages_refuse_forged_forms_other_origins_expired_sessions_and_customers_
     assert!(html.contains("Your session has expired"), "{html}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn approval_score_dot_and_consent_ballots_are_cast_through_their_forms() {
-    // (the bylaws' method for questions, the ballot form the page shows, what is sent)
-    type Fields = &'static [(&'static str, &'static str)];
-    let cases: [(&str, &str, Fields); 4] = [
+/// A ballot by one of the option methods or by consent, cast through the page with
+/// the keyboard.
+enum Ballot {
+    Approve(&'static [&'static str]),
+    /// Values for the option fields `#<prefix>-1`, `-2`, `-3` (grid, solar, wind).
+    Numbers(&'static str, [&'static str; 3]),
+    Position(&'static str),
+}
+
+/// Casts `ballot`; returns the receipt's text and, for dot points, the points the page
+/// said were left before the ballot was sent.
+fn cast(tab: &Tab, gw: &Gateway, question: &str, ballot: &Ballot) -> (String, String) {
+    let mut left = String::new();
+    open(tab, &gw.url(&format!("/governance/proposals/{question}")));
+    match ballot {
+        Ballot::Approve(options) => {
+            for o in *options {
+                check(tab, &format!("input[name=approve][value={o}]"));
+            }
+        }
+        Ballot::Numbers(prefix, values) => {
+            for (i, v) in values.iter().enumerate() {
+                replace(tab, &format!("#{prefix}-{}", i + 1), v);
+            }
+            if *prefix == "points" {
+                left = text(tab, "#points-left");
+            }
+        }
+        Ballot::Position(p) => check(tab, &format!("input[name=position][value={p}]")),
+    }
+    submit(tab, "#cast", "#receipt");
+    (text(tab, "#receipt"), left)
+}
+
+#[test]
+fn approval_score_dot_and_consent_ballots_are_cast_in_chromium_and_their_results_read() {
+    // For each method the bylaws decide questions by: what ana (JavaScript on), ben
+    // (JavaScript off; dan delegates to him) and cleo cast, and what the result shows.
+    type Case = (&'static str, [Ballot; 3], &'static [&'static str]);
+    let cases: [Case; 4] = [
         (
             "Approval",
-            "approval",
-            &[("approve", "grid"), ("approve", "wind")],
+            [
+                Ballot::Approve(&["grid", "wind"]),
+                Ballot::Approve(&["grid"]),
+                Ballot::Approve(&["solar"]),
+            ],
+            // grid: ana, ben and dan.
+            &["grid won", "grid\t3"],
         ),
         (
             "Score",
-            "score",
-            &[("score:grid", "4"), ("score:solar", "1"), ("score:wind", "0")],
+            [
+                Ballot::Numbers("score", ["4", "1", "0"]),
+                Ballot::Numbers("score", ["2", "5", "0"]),
+                Ballot::Numbers("score", ["0", "0", "5"]),
+            ],
+            // grid 4+2+2, solar 1+5+5, wind 5.
+            &["solar won", "solar\t11", "grid\t8"],
         ),
         (
             "DotVoting",
-            "points",
-            &[("points:grid", "6"), ("points:wind", "4")],
+            [
+                Ballot::Numbers("points", ["6", "0", "4"]),
+                Ballot::Numbers("points", ["0", "10", "0"]),
+                Ballot::Numbers("points", ["10", "0", "0"]),
+            ],
+            // grid 16, solar 20, wind 4 of 40 points.
+            &["solar\t20\t50%", "grid\t16\t40%", "wind\t4\t10%"],
         ),
-        ("Consent", "consent", &[("position", "StandAside")]),
+        (
+            "Consent",
+            [
+                Ballot::Position("Yes"),
+                Ballot::Position("StandAside"),
+                Ballot::Position("Block"),
+            ],
+            &["Rejected", "Blocked by: cleo", "Stood aside: ben"],
+        ),
     ];
+    let period = 45;
+    let shots = Shots::new();
+    // The four co-ops vote side by side, each in a browser of its own (a DevTools call
+    // costs about 0.1 s, so a ballot costs seconds; one after another they take minutes).
+    std::thread::scope(|scope| {
+        for (method, ballots, shown) in &cases {
+            let shots = &shots;
+            scope.spawn(move || {
+                let m = manifests_with(&format!("{period}s"), method);
+                let data = tempfile::tempdir().unwrap();
+                let gw = c::standalone(m.path(), data.path(), None, &[]);
+                let browser = browser();
+                let ana = member_tab(&browser, &gw, "ana", true);
+                open(&ana, &gw.url("/governance/new?kind=FreeText"));
+                type_in(&ana, "#title", &format!("Which energy first ({method})?"));
+                if *method != "Consent" {
+                    type_in(&ana, "#options", "grid\nsolar\nwind");
+                }
+                submit(&ana, "#propose", "#phase");
+                let question = ana.get_url().rsplit('/').next().unwrap().to_owned();
+                let ben = member_tab(&browser, &gw, "ben", false);
+                let cleo = member_tab(&browser, &gw, "cleo", true);
+                let voters = ["ana", "ben", "cleo"].into_iter().zip([&ana, &ben, &cleo]);
+                for ((who, tab), ballot) in voters.zip(ballots) {
+                    let (receipt, left) = cast(tab, &gw, &question, ballot);
+                    assert!(receipt.contains("Your ballot is recorded"), "{method}: {receipt}");
+                    if *method == "DotVoting" {
+                        // With JavaScript the page counts down the points left as they
+                        // are spent; without it, it shows the points a member has.
+                        let expected = if who == "ben" { "10" } else { "0" };
+                        assert_eq!(left, expected, "{who}");
+                    }
+                }
+                // After the close the page shows the result.
+                let deadline = std::time::Instant::now() + Duration::from_secs(period + 60);
+                loop {
+                    open(&ana, &gw.url(&format!("/governance/proposals/{question}")));
+                    if ana.find_element("#result").is_ok() {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{method}: no result\n{}",
+                        gw.log()
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                let result = text(&ana, "main");
+                for s in *shown {
+                    assert!(result.contains(s), "{method}: {s:?} is not in\n{result}");
+                }
+                shots.take(&ana, &format!("result-{}", method.to_lowercase()));
+            });
+        }
+    });
+}
+
+/// A headless Chromium.
+fn browser() -> Browser {
+    Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(common::chromium().expect("Chromium")))
+            .sandbox(false)
+            .headless(true)
+            .window_size(Some((1100, 1400)))
+            .idle_browser_timeout(Duration::from_secs(180))
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The scenario's co-op with these voting methods, one `(kind, method)` per kind.
+fn manifests_voting(period: &str, methods: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let rules: String = methods
+        .iter()
+        .map(|(kind, method)| format!("    - {{kind: {kind}, method: {method}, votingPeriod: {period}}}\n"))
+        .collect();
+    let yaml = scenario::manifests("commons", period, "{hub: Qwen/Qwen2.5-0.5B-Instruct}");
+    let start = yaml.find("    - {kind: Allocation").unwrap();
+    let end = yaml.find("  memberClasses:").unwrap();
+    let yaml = format!("{}{rules}{}", &yaml[..start], &yaml[end..]);
+    std::fs::write(dir.path().join("coop.yaml"), yaml).expect("the manifests are written");
+    dir
+}
+
+/// Posts the "new proposal" form as `cookie`; the answer's status and where it leads
+/// (or the page shown again).
+async fn propose(gw: &Gateway, cookie: &str, token: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let mut body = vec![("csrf", token)];
+    body.extend_from_slice(fields);
+    let r = client()
+        .post(gw.url("/governance/new"))
+        .header(COOKIE, cookie)
+        .form_body(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let at = r.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned());
+    (status, at.unwrap_or(r.text().await.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_opens_through_a_form_laid_out_for_the_method_that_decides_it() {
     let ana = c::token(c::SECRET, &c::claims("ana"));
-    for (method, form, fields) in cases {
-        let m = manifests_with("1h", method);
-        let data = tempfile::tempdir().unwrap();
-        let gw = c::standalone(m.path(), data.path(), None, &[]);
-        let (cookie, _) = session_cookie(&sign_in(&gw, &ana).await);
-        let token = csrf(&page(&gw, &cookie, "/governance/new?kind=FreeText").await.1);
-        let options = if method == "Consent" {
-            ""
-        } else {
-            "grid\nsolar\nwind"
-        };
-        let made = client()
-            .post(gw.url("/governance/new"))
-            .header(COOKIE, &cookie)
-            .form_body(&[
-                ("csrf", token.as_str()),
-                ("kind", "FreeText"),
-                ("title", "Which energy first?"),
-                ("options", options),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(made.status(), 303, "{method}: {}", made.text().await.unwrap());
-        let at = made.headers()[LOCATION].to_str().unwrap().to_owned();
-        let (_, html) = page(&gw, &cookie, &at).await;
+    let m = manifests_voting(
+        "1h",
+        &[
+            ("Allocation", "RankedChoice"),
+            ("Bylaw", "Supermajority"),
+            ("ModelAdoption", "Approval"),
+            ("MemberAdmission", "Consent"),
+            ("SurplusPrice", "DotVoting"),
+            ("FreeText", "Score"),
+        ],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let gw = c::standalone(m.path(), data.path(), None, &[]);
+    let (cookie, _) = session_cookie(&sign_in(&gw, &ana).await);
+    let (_, html) = page(&gw, &cookie, "/governance/new?kind=Allocation").await;
+    let token = csrf(&html);
+    // Every kind is offered; a ranked allocation asks for options, each with its plan.
+    for kind in [
+        "Allocation",
+        "FreeText",
+        "Bylaw",
+        "ModelAdoption",
+        "MemberAdmission",
+        "SurplusPrice",
+    ] {
         assert!(
-            html.contains(&format!("data-method=\"{form}\"")),
-            "{method}: {html}"
+            html.contains(&format!("<option value=\"{kind}\"")),
+            "{kind}: {html}"
         );
-        let mut ballot = vec![("csrf", token.as_str())];
-        ballot.extend_from_slice(fields);
-        let cast = client()
-            .post(gw.url(&format!("{at}/ballot")))
-            .header(COOKIE, &cookie)
-            .form_body(&ballot)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(cast.status(), 303, "{method}: {}", cast.text().await.unwrap());
-        let receipt_at = cast.headers()[LOCATION].to_str().unwrap().to_owned();
-        let receipt = receipt_at.split("receipt=").nth(1).expect("a receipt").to_owned();
-        assert!(
-            page(&gw, &cookie, &receipt_at).await.1.contains(&receipt),
-            "{method}"
-        );
-        let name = at.rsplit('/').next().unwrap();
-        let view = api_json(&gw, &format!("/v1/governance/proposals/{name}"), &ana).await;
-        assert_eq!(view["ballotsCast"], 1, "{method}: {view}");
     }
+    assert!(html.contains("by <strong>RankedChoice</strong>"), "{html}");
+    assert!(html.contains("id=\"o3_floor-1\""), "{html}");
+    assert!(!html.contains("id=\"o4_name\""), "three options at first");
+
+    // Without JavaScript, "Add an option" shows the form again with one more option
+    // and what was typed.
+    let (status, again) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "Allocation"),
+            ("option_count", "3"),
+            ("o1_name", "Schools first"),
+            ("more", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        again.contains("id=\"o4_name\"") && again.contains("value=\"Schools first\""),
+        "{again}"
+    );
+
+    let (status, at) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "Allocation"),
+            ("title", "Winter shares"),
+            ("option_count", "4"),
+            ("o1_name", "Schools first"),
+            ("o1_floor:community", "60"),
+            ("o1_surplus_cap", "10"),
+            ("o2_name", "As sold now"),
+            ("o2_floor:community", "40"),
+            ("o2_surplus_cap", "30"),
+            ("status_quo", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{at}");
+    let view = api_json(
+        &gw,
+        &format!("/v1/governance{}", at.trim_start_matches("/governance")),
+        &ana,
+    )
+    .await;
+    assert_eq!(view["status"]["phase"], "Open", "{view}");
+    let options = &view["spec"]["options"];
+    assert_eq!(
+        options[0]["effect"]["allocation"]["floors"][0]["sharePercent"], 60,
+        "{view}"
+    );
+    assert_eq!(options[2]["name"], "Keep things as they are", "{view}");
+    let (_, shown) = page(&gw, &cookie, &at).await;
+    assert!(
+        shown.contains("sharePercent: 60"),
+        "each option's change is shown: {shown}"
+    );
+
+    // A model adoption decided by approval: two candidate models.
+    let (status, at) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "ModelAdoption"),
+            ("title", "A second model"),
+            ("o1_name", "Qwen 0.5B here"),
+            ("o1_model_name", "qwen-small"),
+            ("o1_model_source_kind", "hub"),
+            ("o1_model_source", "Qwen/Qwen2.5-0.5B-Instruct"),
+            ("o1_model_engine", "Embedded"),
+            ("o1_model_access:community", "on"),
+            ("o2_name", "A peer's model"),
+            ("o2_model_name", "peer"),
+            ("o2_model_source_kind", "none"),
+            ("o2_model_engine", "External"),
+            ("o2_model_url", "https://peer.example/v1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{at}");
+    let view = api_json(
+        &gw,
+        &format!("/v1/governance{}", at.trim_start_matches("/governance")),
+        &ana,
+    )
+    .await;
+    assert_eq!(view["status"]["phase"], "Open", "{view}");
+    assert_eq!(
+        view["spec"]["options"][1]["effect"]["modelAdoption"]["spec"]["engine"]["url"],
+        "https://peer.example/v1",
+        "{view}"
+    );
+
+    // A member admission decided by consent: one effect.
+    let (status, at) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "MemberAdmission"),
+            ("title", "Admit the mill"),
+            ("member_name", "mill"),
+            ("member_display_name", "The Mill"),
+            ("member_class", "community"),
+            ("member_identity", "mill"),
+            ("member_organisation", "WorkerCoop"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{at}");
+
+    // The bylaws decide surplus prices by dot voting, which cannot decide them: the page
+    // says so, and the form is refused with the reason.
+    let (_, html) = page(&gw, &cookie, "/governance/new?kind=SurplusPrice").await;
+    assert!(html.contains("which cannot decide them"), "{html}");
+    let (status, html) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[("kind", "SurplusPrice"), ("title", "Prices")],
+    )
+    .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("change the bylaws first"), "{html}");
+
+    // A proposal by ranked choice with a single option is refused by the service, and
+    // the form comes back with what was typed.
+    let (status, html) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "Allocation"),
+            ("title", "Only one"),
+            ("o1_name", "Lonely"),
+            ("o1_floor:community", "50"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(
+        html.contains("value=\"Lonely\"") && html.contains("role=\"alert\""),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dot_voted_allocation_opens_with_its_split_and_targets() {
+    let ana = c::token(c::SECRET, &c::claims("ana"));
+    let m = manifests_voting("1h", &[("Allocation", "DotVoting")]);
+    let data = tempfile::tempdir().unwrap();
+    let gw = c::standalone(m.path(), data.path(), None, &[]);
+    let (cookie, _) = session_cookie(&sign_in(&gw, &ana).await);
+    let (_, html) = page(&gw, &cookie, "/governance/new?kind=Allocation").await;
+    assert!(
+        html.contains("id=\"split\"") && html.contains("value=\"member:ben\""),
+        "{html}"
+    );
+    let token = csrf(&html);
+    let (status, at) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "Allocation"),
+            ("title", "Split 30%"),
+            ("floor:community", "20"),
+            ("surplus_cap", "20"),
+            ("split", "30"),
+            ("o1_name", "Everyone"),
+            ("o1_target", "class:community"),
+            ("o2_name", "Ana's school"),
+            ("o2_target", "member:ana"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{at}");
+    let view = api_json(
+        &gw,
+        &format!("/v1/governance{}", at.trim_start_matches("/governance")),
+        &ana,
+    )
+    .await;
+    assert_eq!(view["status"]["phase"], "Open", "{view}");
+    assert_eq!(view["spec"]["split"]["sharePercent"], 30, "{view}");
+    assert_eq!(view["spec"]["options"][1]["floor"]["member"], "ana", "{view}");
+    // 20% kept and 30% split is fine; 80% kept and 30% split is more than the whole.
+    let (status, html) = propose(
+        &gw,
+        &cookie,
+        &token,
+        &[
+            ("kind", "Allocation"),
+            ("title", "Too much"),
+            ("floor:community", "80"),
+            ("split", "30"),
+            ("o1_name", "Everyone"),
+            ("o1_target", "class:community"),
+            ("o2_name", "Ana's school"),
+            ("o2_target", "member:ana"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{html}");
 }
 
 /// axe-core, installed by `.ci/run` (`npm ci` in `gateway/tests/web`).
@@ -439,12 +792,32 @@ fn open(tab: &Tab, url: &str) {
 // only: they work with the page's scripts off, and show that every control can be
 // reached and used without a mouse.
 
+/// The node `selector` finds, once it is there: two DevTools calls, where `find` makes
+/// four (each costs about 0.1 s).
+fn node(tab: &Tab, selector: &str) -> DOM::NodeId {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let root = tab.get_document().unwrap().node_id;
+        let found = tab.call_method(DOM::QuerySelector {
+            node_id: root,
+            selector: selector.to_owned(),
+        });
+        match found {
+            Ok(r) if r.node_id != 0 => return r.node_id,
+            _ if std::time::Instant::now() > deadline => {
+                find(tab, selector);
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Moves the keyboard focus to `selector`.
 fn focus(tab: &Tab, selector: &str) {
-    let node = find(tab, selector).backend_node_id;
+    let node = node(tab, selector);
     tab.call_method(DOM::Focus {
-        node_id: None,
-        backend_node_id: Some(node),
+        node_id: Some(node),
+        backend_node_id: None,
         object_id: None,
     })
     .unwrap();
@@ -455,7 +828,7 @@ fn focus(tab: &Tab, selector: &str) {
 fn submit(tab: &Tab, selector: &str, then: &str) {
     focus(tab, selector);
     tab.press_key("Enter").unwrap();
-    find(tab, then);
+    node(tab, then);
 }
 
 /// Checks a radio button or a checkbox with the space bar.
@@ -472,10 +845,10 @@ fn type_in(tab: &Tab, selector: &str, text: &str) {
 
 /// An element's HTML (read without running a script in the page).
 fn html(tab: &Tab, selector: &str) -> String {
-    let node = find(tab, selector).backend_node_id;
+    let node = node(tab, selector);
     tab.call_method(DOM::GetOuterHTML {
-        node_id: None,
-        backend_node_id: Some(node),
+        node_id: Some(node),
+        backend_node_id: None,
         object_id: None,
         include_shadow_dom: None,
     })
@@ -551,17 +924,7 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     let gw = c::standalone(m.path(), data.path(), None, &[]);
     let shots = Shots::new();
     let axe = axe_source();
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(common::chromium().expect("Chromium")))
-            .sandbox(false)
-            .headless(true)
-            .window_size(Some((1100, 1400)))
-            .idle_browser_timeout(Duration::from_secs(180))
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let browser = browser();
 
     // The sign-in page.
     let visitor = browser.new_context().unwrap().new_tab().unwrap();
@@ -629,6 +992,32 @@ async fn members_propose_comment_and_vote_in_chromium_with_and_without_javascrip
     open(&ana, &gw.url("/governance"));
     shots.take(&ana, "proposals-open");
     accessible(&ana, &axe, "proposals-open");
+
+    // ben, without JavaScript, proposes a bylaw change: questions decided by approval
+    // instead of ranked choice. The form shows the bylaws in force; he changes one field.
+    open(&ben, &gw.url("/governance/new?kind=Bylaw"));
+    type_in(&ben, "#title", "Approve, don't rank");
+    focus(&ben, "#rule-FreeText-method");
+    for _ in 0..2 {
+        // RankedChoice, Score, Approval.
+        ben.press_key("ArrowUp").unwrap();
+    }
+    shots.take(&ben, "new-bylaw");
+    // (axe-core is a script: it runs in ana's tab, on the same form.)
+    open(&ana, &gw.url("/governance/new?kind=Bylaw"));
+    accessible(&ana, &axe, "new-bylaw");
+    submit(&ben, "#propose", "#phase");
+    // (The change is in a closed <details>, which innerText leaves out.)
+    let change = html(&ben, "main");
+    assert!(
+        change.contains("Bylaw proposal by <strong>ben</strong>")
+            && change.contains("- kind: FreeText\n    method: Approval"),
+        "{change}"
+    );
+    assert!(
+        !change.contains("memberClasses"),
+        "only the voting rules change: {change}"
+    );
 
     // After the close: the results and the new allocation.
     let token = c::token(c::SECRET, &c::claims("ana"));

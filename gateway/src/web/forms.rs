@@ -6,13 +6,15 @@
 //! | every POST | `csrf` |
 //! | ballot | `position`; or `approve` (repeated); or `score:<option>`; or `rank<n>` (a choice per rank); or `points:<option>`; and `comment` |
 //! | comment | `body`, `reply_to` |
-//! | proposal | `kind`, `title`, `body`, `options` (one per line), `floor:<class>`, `surplus_cap`, `borrow_limit` |
+//! | proposal | `kind`, `title`, `body`; `options` (one per line) for a question; the effect's fields (see [`super::effects`]), or `o<n>_name` and option `n`'s fields named `o<n>_…`, `option_count`, `status_quo`; `split` and `o<n>_target` for a dot-voted allocation; `more` asks for one more option |
 
 use std::collections::BTreeMap;
 
-use synco_crds::{AllocationPlan, Floor, ProposalEffect, ProposalKind, ProposalOption, VotingMethod};
+use synco_crds::{ProposalOption, VotingMethod};
 use synco_policies::lifecycle::{BallotForm, Position};
 
+use super::effects::{self, Layout};
+use crate::coop::CoopObjects;
 use crate::governance::ProposalRequest;
 use crate::governance::views::ProposalView;
 
@@ -31,6 +33,17 @@ impl Form {
             .iter()
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Whether the form has a field `name` (even an empty one).
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
+    /// Sets `name` to `value` (replacing every value it had).
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.0.retain(|(k, _)| k != name);
+        self.0.push((name.to_owned(), value.to_owned()));
     }
 
     /// Every value of `name`.
@@ -118,36 +131,94 @@ pub fn ballot(proposal: &ProposalView, form: &Form) -> Result<BallotForm, String
     Ok(ballot)
 }
 
-/// The proposal a "new proposal" form sends.
+/// The most options a proposal's form offers.
+pub const MAX_OPTIONS: usize = 16;
+
+/// How many option blocks the form shows (`option_count`, three at first).
+#[must_use]
+pub fn option_count(form: Option<&Form>) -> usize {
+    form.and_then(|f| f.one("option_count").parse().ok())
+        .unwrap_or(3)
+        .clamp(2, MAX_OPTIONS)
+}
+
+/// The option a proposal with options may add: nothing changes if it wins.
+pub const STATUS_QUO: &str = "Keep things as they are";
+
+/// The proposal a "new proposal" form sends. The layout (one effect, options with
+/// effects, a split, or a question) follows the method the bylaws decide the kind by.
 ///
 /// # Errors
 ///
 /// A field does not read (the service checks the proposal against the bylaws).
-pub fn proposal(form: &Form) -> Result<ProposalRequest, String> {
-    let kind: ProposalKind = serde_json::from_value(serde_json::Value::String(form.one("kind").to_owned()))
-        .map_err(|_| format!("{:?} is not a kind of proposal", form.one("kind")))?;
-    let options: Vec<ProposalOption> = form
-        .one("options")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|name| ProposalOption {
-            name: name.to_owned(),
-            effect: None,
-            floor: None,
-        })
-        .collect();
-    let percent = |name: &str| -> Result<Option<u32>, String> {
-        match form.one(name).trim() {
-            "" => Ok(None),
-            v => whole(name, v).map(Some),
+pub fn proposal(form: &Form, objects: &CoopObjects) -> Result<ProposalRequest, String> {
+    let kind = effects::kind_of(form.one("kind"))
+        .ok_or_else(|| format!("{:?} is not a kind of proposal", form.one("kind")))?;
+    let coop = objects.cooperative().ok();
+    let method = coop.map_or(VotingMethod::Majority, |c| {
+        synco_policies::crd::proposal::bylaw_rules(c, kind).method
+    });
+    let mut options = Vec::new();
+    let mut effect = None;
+    let mut split = None;
+    let option = |name: &str| ProposalOption {
+        name: name.to_owned(),
+        effect: None,
+        floor: None,
+    };
+    let named = |n: usize| {
+        let p = format!("o{n}_");
+        let name = form.one(&format!("{p}name")).trim().to_owned();
+        (p, name)
+    };
+    match effects::layout(kind, method) {
+        Layout::Question => {
+            options.extend(
+                form.one("options")
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(option),
+            );
         }
-    };
-    let effect = match kind {
-        ProposalKind::MemberAdmission => Some(member_admission(form)?),
-        ProposalKind::SurplusPrice => Some(surplus_price(form)?),
-        _ => allocation(kind, form, &percent)?,
-    };
+        Layout::Single => effect = effects::read(kind, form, "", coop)?,
+        Layout::Options => {
+            for n in 1..=option_count(Some(form)) {
+                let (p, name) = named(n);
+                if !name.is_empty() {
+                    options.push(ProposalOption {
+                        effect: effects::read(kind, form, &p, coop)?,
+                        ..option(&name)
+                    });
+                }
+            }
+            if !form.one("status_quo").is_empty() {
+                options.push(option(STATUS_QUO));
+            }
+        }
+        Layout::Split => {
+            effect = effects::read(kind, form, "", coop)?;
+            split = Some(synco_crds::AllocationSplit {
+                share_percent: whole("split", form.one("split").trim())?,
+            });
+            for n in 1..=option_count(Some(form)) {
+                let (p, name) = named(n);
+                if !name.is_empty() {
+                    options.push(ProposalOption {
+                        floor: Some(effects::target(form, &p)?),
+                        ..option(&name)
+                    });
+                }
+            }
+        }
+        Layout::Unsupported => {
+            return Err(format!(
+                "the bylaws decide {} proposals by {}, which cannot decide them; change the bylaws first",
+                effects::kind_name(kind),
+                effects::method_name(method)
+            ));
+        }
+    }
     Ok(ProposalRequest {
         name: None,
         kind,
@@ -156,81 +227,8 @@ pub fn proposal(form: &Form) -> Result<ProposalRequest, String> {
         proposer: None,
         options,
         effect,
-        split: None,
+        split,
     })
-}
-
-/// An allocation proposal's new plan (nothing for other kinds).
-fn allocation(
-    kind: ProposalKind,
-    form: &Form,
-    percent: &dyn Fn(&str) -> Result<Option<u32>, String>,
-) -> Result<Option<ProposalEffect>, String> {
-    Ok(if kind == ProposalKind::Allocation {
-        let mut floors = Vec::new();
-        for (class, v) in form.prefixed("floor:") {
-            let share = whole(class, v)?;
-            if share > 0 {
-                floors.push(Floor {
-                    member_class: Some(class.to_owned()),
-                    member: None,
-                    share_percent: share,
-                });
-            }
-        }
-        Some(ProposalEffect {
-            allocation: Some(AllocationPlan {
-                floors,
-                surplus_cap_percent: percent("surplus_cap")?,
-                borrow_limit_percent: percent("borrow_limit")?,
-            }),
-            bylaw: None,
-            surplus_price: None,
-            model_adoption: None,
-            member_admission: None,
-        })
-    } else {
-        None
-    })
-}
-
-/// The effect as the API reads it, from a few named fields (the CRD's defaults fill
-/// the rest, as they do for a manifest).
-fn effect_from(value: serde_json::Value) -> Result<ProposalEffect, String> {
-    serde_json::from_value(value).map_err(|e| e.to_string())
-}
-
-/// A member admission: the new member's name, display name, class, identity and kind
-/// of organisation.
-fn member_admission(form: &Form) -> Result<ProposalEffect, String> {
-    let field = |n: &str| form.one(n).trim().to_owned();
-    let mut spec = serde_json::json!({
-        "displayName": field("member_display_name"),
-        "class": field("member_class"),
-        "identity": field("member_identity"),
-    });
-    if !field("member_organisation").is_empty() {
-        spec["organisation"] = serde_json::Value::String(field("member_organisation"));
-    }
-    if !field("member_contact").is_empty() {
-        spec["contact"] = serde_json::Value::String(field("member_contact"));
-    }
-    effect_from(serde_json::json!({"memberAdmission": {"name": field("member_name"), "spec": spec}}))
-}
-
-/// A surplus price: the most that may be sold, the currency and the floor price per
-/// million tokens (in the currency's minor units).
-fn surplus_price(form: &Form) -> Result<ProposalEffect, String> {
-    let minor = |n: &str| -> Result<i64, String> {
-        let v = form.one(n).trim();
-        v.parse()
-            .map_err(|_| format!("{v:?} for {n} is not a whole number of minor units"))
-    };
-    effect_from(serde_json::json!({"surplusPrice": {
-        "maxSharePercent": whole("max_share", form.one("max_share").trim())?,
-        "currency": form.one("currency").trim(),
-        "priceFloor": {"inputPerMillion": minor("price_input")?, "outputPerMillion": minor("price_output")?},
-    }}))
 }
 
 #[cfg(test)]
@@ -306,25 +304,190 @@ mod tests {
         );
     }
 
+    /// The example co-op (`crds/examples`): allocations by majority, bylaws by a 2/3
+    /// supermajority, admissions by consent, model adoptions by approval; `method`
+    /// replaces the allocations' method.
+    fn coop(allocation_method: &str) -> CoopObjects {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/examples");
+        let mut manifests = synco_crds::manifests::load_dir(&dir).unwrap();
+        for m in &mut manifests {
+            if let synco_crds::Manifest::Cooperative(c) = m {
+                c.spec.voting_defaults[0].rules.method =
+                    serde_json::from_value(serde_json::Value::String(allocation_method.to_owned())).unwrap();
+            }
+        }
+        CoopObjects::from_manifests(&manifests)
+    }
+
     #[test]
     fn an_allocation_form_becomes_floors() {
+        let objects = coop("Majority");
         let f = Form::parse(
             b"kind=Allocation&title=More+for+schools&floor%3Acommunity=50&floor%3Abusiness=0&surplus_cap=20",
         );
-        let r = proposal(&f).unwrap();
+        let r = proposal(&f, &objects).unwrap();
         let plan = r.effect.unwrap().allocation.unwrap();
         assert_eq!(plan.floors.len(), 1);
         assert_eq!(plan.floors[0].share_percent, 50);
         assert_eq!(plan.surplus_cap_percent, Some(20));
-        assert!(proposal(&Form::parse(b"kind=Nonsense")).is_err());
-        assert!(proposal(&Form::parse(b"kind=Allocation&floor%3Aa=lots")).is_err());
+        assert!(proposal(&Form::parse(b"kind=Nonsense"), &objects).is_err());
+        assert!(proposal(&Form::parse(b"kind=Allocation&floor%3Aa=lots"), &objects).is_err());
+    }
+
+    #[test]
+    fn ranked_allocations_carry_a_plan_per_option_and_dot_votes_a_split() {
+        let objects = coop("RankedChoice");
+        let r = proposal(
+            &Form::parse(
+                b"kind=Allocation&title=Winter&option_count=3&o1_name=Schools&o1_floor%3Acommunity=60&o1_surplus_cap=10\
+                  &o2_name=Shops&o2_floor%3Abusiness=40&o3_name=&o3_floor%3Acommunity=5&status_quo=on",
+            ),
+            &objects,
+        )
+        .unwrap();
+        assert!(r.effect.is_none(), "the options carry the effects");
+        let names: Vec<&str> = r.options.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Schools", "Shops", STATUS_QUO],
+            "an option left unnamed is none"
+        );
+        let plan = r.options[0].effect.as_ref().unwrap().allocation.as_ref().unwrap();
+        assert_eq!(
+            (plan.floors[0].share_percent, plan.surplus_cap_percent),
+            (60, Some(10))
+        );
+        assert!(r.options[2].effect.is_none());
+
+        let objects = coop("DotVoting");
+        let r = proposal(
+            &Form::parse(
+                b"kind=Allocation&title=Split&floor%3Acommunity=40&split=30&o1_name=Schools&o1_target=class%3Acommunity\
+                  &o2_name=The+bakery&o2_target=member%3Abakery-coop",
+            ),
+            &objects,
+        )
+        .unwrap();
+        assert_eq!(r.split.unwrap().share_percent, 30);
+        assert_eq!(
+            r.options[1].floor.as_ref().unwrap().member.as_deref(),
+            Some("bakery-coop")
+        );
+        assert_eq!(r.effect.unwrap().allocation.unwrap().floors[0].share_percent, 40);
+        assert!(
+            proposal(
+                &Form::parse(b"kind=Allocation&split=30&o1_name=x&o1_target=nobody"),
+                &objects
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn model_adoptions_are_options_and_bylaw_changes_only_what_differs() {
+        let objects = coop("Majority");
+        // Model adoptions are decided by approval in the example co-op.
+        let r = proposal(
+            &Form::parse(
+                b"kind=ModelAdoption&title=A+second+model&o1_name=Qwen&o1_model_name=qwen&o1_model_source_kind=hub\
+                  &o1_model_source=Qwen%2FQwen2.5-0.5B-Instruct&o1_model_engine=Mistralrs&o1_model_pool=gpus\
+                  &o1_model_replicas=2&o1_model_access%3Acommunity=on&o1_model_customers=on\
+                  &o2_name=Peer&o2_model_name=peer&o2_model_source_kind=none&o2_model_engine=External\
+                  &o2_model_url=https%3A%2F%2Fpeer.example%2Fv1",
+            ),
+            &objects,
+        )
+        .unwrap();
+        let qwen = r.options[0]
+            .effect
+            .as_ref()
+            .unwrap()
+            .model_adoption
+            .as_ref()
+            .unwrap();
+        assert_eq!(qwen.name, "qwen");
+        assert_eq!(qwen.spec.replicas, 2);
+        assert_eq!(qwen.spec.access.classes, ["community"]);
+        assert!(qwen.spec.access.customers);
+        assert_eq!(
+            qwen.spec.source.as_ref().unwrap().hub.as_deref(),
+            Some("Qwen/Qwen2.5-0.5B-Instruct")
+        );
+        let peer = r.options[1]
+            .effect
+            .as_ref()
+            .unwrap()
+            .model_adoption
+            .as_ref()
+            .unwrap();
+        assert!(peer.spec.source.is_none());
+        assert_eq!(peer.spec.engine.url.as_deref(), Some("https://peer.example/v1"));
+        assert!(
+            proposal(
+                &Form::parse(b"kind=ModelAdoption&o1_name=x&o1_model_name=x&o1_model_engine=Mistralrs"),
+                &objects
+            )
+            .is_err(),
+            "a model needs weights"
+        );
+
+        // The bylaws as they are, with one change: admissions need a 60% quorum.
+        let rows = |admission_quorum: &str| {
+            let mut body = String::from("kind=Bylaw&title=Quorum");
+            let coop = objects.cooperative().unwrap();
+            for d in &coop.spec.voting_defaults {
+                let k = effects::kind_name(d.kind);
+                let r = &d.rules;
+                body += &format!("&rule-{k}-method={}", effects::method_name(r.method));
+                let quorum = if d.kind == synco_crds::ProposalKind::MemberAdmission {
+                    admission_quorum.to_owned()
+                } else {
+                    r.quorum_percent.map(|q| q.to_string()).unwrap_or_default()
+                };
+                body += &format!("&rule-{k}-quorum={quorum}");
+                if let Some(t) = r.threshold {
+                    body += &format!("&rule-{k}-threshold={}%2F{}", t.numerator, t.denominator);
+                }
+                body += &format!("&rule-{k}-period={}", r.voting_period.clone().unwrap_or_default());
+            }
+            for (i, c) in coop.spec.member_classes.iter().enumerate() {
+                let n = i + 1;
+                body += &format!("&class{n}-name={}&class{n}-tier={}", c.name, c.tier);
+                body += &format!(
+                    "&class{n}-description={}",
+                    form_urlencoded::byte_serialize(c.description.clone().unwrap_or_default().as_bytes())
+                        .collect::<String>()
+                );
+            }
+            body += &format!("&class{}-name=", coop.spec.member_classes.len() + 1);
+            body
+        };
+        let unchanged = proposal(&Form::parse(rows("").as_bytes()), &objects);
+        assert!(unchanged.unwrap_err().contains("changes nothing"));
+        let r = proposal(&Form::parse(rows("60").as_bytes()), &objects).unwrap();
+        let change = r.effect.unwrap().bylaw.unwrap();
+        assert!(change.member_classes.is_none(), "the classes are as they were");
+        let rules = change.voting_defaults.unwrap();
+        let admission = rules
+            .iter()
+            .find(|d| d.kind == synco_crds::ProposalKind::MemberAdmission)
+            .unwrap();
+        assert_eq!(admission.rules.quorum_percent, Some(60));
+        assert_eq!(
+            rules.len(),
+            objects.cooperative().unwrap().spec.voting_defaults.len()
+        );
     }
 
     #[test]
     fn member_admission_and_surplus_price_forms_become_effects() {
-        let r = proposal(&Form::parse(
-            b"kind=MemberAdmission&title=Admit&member_name=mill&member_display_name=The+Mill&member_class=community&member_identity=mill&member_organisation=WorkerCoop",
-        ))
+        let objects = coop("Majority");
+        let r = proposal(
+            &Form::parse(
+                b"kind=MemberAdmission&title=Admit&member_name=mill&member_display_name=The+Mill&member_class=community&member_identity=mill&member_organisation=WorkerCoop",
+            ),
+            &objects,
+        )
         .unwrap();
         let admitted = r.effect.unwrap().member_admission.unwrap();
         assert_eq!(
@@ -332,10 +495,17 @@ mod tests {
             ("mill", "community")
         );
         assert_eq!(admitted.spec.voting_weight, 1, "the CRD's default");
-        assert!(proposal(&Form::parse(b"kind=MemberAdmission&member_organisation=Castle")).is_err());
-        let r = proposal(&Form::parse(
-            b"kind=SurplusPrice&max_share=25&currency=EUR&price_input=12&price_output=30",
-        ))
+        assert!(
+            proposal(
+                &Form::parse(b"kind=MemberAdmission&member_organisation=Castle"),
+                &objects
+            )
+            .is_err()
+        );
+        let r = proposal(
+            &Form::parse(b"kind=SurplusPrice&max_share=25&currency=EUR&price_input=12&price_output=30"),
+            &objects,
+        )
         .unwrap();
         let price = r.effect.unwrap().surplus_price.unwrap();
         assert_eq!(
@@ -343,9 +513,10 @@ mod tests {
             (25, 30)
         );
         assert!(
-            proposal(&Form::parse(
-                b"kind=SurplusPrice&max_share=25&currency=EUR&price_input=x"
-            ))
+            proposal(
+                &Form::parse(b"kind=SurplusPrice&max_share=25&currency=EUR&price_input=x"),
+                &objects
+            )
             .is_err()
         );
     }

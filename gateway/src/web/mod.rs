@@ -18,6 +18,7 @@
 //! | `GET /governance/coop` | the allocation in force, your quota and usage, the surplus |
 
 pub mod charts;
+mod effects;
 mod forms;
 pub mod session;
 mod views;
@@ -441,24 +442,38 @@ async fn new_form(
     Query(q): Query<NewQuery>,
 ) -> PageResult {
     let member = require(&state, &headers).await?;
-    let coop = member.governance.coop(&member.session.member).await?;
     let objects = member.governance.objects().await?;
     Ok(render(&views::NewProposal::new(
         &member.session,
         q.kind.as_deref(),
-        &coop,
         &objects,
+        None,
         None,
     )))
 }
 
-/// `POST /governance/new`
+/// `POST /governance/new`: opens the proposal; or, with `more`, shows the form again
+/// with one more option (so that a member without JavaScript can add options).
 async fn propose(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
-    let form = forms::Form::parse(&body);
+    let mut form = forms::Form::parse(&body);
     let member = poster(&state, &headers, &form).await?;
     let g = &member.governance;
-    let request = forms::proposal(&form);
-    let made = match request {
+    let objects = g.objects().await?;
+    let page = |form: &forms::Form, error: Option<String>| {
+        views::NewProposal::new(
+            &member.session,
+            Some(form.one("kind")),
+            &objects,
+            Some(form),
+            error,
+        )
+    };
+    if !form.one("more").is_empty() {
+        let more = forms::option_count(Some(&form)) + 1;
+        form.set("option_count", &more.to_string());
+        return Ok(render(&page(&form, None)));
+    }
+    let made = match forms::proposal(&form, &objects) {
         Ok(request) => g.propose(&member.session.member, request).await,
         Err(m) => Err(ApiError::invalid_param("proposal", m)),
     };
@@ -466,17 +481,7 @@ async fn propose(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Ok(view) => Ok(see_other(&format!("/governance/proposals/{}", view.name))),
         Err(e) => {
             // The form again, with what was typed and what is wrong.
-            let coop = g.coop(&member.session.member).await?;
-            let objects = g.objects().await?;
-            let mut page = views::NewProposal::new(
-                &member.session,
-                Some(form.one("kind")),
-                &coop,
-                &objects,
-                Some(e.to_string()),
-            );
-            page.keep(&form);
-            let mut r = render(&page);
+            let mut r = render(&page(&form, Some(e.to_string())));
             *r.status_mut() = e.status_code();
             Ok(r)
         }

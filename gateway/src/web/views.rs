@@ -2,10 +2,11 @@
 //! writes into HTML; only the server-drawn SVG charts are written as they are).
 
 use askama::Template;
-use synco_crds::{ProposalPhase, VotingMethod};
+use synco_crds::{ProposalKind, ProposalPhase, VotingMethod};
 
 use super::charts;
-use super::forms::Form;
+use super::effects::{self, Field, Group, Layout, Source};
+use super::forms::{self, Form};
 use super::session::Session;
 use crate::coop::CoopObjects;
 use crate::governance::views::{CommentView, CoopView, DelegationView, ProposalView};
@@ -185,6 +186,8 @@ pub struct ProposalPage {
     pub opens: String,
     pub closes: String,
     pub options: Vec<String>,
+    /// Each option and what it changes if it wins (or the part of a split it names).
+    pub option_changes: Vec<(String, String)>,
     pub ranks: Vec<usize>,
     pub max_score: u32,
     pub points: u32,
@@ -259,6 +262,23 @@ impl ProposalPage {
             opens: time(p.status.opens_at.as_ref()),
             closes: time(p.status.closes_at.as_ref()),
             ranks: (1..=options.len()).collect(),
+            option_changes: p
+                .spec
+                .options
+                .iter()
+                .map(|o| {
+                    let change = match (&o.effect, &o.floor) {
+                        (Some(e), _) => serde_yaml_ng::to_string(e).unwrap_or_default(),
+                        (None, Some(f)) => match (&f.member_class, &f.member) {
+                            (Some(c), _) => format!("its part of the split goes to class {c}"),
+                            (None, Some(m)) => format!("its part of the split goes to member {m}"),
+                            (None, None) => String::new(),
+                        },
+                        (None, None) => String::new(),
+                    };
+                    (o.name.clone(), change)
+                })
+                .collect(),
             options: options.clone(),
             max_score: rules
                 .and_then(|r| r.max_score)
@@ -380,8 +400,12 @@ fn outcome(p: &ProposalView, options: &[String]) -> Outcome {
     }
 }
 
-/// The kinds of proposal the page's form opens.
-const KINDS: [&str; 4] = ["Allocation", "FreeText", "MemberAdmission", "SurplusPrice"];
+/// One option of a proposal being written: its name and what it changes.
+pub struct OptionBlock {
+    pub n: usize,
+    pub name: Field,
+    pub groups: Vec<Group>,
+}
 
 #[derive(Template)]
 #[template(path = "new.html")]
@@ -390,90 +414,98 @@ pub struct NewProposal {
     pub kind: String,
     /// Each kind the form offers, and whether it is the one chosen.
     pub kinds: Vec<(&'static str, bool)>,
-    pub classes: Vec<(String, String)>,
-    pub surplus_cap: String,
-    pub borrow_limit: String,
+    /// The method the bylaws decide the kind by.
+    pub method: &'static str,
+    /// `question`, `single`, `options`, `split` or `unsupported` (see [`Layout`]).
+    pub layout: &'static str,
     pub title: String,
     pub body: String,
+    /// A question's options, one per line.
     pub options: String,
+    /// The proposal's own effect (one effect, or the floors kept beside a split).
+    pub effect: Vec<Group>,
+    pub option_blocks: Vec<OptionBlock>,
+    pub option_count: usize,
+    pub more_allowed: bool,
+    pub status_quo: bool,
+    pub split: String,
     pub error: Option<String>,
 }
 
 impl NewProposal {
+    /// The form for `kind`, filled with the co-op's current values, or with what the
+    /// member typed (`typed`) when it is shown again.
     pub fn new(
         session: &Session,
         kind: Option<&str>,
-        coop: &CoopView,
         objects: &CoopObjects,
+        typed: Option<&Form>,
         error: Option<String>,
     ) -> Self {
-        let plan = coop.allocation.as_ref().map(|a| &a.spec.plan);
-        let classes = objects
-            .cooperative()
-            .map(|c| {
-                c.spec
-                    .member_classes
-                    .iter()
-                    .map(|k| {
-                        let share = plan
-                            .and_then(|p| {
-                                p.floors
-                                    .iter()
-                                    .find(|f| f.member_class.as_deref() == Some(k.name.as_str()))
-                            })
-                            .map(|f| f.share_percent.to_string())
-                            .unwrap_or_default();
-                        (k.name.clone(), share)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let kind = match kind {
-            Some(k) if KINDS.contains(&k) => k.to_owned(),
-            _ => "Allocation".to_owned(),
+        let kind = kind
+            .and_then(effects::kind_of)
+            .unwrap_or(ProposalKind::Allocation);
+        let method = objects.cooperative().map_or(VotingMethod::Majority, |c| {
+            synco_policies::crd::proposal::bylaw_rules(c, kind).method
+        });
+        let layout = effects::layout(kind, method);
+        let source = Source { objects, typed };
+        let option_count = forms::option_count(typed);
+        let option_blocks = match layout {
+            Layout::Options | Layout::Split => (1..=option_count)
+                .map(|n| {
+                    let prefix = format!("o{n}_");
+                    let name = format!("{prefix}name");
+                    OptionBlock {
+                        n,
+                        name: Field {
+                            id: name.clone(),
+                            value: typed.map(|f| f.one(&name).to_owned()).unwrap_or_default(),
+                            name,
+                            label: format!("Option {n}: its name (leave empty for no option {n})"),
+                            input: "text",
+                            ..Field::default()
+                        },
+                        groups: if layout == Layout::Split {
+                            effects::split_target(&prefix, source)
+                        } else {
+                            effects::groups(kind, &prefix, source)
+                        },
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
         };
+        let typed_one = |name: &str| typed.map(|f| f.one(name).to_owned()).unwrap_or_default();
         Self {
             shell: Shell::of(session),
-            kinds: ["Allocation", "FreeText"]
+            kind: effects::kind_name(kind).to_owned(),
+            kinds: effects::KINDS
                 .into_iter()
-                .map(|k| (k, k == kind.as_str()))
+                .map(|k| (effects::kind_name(k), k == kind))
                 .collect(),
-            classes,
-            surplus_cap: plan
-                .and_then(|p| p.surplus_cap_percent)
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            borrow_limit: plan
-                .and_then(|p| p.borrow_limit_percent)
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            title: String::new(),
-            body: String::new(),
-            options: String::new(),
+            method: effects::method_name(method),
+            layout: match layout {
+                Layout::Question => "question",
+                Layout::Single => "single",
+                Layout::Options => "options",
+                Layout::Split => "split",
+                Layout::Unsupported => "unsupported",
+            },
+            title: typed_one("title"),
+            body: typed_one("body"),
+            options: typed_one("options"),
+            effect: match layout {
+                Layout::Single | Layout::Split => effects::groups(kind, "", source),
+                _ => Vec::new(),
+            },
+            option_blocks,
+            more_allowed: option_count < forms::MAX_OPTIONS,
+            option_count,
+            status_quo: typed.is_some_and(|f| !f.one("status_quo").is_empty()),
+            split: typed_one("split"),
             error,
-            kind,
         }
-    }
-
-    /// Keeps what the member typed, to show the form again.
-    pub fn keep(&mut self, form: &Form) {
-        self.title = form.one("title").to_owned();
-        self.body = form.one("body").to_owned();
-        self.options = form.one("options").to_owned();
-        self.surplus_cap = form.one("surplus_cap").to_owned();
-        self.borrow_limit = form.one("borrow_limit").to_owned();
-        for (class, share) in &mut self.classes {
-            *share = form.one(&format!("floor:{class}")).to_owned();
-        }
-    }
-
-    /// The shares typed so far, added up (the page shows it; the server checks it).
-    pub fn total(&self) -> u32 {
-        self.classes
-            .iter()
-            .filter_map(|(_, s)| s.parse::<u32>().ok())
-            .chain(self.surplus_cap.parse::<u32>().ok())
-            .sum()
     }
 }
 
