@@ -724,6 +724,172 @@ async fn a_dot_voted_allocation_opens_with_its_split_and_targets() {
     assert_eq!(status, 400, "{html}");
 }
 
+/// A usage record as the metering sink writes it, finished at `at` (RFC 3339, UTC).
+fn record(
+    caller: &str,
+    kind: &str,
+    at: &str,
+    tokens: i64,
+    cost_micro: i64,
+) -> synco_gateway::db::usage_record::ActiveModel {
+    use sea_orm::ActiveValue::{NotSet, Set};
+    synco_gateway::db::usage_record::ActiveModel {
+        id: NotSet,
+        request_id: Set(format!("req-{caller}-{at}")),
+        caller: Set(caller.to_owned()),
+        caller_kind: Set(kind.to_owned()),
+        model: Set("tiny".to_owned()),
+        endpoint: Set("chat_completions".to_owned()),
+        prompt_tokens: Set(tokens / 2),
+        completion_tokens: Set(tokens - tokens / 2),
+        latency_ms: Set(12),
+        outcome: Set("completed".to_owned()),
+        finished_at: Set(at.to_owned()),
+        record_id: Set(Some(format!("rec-{caller}-{at}"))),
+        cost_micro: Set(cost_micro),
+        currency: Set(if kind == "customer" { "EUR" } else { "" }.to_owned()),
+    }
+}
+
+/// Months before and after this one, `YYYY-MM`.
+fn month_from_now(delta: i32) -> String {
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date();
+    let first = today
+        .first_of_month()
+        .checked_add(jiff::Span::new().months(delta))
+        .unwrap();
+    format!("{:04}-{:02}", first.year(), first.month())
+}
+
+/// Past months' usage and sales, written to the database as the metering sink writes
+/// them, read back by day and by month through the API and the co-op's page.
+async fn usage_by_day_and_revenue_by_month(database: Option<&str>) {
+    use sea_orm::EntityTrait;
+    let m = manifests("1h");
+    let data = tempfile::tempdir().unwrap();
+    let gw = c::standalone(m.path(), data.path(), database, &[]);
+    let db = synco_gateway::db::connect(&synco_gateway::db::url(data.path(), database).unwrap())
+        .await
+        .unwrap();
+    let (last, before, now) = (month_from_now(-1), month_from_now(-2), month_from_now(0));
+    let rows = vec![
+        // ana: the first second of the month, two requests on the 3rd, one on the 17th;
+        // the first second of the next month is not in it.
+        record("ana", "member", &format!("{last}-01T00:00:00Z"), 10, 0),
+        record("ana", "member", &format!("{last}-03T09:15:00Z"), 150, 0),
+        record("ana", "member", &format!("{last}-03T23:59:59Z"), 30, 0),
+        record("ana", "member", &format!("{last}-17T12:00:00Z"), 200, 0),
+        record("ana", "member", &format!("{now}-01T00:00:00Z"), 999, 0),
+        record("ben", "member", &format!("{last}-03T10:00:00Z"), 77, 0),
+        // The buyer: 12.345 EUR last month (rounded up to 12.35), 5.00 EUR before.
+        record(
+            "buyer",
+            "customer",
+            &format!("{last}-05T08:00:00Z"),
+            400,
+            1_000_000_000,
+        ),
+        record(
+            "buyer",
+            "customer",
+            &format!("{last}-28T08:00:00Z"),
+            100,
+            234_500_000,
+        ),
+        record(
+            "buyer",
+            "customer",
+            &format!("{before}-20T08:00:00Z"),
+            300,
+            500_000_000,
+        ),
+    ];
+    synco_gateway::db::usage_record::Entity::insert_many(rows)
+        .exec(&db)
+        .await
+        .unwrap();
+
+    let ana = c::token(c::SECRET, &c::claims("ana"));
+    let view = api_json(&gw, &format!("/v1/governance/coop?month={last}"), &ana).await;
+    let days: Vec<(String, u64, u64)> = view["usage"]["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["day"].as_str().unwrap().to_owned(),
+                d["tokens"].as_u64().unwrap(),
+                d["monthToDate"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [
+            (format!("{last}-01"), 10, 10),
+            (format!("{last}-03"), 180, 190),
+            (format!("{last}-17"), 200, 390)
+        ],
+        "{view}"
+    );
+    assert_eq!(view["usage"]["totalTokens"], 390, "{view}");
+    let months = view["revenueByMonth"].as_array().unwrap();
+    assert_eq!(months.len(), 12, "{view}");
+    assert_eq!(months[11]["month"], last.as_str());
+    assert_eq!(
+        (
+            months[11]["revenueMinor"].as_u64(),
+            months[11]["tokensSold"].as_u64()
+        ),
+        (Some(1235), Some(500))
+    );
+    assert_eq!(
+        (months[10]["month"].as_str(), months[10]["revenueMinor"].as_u64()),
+        (Some(before.as_str()), Some(500))
+    );
+    assert_eq!(
+        (months[9]["revenueMinor"].as_u64(), months[9]["currency"].as_str()),
+        (Some(0), Some("EUR"))
+    );
+    let bad = reqwest::Client::new()
+        .get(gw.url("/v1/governance/coop?month=2026-13"))
+        .bearer_auth(&ana)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let (cookie, _) = session_cookie(&sign_in(&gw, &ana).await);
+    let (status, html) = page(&gw, &cookie, &format!("/governance/coop?month={last}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("id=\"usage-chart\"") && html.contains("id=\"revenue-chart\""),
+        "{html}"
+    );
+    for shown in [
+        format!("<td>{last}-03</td><td>2</td><td>180</td><td>190</td>"),
+        format!("<td>{last}</td><td>500</td><td>12.35 EUR</td>"),
+        format!("<td>{before}</td><td>300</td><td>5.00 EUR</td>"),
+        format!("href=\"/governance/coop?month={before}\""),
+        format!("href=\"/governance/coop?month={now}\""),
+    ] {
+        assert!(html.contains(&shown), "{shown} is not in {html}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_by_day_and_revenue_by_month_sqlite() {
+    usage_by_day_and_revenue_by_month(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_by_day_and_revenue_by_month_postgres() {
+    let Some(pg) = common::postgres::Postgres::start() else {
+        return;
+    };
+    usage_by_day_and_revenue_by_month(Some(&pg.url())).await;
+}
+
 /// axe-core, installed by `.ci/run` (`npm ci` in `gateway/tests/web`).
 fn axe_source() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/web/node_modules/axe-core/axe.min.js");

@@ -492,9 +492,9 @@ impl Governance {
     /// # Errors
     ///
     /// The store or the metering database cannot be read.
-    pub async fn coop(&self, caller: &str) -> Result<CoopView, ApiError> {
+    pub async fn coop(&self, caller: &str, month: Option<&str>) -> Result<CoopView, ApiError> {
         let objects = self.store.objects().await.map_err(store_error)?;
-        views::coop_view(&self.db, &objects, caller).await
+        views::coop_view(&self.db, &objects, caller, month).await
     }
 
     /// The co-op's objects now (members, classes and allocations, for the pages' forms).

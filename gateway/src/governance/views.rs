@@ -169,6 +169,10 @@ pub struct CoopView {
     pub usage: UsageView,
     /// Surplus sold to customers this month.
     pub surplus: SurplusView,
+    /// Surplus revenue in each of the twelve months up to this one, oldest first (a
+    /// month without sales shows zero in the co-op's currency).
+    #[serde(default)]
+    pub revenue_by_month: Vec<MonthRevenue>,
 }
 
 /// A caller's usage in a month.
@@ -180,6 +184,33 @@ pub struct UsageView {
     pub total_tokens: u64,
     pub monthly_token_budget: u64,
     pub remaining_tokens: u64,
+    /// Each day of the month the caller used anything, oldest first.
+    #[serde(default)]
+    pub days: Vec<DayUsage>,
+}
+
+/// A caller's usage on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DayUsage {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub requests: u64,
+    pub tokens: u64,
+    /// Tokens used in the month up to the end of this day.
+    pub month_to_date: u64,
+}
+
+/// Surplus revenue in one month and currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonthRevenue {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub currency: String,
+    pub tokens_sold: u64,
+    /// Customers' charges, rounded up to whole minor units.
+    pub revenue_minor: u64,
 }
 
 /// Surplus sold in a month.
@@ -249,6 +280,7 @@ pub async fn coop_view(
     db: &sea_orm::DatabaseConnection,
     objects: &CoopObjects,
     caller: &str,
+    month: Option<&str>,
 ) -> Result<CoopView, ApiError> {
     let coop = objects
         .cooperative()
@@ -264,13 +296,66 @@ pub async fn coop_view(
         .as_ref()
         .and_then(|a| a.status.as_ref())
         .and_then(|s| s.quotas.iter().find(|q| q.name == caller).cloned());
-    let month = month_of(jiff::Timestamp::now());
+    let month = match month {
+        Some(m) => {
+            let (m, _) =
+                export::month_bounds(m).map_err(|e| ApiError::invalid_param("month", e.to_string()))?;
+            m
+        }
+        None => month_of(jiff::Timestamp::now()),
+    };
     let unavailable = |e: anyhow::Error| ApiError::Unavailable(format!("usage cannot be read now: {e}"));
     let totals = export::caller_month(db, caller, &month)
         .await
         .map_err(unavailable)?;
     let revenue = export::surplus_revenue(db, &month).await.map_err(unavailable)?;
     let budget = quota.as_ref().map_or(0, |q| q.monthly_token_budget);
+    let mut so_far = 0;
+    let days = export::caller_days(db, caller, &month)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|(day, t)| {
+            so_far += t.tokens();
+            DayUsage {
+                day,
+                requests: t.requests,
+                tokens: t.tokens(),
+                month_to_date: so_far,
+            }
+        })
+        .collect();
+    let currency = coop
+        .spec
+        .surplus
+        .as_ref()
+        .map(|s| s.currency.clone())
+        .unwrap_or_default();
+    let months = export::months_to(&month, 12).map_err(unavailable)?;
+    let sold = export::surplus_by_month(db, &months[0], &month)
+        .await
+        .map_err(unavailable)?;
+    let mut revenue_by_month = Vec::new();
+    for m in months {
+        let mut any = false;
+        for (_, line) in sold.iter().filter(|(at, _)| *at == m) {
+            any = true;
+            revenue_by_month.push(MonthRevenue {
+                month: m.clone(),
+                currency: line.currency.clone(),
+                tokens_sold: line.totals.tokens(),
+                revenue_minor: line.totals.cost_micro.div_ceil(MICRO),
+            });
+        }
+        if !any {
+            revenue_by_month.push(MonthRevenue {
+                month: m,
+                currency: currency.clone(),
+                tokens_sold: 0,
+                revenue_minor: 0,
+            });
+        }
+    }
     Ok(CoopView {
         cooperative: coop.metadata.name.clone().unwrap_or_default(),
         display_name: coop.spec.display_name.clone(),
@@ -283,15 +368,11 @@ pub async fn coop_view(
             total_tokens: totals.tokens(),
             monthly_token_budget: budget,
             remaining_tokens: budget.saturating_sub(totals.tokens()),
+            days,
         },
         surplus: SurplusView {
             month,
-            currency: coop
-                .spec
-                .surplus
-                .as_ref()
-                .map(|s| s.currency.clone())
-                .unwrap_or_default(),
+            currency,
             tokens_sold: revenue.iter().map(|l| l.totals.tokens()).sum(),
             revenue_minor: revenue
                 .iter()
@@ -299,5 +380,6 @@ pub async fn coop_view(
                 .sum::<u64>()
                 .div_ceil(MICRO),
         },
+        revenue_by_month,
     })
 }

@@ -6,7 +6,7 @@
 //! unit; `*_minor` figures round that total up to whole minor units.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::db::usage_record;
 use crate::quota::MICRO;
@@ -181,6 +181,114 @@ pub async fn surplus_revenue(db: &DatabaseConnection, month: &str) -> anyhow::Re
         .collect())
 }
 
+/// The first `len` characters of `finished_at` (a UTC RFC 3339 time): 10 for its day,
+/// 7 for its month.
+fn prefix(len: u8) -> sea_orm::sea_query::SimpleExpr {
+    Expr::cust(format!("SUBSTR(finished_at, 1, {len})"))
+}
+
+/// One caller's usage on each day of a month that it used anything, oldest first.
+pub async fn caller_days(
+    db: &DatabaseConnection,
+    caller: &str,
+    month: &str,
+) -> anyhow::Result<Vec<(String, Totals)>> {
+    let (from, to) = month_bounds(month)?;
+    let rows: Vec<(String, i64, i64, i64, i64)> = usage_record::Entity::find()
+        .select_only()
+        .column_as(prefix(10), "day")
+        .column_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), "requests")
+        .column_as(sum("prompt_tokens"), "prompt")
+        .column_as(sum("completion_tokens"), "completion")
+        .column_as(sum("cost_micro"), "cost")
+        .filter(usage_record::Column::Caller.eq(caller))
+        .filter(usage_record::Column::FinishedAt.gte(from))
+        .filter(usage_record::Column::FinishedAt.lt(to))
+        .group_by(prefix(10))
+        .order_by_asc(prefix(10))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(day, requests, prompt, completion, cost)| {
+            (
+                day,
+                Totals {
+                    requests: u(requests),
+                    prompt_tokens: u(prompt),
+                    completion_tokens: u(completion),
+                    cost_micro: u(cost),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Customers' charges in each month from `first` to `last` (`YYYY-MM`, both included)
+/// that had any, per currency, oldest first: the co-op's surplus revenue by month.
+pub async fn surplus_by_month(
+    db: &DatabaseConnection,
+    first: &str,
+    last: &str,
+) -> anyhow::Result<Vec<(String, Line)>> {
+    let (from, _) = month_bounds(first)?;
+    let (_, to) = month_bounds(last)?;
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = usage_record::Entity::find()
+        .select_only()
+        .column_as(prefix(7), "month")
+        .column(usage_record::Column::Currency)
+        .column_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), "requests")
+        .column_as(sum("prompt_tokens"), "prompt")
+        .column_as(sum("completion_tokens"), "completion")
+        .column_as(sum("cost_micro"), "cost")
+        .filter(usage_record::Column::CallerKind.eq("customer"))
+        .filter(usage_record::Column::FinishedAt.gte(from))
+        .filter(usage_record::Column::FinishedAt.lt(to))
+        .group_by(prefix(7))
+        .group_by(usage_record::Column::Currency)
+        .order_by_asc(prefix(7))
+        .order_by_asc(usage_record::Column::Currency)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(month, currency, requests, prompt, completion, cost)| {
+            let line = Line {
+                key: "surplus".to_owned(),
+                kind: "customer".to_owned(),
+                currency,
+                totals: Totals {
+                    requests: u(requests),
+                    prompt_tokens: u(prompt),
+                    completion_tokens: u(completion),
+                    cost_micro: u(cost),
+                },
+            };
+            (month, line)
+        })
+        .collect())
+}
+
+/// The `n` months up to and including `last` (`YYYY-MM`), oldest first.
+///
+/// # Errors
+///
+/// `last` is not a month.
+pub fn months_to(last: &str, n: u32) -> anyhow::Result<Vec<String>> {
+    let (first, _) = month_bounds(last)?;
+    let (y, m) = first.split_once('-').unwrap_or_default();
+    let index = y.parse::<i64>()? * 12 + m.parse::<i64>()? - 1;
+    Ok((0..i64::from(n))
+        .rev()
+        .map(|back| {
+            let i = index - back;
+            format!("{:04}-{:02}", i.div_euclid(12), i.rem_euclid(12) + 1)
+        })
+        .collect())
+}
+
 /// Lines as CSV (header first).
 pub fn csv(lines: &[Line]) -> String {
     let mut out =
@@ -218,5 +326,15 @@ mod tests {
         );
         assert!(month_bounds("2026-13").is_err());
         assert!(month_bounds("July").is_err());
+    }
+
+    #[test]
+    fn months_run_back_across_years() {
+        assert_eq!(
+            months_to("2026-02", 4).unwrap(),
+            ["2025-11", "2025-12", "2026-01", "2026-02"]
+        );
+        assert_eq!(months_to("2026-12", 1).unwrap(), ["2026-12"]);
+        assert!(months_to("2026-00", 2).is_err());
     }
 }

@@ -194,11 +194,18 @@ pub async fn revoke(
     Ok(Json(g.revoke(&me).await?).into_response())
 }
 
-/// `GET /v1/governance/coop`
+#[derive(Debug, Deserialize)]
+pub struct CoopQuery {
+    /// `YYYY-MM`: the month whose usage is shown (this month by default).
+    month: Option<String>,
+}
+
+/// `GET /v1/governance/coop?month=YYYY-MM`
 pub async fn coop(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
+    Query(q): Query<CoopQuery>,
 ) -> Result<Response, ApiError> {
     let (g, me) = member(&state, caller)?;
-    Ok(Json(g.coop(&me).await?).into_response())
+    Ok(Json(g.coop(&me, q.month.as_deref()).await?).into_response())
 }

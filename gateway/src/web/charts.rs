@@ -2,7 +2,7 @@
 //! it draws), so that they read without JavaScript. Each page also shows the same
 //! figures as a table, the charts' text alternative.
 
-use charts_rs::{BarChart, HorizontalBarChart, Series};
+use charts_rs::{BarChart, HorizontalBarChart, LineChart, Series};
 
 /// A chart's SVG, or nothing when it cannot be drawn (the table beside it still is).
 fn svg(drawn: Result<String, charts_rs::Error>) -> Option<String> {
@@ -64,16 +64,46 @@ pub fn allocation(shares: &[(String, u32)]) -> Option<String> {
     svg(chart.svg())
 }
 
-/// A member's quota against its usage this month, in tokens.
+/// A member's usage through a month against its quota: the tokens used up to each
+/// day it used any, beside the monthly budget.
 #[must_use]
-pub fn usage(budget: u64, used: u64) -> Option<String> {
+pub fn usage(budget: u64, month_to_date: &[(String, u64)]) -> Option<String> {
+    if month_to_date.is_empty() {
+        return None;
+    }
     #[allow(clippy::cast_precision_loss)]
-    let series = vec![Series::new(
-        "Tokens this month".to_owned(),
-        vec![budget as f32, used as f32],
-    )];
-    let mut chart = BarChart::new(series, vec!["Monthly budget".to_owned(), "Used".to_owned()]);
-    chart.title.text = "Your quota and your usage".to_owned();
+    let series = vec![
+        Series::new(
+            "Used so far".to_owned(),
+            month_to_date.iter().map(|(_, t)| *t as f32).collect(),
+        ),
+        Series::new(
+            "Monthly budget".to_owned(),
+            vec![budget as f32; month_to_date.len()],
+        ),
+    ];
+    let labels = month_to_date
+        .iter()
+        .map(|(day, _)| day.get(5..).unwrap_or(day).to_owned())
+        .collect();
+    let mut chart = LineChart::new(series, labels);
+    chart.title.text = "Your tokens this month against your budget".to_owned();
+    chart.width = 640.0;
+    chart.height = 320.0;
+    svg(chart.svg())
+}
+
+/// Surplus revenue by month, in the currency's major units (two decimals).
+#[must_use]
+pub fn revenue(currency: &str, months: &[(String, u64)]) -> Option<String> {
+    if months.is_empty() {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let values = months.iter().map(|(_, minor)| *minor as f32 / 100.0).collect();
+    let labels = months.iter().map(|(m, _)| m.clone()).collect();
+    let mut chart = BarChart::new(vec![Series::new(format!("Revenue ({currency})"), values)], labels);
+    chart.title.text = "Surplus revenue by month".to_owned();
     chart.width = 640.0;
     chart.height = 320.0;
     svg(chart.svg())
@@ -93,7 +123,15 @@ mod tests {
         assert!(s.starts_with("<svg"), "{s}");
         assert!(!s.contains("<script>"), "{s}");
         assert!(s.contains("&lt;script&gt;"), "{s}");
-        assert!(usage(1000, 250).unwrap().contains("Used"));
+        let days = [("2026-11-03".to_owned(), 100), ("2026-11-09".to_owned(), 250)];
+        let line = usage(1000, &days).unwrap();
+        assert!(line.contains("Used so far") && line.contains("11-09"), "{line}");
+        assert!(usage(1000, &[]).is_none());
+        let bars = revenue("EUR", &[("2026-10".to_owned(), 0), ("2026-11".to_owned(), 1234)]).unwrap();
+        assert!(
+            bars.contains("2026-11") && bars.contains("Revenue (EUR)"),
+            "{bars}"
+        );
         assert!(rounds(&[], &[]).is_none());
     }
 }

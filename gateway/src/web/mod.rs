@@ -514,9 +514,20 @@ async fn delegate(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     Ok(see_other(back))
 }
 
-/// `GET /governance/coop`
-async fn coop(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+#[derive(Debug, Deserialize)]
+struct MonthQuery {
+    month: Option<String>,
+}
+
+/// `GET /governance/coop?month=YYYY-MM`
+async fn coop(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<MonthQuery>) -> PageResult {
     let member = require(&state, &headers).await?;
-    let view = member.governance.coop(&member.session.member).await?;
+    let view = member
+        .governance
+        .coop(
+            &member.session.member,
+            q.month.as_deref().filter(|m| !m.is_empty()),
+        )
+        .await?;
     Ok(render(&views::CoopPage::new(&member.session, &view)))
 }

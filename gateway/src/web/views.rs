@@ -549,10 +549,33 @@ pub struct CoopPage {
     pub requests: u64,
     pub month: String,
     pub usage_svg: Option<String>,
+    /// Each day the member used anything: (day, requests, tokens, month to date).
+    pub days: Vec<(String, u64, u64, u64)>,
+    pub previous_month: String,
+    pub next_month: Option<String>,
+    /// Surplus revenue by month: (month, currency, tokens sold, revenue).
+    pub revenue_by_month: Vec<(String, String, u64, String)>,
+    pub revenue_svg: Option<String>,
     pub currency: String,
     pub tokens_sold: u64,
     pub revenue: String,
     pub history: Vec<String>,
+}
+
+/// Minor units as a sum with two decimals.
+fn money(minor: u64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+/// The months around `month`: `n` = 2 gives the one before and `month`; `n` = 0 the
+/// one after.
+fn months_to(month: &str, n: u32) -> Vec<String> {
+    if n == 0 {
+        return crate::metering::export::month_bounds(month)
+            .map(|(_, next)| vec![next])
+            .unwrap_or_default();
+    }
+    crate::metering::export::months_to(month, n).unwrap_or_default()
 }
 
 impl CoopPage {
@@ -613,10 +636,57 @@ impl CoopPage {
             remaining: coop.usage.remaining_tokens,
             requests: coop.usage.requests,
             month: coop.usage.month.clone(),
-            usage_svg: charts::usage(coop.usage.monthly_token_budget, coop.usage.total_tokens),
+            usage_svg: charts::usage(
+                coop.usage.monthly_token_budget,
+                &coop
+                    .usage
+                    .days
+                    .iter()
+                    .map(|d| (d.day.clone(), d.month_to_date))
+                    .collect::<Vec<_>>(),
+            ),
+            days: coop
+                .usage
+                .days
+                .iter()
+                .map(|d| (d.day.clone(), d.requests, d.tokens, d.month_to_date))
+                .collect(),
+            previous_month: months_to(&coop.usage.month, 2)
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+            next_month: {
+                let this = crate::quota::month_of(jiff::Timestamp::now());
+                let next = months_to(&coop.usage.month, 0)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                (coop.usage.month < this).then_some(next)
+            },
+            revenue_svg: charts::revenue(
+                &coop.surplus.currency,
+                &coop
+                    .revenue_by_month
+                    .iter()
+                    .filter(|r| r.currency == coop.surplus.currency)
+                    .map(|r| (r.month.clone(), r.revenue_minor))
+                    .collect::<Vec<_>>(),
+            ),
+            revenue_by_month: coop
+                .revenue_by_month
+                .iter()
+                .map(|r| {
+                    (
+                        r.month.clone(),
+                        r.currency.clone(),
+                        r.tokens_sold,
+                        money(r.revenue_minor),
+                    )
+                })
+                .collect(),
             currency: coop.surplus.currency.clone(),
             tokens_sold: coop.surplus.tokens_sold,
-            revenue: format!("{}.{:02}", minor / 100, minor % 100),
+            revenue: money(minor),
             history: coop.history.clone(),
         }
     }
