@@ -58,27 +58,30 @@ impl Env for InCluster {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_scenario_runs_the_same_against_the_api_server_and_the_operator() -> anyhow::Result<()> {
+/// Installs the chart, applies the co-op `yaml(namespace, model source)` makes in a
+/// fresh namespace, starts the operator and the gateway as the chart's ServiceAccounts,
+/// and runs `body` against them.
+async fn in_cluster<Y, B, F>(prefix: &str, yaml: Y, body: B) -> anyhow::Result<()>
+where
+    Y: Fn(&str, &str) -> String + Send + 'static,
+    B: FnOnce(&'static synco_e2e::Cluster, InCluster) -> F + Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let cluster = cluster()?;
     let admin = cluster.admin().await?;
     let outer = admin.clone();
-    with_temp_ns(&outer, "gov-release", |release_ns| async move {
+    let prefix = prefix.to_owned();
+    with_temp_ns(&outer, &format!("{prefix}-release"), |release_ns| async move {
         let inner = admin.clone();
-        with_temp_ns(&inner, "gov-coop", |ns| async move {
-            let release = release_name("gov");
+        with_temp_ns(&inner, &format!("{prefix}-coop"), |ns| async move {
+            let release = release_name(&prefix);
             let values = format!(
                 "{}gateway:\n  namespace: {ns}\n",
                 scoped_admission_values(&[&release_ns, &ns])
             );
             install_chart(cluster, &release, &release_ns, &values, &[])?;
             let model = common::tiny_model().display().to_string();
-            apply_yaml(
-                &admin,
-                Some(&ns),
-                &scenario::manifests(&ns, "25s", &format!("{{path: '{model}'}}")),
-            )
-            .await?;
+            apply_yaml(&admin, Some(&ns), &yaml(&ns, &format!("{{path: '{model}'}}"))).await?;
 
             // The operator, as the chart's ServiceAccount.
             let client = chart_operator_client(cluster, &release_ns, &release).await?;
@@ -105,15 +108,44 @@ async fn the_scenario_runs_the_same_against_the_api_server_and_the_operator() ->
                 admin: admin.clone(),
                 ns: ns.clone(),
             };
-            scenario::run(&env, 25).await;
-            let refused = refusals_by_the_api_server(cluster, &admin, &ns).await;
+            let done = body(cluster, env).await;
             drop(operator);
             // The release's admission policies are cluster-wide objects.
             chart_support::uninstall_chart(cluster, &release, &release_ns)?;
-            refused
+            done
         })
         .await
     })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scenario_runs_the_same_against_the_api_server_and_the_operator() -> anyhow::Result<()> {
+    in_cluster(
+        "gov",
+        |ns, source| scenario::manifests(ns, "25s", source),
+        |cluster, env| async move {
+            scenario::run(&env, 25).await;
+            refusals_by_the_api_server(cluster, &env.admin, &env.ns).await
+        },
+    )
+    .await
+}
+
+/// The members' flow through the pages in Chromium (`common/browser.rs`), with the
+/// operator opening, closing and applying: the same flow as in standalone mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_propose_comment_and_vote_through_the_pages_against_the_control_plane() -> anyhow::Result<()>
+{
+    let period = 120;
+    in_cluster(
+        "web",
+        move |ns, source| common::browser::coop_yaml(ns, &format!("{period}s"), source, "RankedChoice"),
+        move |_, env| async move {
+            common::browser::propose_comment_and_vote(&env.gateway, period, "cluster").await;
+            Ok(())
+        },
+    )
     .await
 }
 

@@ -156,6 +156,7 @@ impl Drop for Gateway {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
+pub mod browser;
 pub mod coop;
 pub mod kube;
 pub mod operator;
