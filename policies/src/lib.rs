@@ -38,6 +38,7 @@ mod arith;
 pub mod crd;
 pub mod delegation;
 pub mod lifecycle;
+pub mod patronage;
 pub mod quorum;
 mod share;
 pub mod solver;
