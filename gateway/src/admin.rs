@@ -5,7 +5,8 @@ use std::io::Write;
 
 use crate::admission::CallerKind;
 use crate::auth::keys;
-use crate::cli::{DbArgs, KeysCommand, UsageCommand};
+use crate::books::{self, NewEntry, Verdict};
+use crate::cli::{BooksCommand, DbArgs, KeysCommand, UsageCommand};
 use crate::metering::export;
 
 async fn connect(db: &DbArgs) -> anyhow::Result<sea_orm::DatabaseConnection> {
@@ -110,4 +111,128 @@ pub async fn usage(command: UsageCommand) -> anyhow::Result<()> {
             out(&export::csv(&export::surplus_revenue(&db, &month).await?))
         }
     }
+}
+
+/// The co-op's objects as the database holds them (standalone mode).
+async fn objects(db: &sea_orm::DatabaseConnection) -> anyhow::Result<crate::coop::CoopObjects> {
+    Ok(
+        crate::governance::store::GovernanceStore::objects(&crate::governance::db::DbStore::new(db.clone()))
+            .await?,
+    )
+}
+
+/// An entry in the open period (this month).
+fn entry(
+    kind: &str,
+    account: &str,
+    amount_minor: i64,
+    quantity: i64,
+    currency: &str,
+    memo: String,
+) -> NewEntry {
+    NewEntry {
+        period: crate::quota::month_of(jiff::Timestamp::now()),
+        kind: kind.to_owned(),
+        account: account.to_owned(),
+        amount_minor,
+        quantity,
+        currency: currency.to_owned(),
+        memo,
+    }
+}
+
+/// `books ...`
+pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
+    let (db, posting) = match command {
+        BooksCommand::Topup {
+            customer,
+            minor,
+            memo,
+            db,
+        } => {
+            let db = connect(&db).await?;
+            let objects = objects(&db).await?;
+            anyhow::ensure!(
+                objects.cooperatives.is_empty()
+                    || objects
+                        .customers
+                        .iter()
+                        .any(|c| c.metadata.name.as_deref() == Some(customer.as_str())),
+                "the co-op has no customer named {customer}"
+            );
+            let currency = currency(&objects);
+            let e = entry("topup", &customer, i64::from(minor), 0, &currency, memo);
+            (db, e)
+        }
+        BooksCommand::Cost { minor, memo, db } => {
+            let db = connect(&db).await?;
+            let currency = currency(&objects(&db).await?);
+            let e = entry("cost", "coop", i64::from(minor), 0, &currency, memo);
+            (db, e)
+        }
+        BooksCommand::Contribution {
+            member,
+            gpu_hours,
+            memo,
+            db,
+        } => {
+            let db = connect(&db).await?;
+            let objects = objects(&db).await?;
+            anyhow::ensure!(
+                objects.cooperatives.is_empty()
+                    || objects
+                        .members
+                        .iter()
+                        .any(|m| m.metadata.name.as_deref() == Some(member.as_str())),
+                "the co-op has no member named {member}"
+            );
+            let e = entry("contribution", &member, 0, i64::from(gpu_hours), "", memo);
+            (db, e)
+        }
+        BooksCommand::Correction {
+            account,
+            minor,
+            memo,
+            db,
+        } => {
+            let db = connect(&db).await?;
+            let currency = currency(&objects(&db).await?);
+            let e = entry("correction", &account, i64::from(minor), 0, &currency, memo);
+            (db, e)
+        }
+        BooksCommand::Close { month, db } => {
+            let db = connect(&db).await?;
+            let objects = objects(&db).await?;
+            let coop = crate::coop::Coop::from_objects(&objects, &crate::coop::CoopOptions::default())?;
+            let closed = books::close(&db, &month, &|model| coop.price(model), &coop.currency).await?;
+            out(&books::csv(&closed.entries))?;
+            return out(&format!("closed {} at {}\n", closed.period, closed.head));
+        }
+        BooksCommand::Entries { month, db } => {
+            let db = connect(&db).await?;
+            return out(&books::csv(&books::entries(&db, &month).await?));
+        }
+        BooksCommand::Verify { db } => {
+            let db = connect(&db).await?;
+            return match books::verify(&db).await? {
+                Verdict::Intact { entries, head } => {
+                    out(&format!("intact: {entries} entries, head {head}\n"))
+                }
+                Verdict::Broken { id, reason } => {
+                    anyhow::bail!("the ledger is broken at entry {id}: {reason}")
+                }
+            };
+        }
+    };
+    let posted = books::post(&db, &[posting]).await?;
+    out(&books::csv(&posted))
+}
+
+fn currency(objects: &crate::coop::CoopObjects) -> String {
+    objects
+        .cooperative()
+        .ok()
+        .and_then(|c| c.spec.surplus.as_ref())
+        .map(|s| s.currency.clone())
+        .unwrap_or_default()
 }

@@ -31,6 +31,10 @@ pub enum Command {
     /// Export usage, customers' statements and surplus revenue.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// The co-op's books: post top-ups, costs and contributions, close a month, list
+    /// and verify the ledger.
+    #[command(subcommand)]
+    Books(BooksCommand),
     /// The co-op's governance, for administrators and scripts: proposals, ballots,
     /// comments and delegations (acting as a member with --as), results, and the recount
     /// of a published record.
@@ -200,6 +204,72 @@ pub enum UsageCommand {
     Revenue {
         #[arg(long)]
         month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BooksCommand {
+    /// Post a customer's prepaid top-up (minor units, such as cents).
+    Topup {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        minor: u32,
+        #[arg(long, default_value = "prepaid top-up")]
+        memo: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Post a cost the co-op bore (minor units).
+    Cost {
+        #[arg(long)]
+        minor: u32,
+        #[arg(long)]
+        memo: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Post a member's contribution of capacity, in GPU-hours.
+    Contribution {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        gpu_hours: u32,
+        #[arg(long, default_value = "GPU-hours of contributed nodes")]
+        memo: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Post a correction (signed minor units) to an account, in the open period.
+    Correction {
+        #[arg(long)]
+        account: String,
+        #[arg(long, allow_hyphen_values = true)]
+        minor: i32,
+        #[arg(long)]
+        memo: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Close a month that has ended: post its charges and usage, then lock it.
+    Close {
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// A month's entries, as CSV.
+    Entries {
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Check the ledger's hash chain; names the first entry that does not hold.
+    Verify {
         #[command(flatten)]
         db: DbArgs,
     },

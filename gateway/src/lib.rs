@@ -20,6 +20,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod books;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -53,9 +54,11 @@ impl Cli {
             Command::Serve(a) => server_telemetry(&a.server),
             Command::Standalone(a) => server_telemetry(&a.server),
             Command::Cluster(a) => server_telemetry(&a.server),
-            Command::TinyModel(_) | Command::Keys(_) | Command::Usage(_) | Command::Governance(_) => {
-                TelemetryOptions::default()
-            }
+            Command::TinyModel(_)
+            | Command::Keys(_)
+            | Command::Usage(_)
+            | Command::Books(_)
+            | Command::Governance(_) => TelemetryOptions::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
@@ -67,6 +70,7 @@ impl Cli {
                 Command::TinyModel(args) => server::run_tiny_model(&args),
                 Command::Keys(command) => admin::keys(command).await,
                 Command::Usage(command) => admin::usage(command).await,
+                Command::Books(command) => admin::books(command).await,
                 Command::Governance(args) => governance::cli::run(args).await,
             };
             if let Err(e) = &result {

@@ -140,7 +140,8 @@ fn weights(basis: Basis, members: &[&Activity]) -> Result<Vec<u128>, PatronageEr
     Ok(members
         .iter()
         .map(|m| {
-            u_parts * u128::from(m.usage_minor) * c_total + c_parts * u128::from(m.contribution_gpu_hours) * u_total
+            u_parts * u128::from(m.usage_minor) * c_total
+                + c_parts * u128::from(m.contribution_gpu_hours) * u_total
         })
         .collect())
 }
@@ -246,7 +247,11 @@ mod tests {
     #[test]
     fn a_period_shared_by_usage_by_hand() {
         let period = Period {
-            members: vec![activity("cleo", 100, 0), activity("ana", 600, 0), activity("ben", 300, 0)],
+            members: vec![
+                activity("cleo", 100, 0),
+                activity("ana", 600, 0),
+                activity("ben", 300, 0),
+            ],
             surplus_income_minor: 300,
             costs_minor: 400,
         };
@@ -259,10 +264,21 @@ mod tests {
         assert_eq!((d.pool_minor, d.reserve_minor), (900, 0));
         assert_eq!(
             refunds(&d),
-            [("ana", 540, 162, 378), ("ben", 270, 81, 189), ("cleo", 90, 27, 63)]
+            [
+                ("ana", 540, 162, 378),
+                ("ben", 270, 81, 189),
+                ("cleo", 90, 27, 63)
+            ]
         );
         // To the reserve instead: 600 shared, 300 kept.
-        let d = distribute(&period, &PatronageRules { surplus_to: SurplusTo::Reserve, ..rules }).unwrap();
+        let d = distribute(
+            &period,
+            &PatronageRules {
+                surplus_to: SurplusTo::Reserve,
+                ..rules
+            },
+        )
+        .unwrap();
         assert_eq!((d.pool_minor, d.reserve_minor), (600, 300));
         assert_eq!(refunds(&d)[0], ("ana", 360, 108, 252));
     }
@@ -272,7 +288,11 @@ mod tests {
     #[test]
     fn remainders_and_a_mixed_basis_by_hand() {
         let even = Period {
-            members: vec![activity("cleo", 5, 0), activity("ben", 5, 0), activity("ana", 5, 0)],
+            members: vec![
+                activity("cleo", 5, 0),
+                activity("ben", 5, 0),
+                activity("ana", 5, 0),
+            ],
             surplus_income_minor: 85,
             costs_minor: 0,
         };
@@ -292,7 +312,10 @@ mod tests {
             costs_minor: 0,
         };
         let rules = PatronageRules {
-            basis: Basis::Mix { usage: 1, contribution: 1 },
+            basis: Basis::Mix {
+                usage: 1,
+                contribution: 1,
+            },
             ..rules
         };
         let d = distribute(&mixed, &rules).unwrap();
@@ -317,12 +340,24 @@ mod tests {
         // Nobody used anything: the pool goes to the reserve.
         let d = distribute(&period, &rules).unwrap();
         assert_eq!((d.pool_minor, d.reserve_minor, d.refunds.len()), (0, 50, 0));
-        rules.basis = Basis::Mix { usage: 0, contribution: 0 };
+        rules.basis = Basis::Mix {
+            usage: 0,
+            contribution: 0,
+        };
         assert_eq!(distribute(&period, &rules), Err(PatronageError::NoParts));
         let twice = Period {
             members: vec![activity("ana", 1, 0), activity("ana", 2, 0)],
             ..Period::default()
         };
-        assert!(matches!(distribute(&twice, &PatronageRules { basis: Basis::Usage, ..rules }), Err(PatronageError::Duplicate(_))));
+        assert!(matches!(
+            distribute(
+                &twice,
+                &PatronageRules {
+                    basis: Basis::Usage,
+                    ..rules
+                }
+            ),
+            Err(PatronageError::Duplicate(_))
+        ));
     }
 }

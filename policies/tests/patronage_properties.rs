@@ -36,7 +36,11 @@ fn periods() -> impl Strategy<Value = (Period, PatronageRules)> {
             let rules = PatronageRules {
                 basis,
                 cash_percent,
-                surplus_to: if to_pool { SurplusTo::Pool } else { SurplusTo::Reserve },
+                surplus_to: if to_pool {
+                    SurplusTo::Pool
+                } else {
+                    SurplusTo::Reserve
+                },
             };
             (period, rules)
         })

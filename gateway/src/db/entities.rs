@@ -256,3 +256,64 @@ pub mod web_session {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod ledger_entry {
+    use sea_orm::entity::prelude::*;
+
+    /// One line of the co-op's books, in integer minor units. Append-only: the
+    /// database refuses updates and deletes, and each row carries the SHA-256 of the row
+    /// before it and of itself (`books verify` walks the chain).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_entries")]
+    pub struct Model {
+        /// The chain's order.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// `YYYY-MM`: the period the entry belongs to.
+        pub period: String,
+        /// `charge`, `topup`, `usage`, `contribution`, `cost` or `correction`.
+        pub kind: String,
+        /// The member or customer, or `coop`.
+        pub account: String,
+        /// Minor units; negative for a correction that takes back.
+        pub amount_minor: i64,
+        /// Tokens (charges, usage) or GPU-hours (contributions).
+        pub quantity: i64,
+        pub currency: String,
+        pub memo: String,
+        /// RFC 3339, UTC.
+        pub created_at: String,
+        /// The previous entry's `hash` (64 zeros for the first).
+        pub prev_hash: String,
+        /// SHA-256 (hex) of `prev_hash` and this entry's fields.
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ledger_period {
+    use sea_orm::entity::prelude::*;
+
+    /// A closed period: its entries are locked (a correction is a new entry in the open
+    /// period).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_periods")]
+    pub struct Model {
+        /// `YYYY-MM`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub period: String,
+        /// RFC 3339, UTC.
+        pub closed_at: String,
+        /// The chain's head when the period closed.
+        pub head_hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -3,8 +3,8 @@
 use sea_orm_migration::prelude::*;
 
 use super::entities::{
-    api_key, ballot, comment, coop_object, coop_version, delegation, lease, proposal, usage_record,
-    web_session,
+    api_key, ballot, comment, coop_object, coop_version, delegation, lease, ledger_entry, ledger_period,
+    proposal, usage_record, web_session,
 };
 
 /// Creates an entity's table as sea-orm derives it, unless it exists.
@@ -193,6 +193,44 @@ impl MigrationTrait for WebSessions {
     }
 }
 
+/// The co-op's books: the append-only ledger and its closed periods.
+struct Ledger;
+
+impl MigrationName for Ledger {
+    fn name(&self) -> &str {
+        "m20261203_000001_ledger"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Ledger {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_from_entity(manager, ledger_entry::Entity).await?;
+        create_from_entity(manager, ledger_period::Entity).await?;
+        let db = manager.get_connection();
+        let statements: &[&str] = match manager.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => &[
+                "CREATE TRIGGER IF NOT EXISTS ledger_never_updated BEFORE UPDATE ON ledger_entries \
+                 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: post a correction instead'); END",
+                "CREATE TRIGGER IF NOT EXISTS ledger_never_deleted BEFORE DELETE ON ledger_entries \
+                 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: post a correction instead'); END",
+            ],
+            _ => &[
+                "CREATE OR REPLACE FUNCTION synco_ledger_append_only() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'the ledger is append-only: post a correction instead'; END; \
+                 $$ LANGUAGE plpgsql",
+                "DROP TRIGGER IF EXISTS ledger_append_only ON ledger_entries",
+                "CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger_entries \
+                 FOR EACH ROW EXECUTE FUNCTION synco_ledger_append_only()",
+            ],
+        };
+        for sql in statements {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
@@ -204,6 +242,7 @@ impl MigratorTrait for Migrator {
             Box::new(KeysLeasesBilling),
             Box::new(Governance),
             Box::new(WebSessions),
+            Box::new(Ledger),
         ]
     }
 }

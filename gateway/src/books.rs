@@ -1,0 +1,424 @@
+//! The co-op's books: an append-only ledger in integer minor units, chained by SHA-256,
+//! and monthly periods that an admin closes.
+//!
+//! - **Entries:** customers' prepaid top-ups, costs and members' contributions of
+//!   capacity are posted as they happen; at a period's close, the period's customers'
+//!   charges and members' usage (valued at the rate card: the patronage that refunds
+//!   are in proportion to) are posted from the metering records.
+//! - **Append-only:** the database refuses updates and deletes (triggers on SQLite and
+//!   Postgres). Each entry carries the hash of the entry before it and its own, so an
+//!   edit made behind the triggers' back is found by [`verify`], which names the row.
+//! - **Periods:** a closed period is locked: nothing more is posted to it, and a
+//!   correction is a new entry in the open period.
+
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+
+use crate::db::{ledger_entry, ledger_period, usage_record};
+use crate::metering::export;
+use crate::quota::MICRO;
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The kinds of entry.
+pub const KINDS: [&str; 6] = ["charge", "topup", "usage", "contribution", "cost", "correction"];
+
+/// An entry to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    pub period: String,
+    pub kind: String,
+    pub account: String,
+    pub amount_minor: i64,
+    pub quantity: i64,
+    pub currency: String,
+    pub memo: String,
+}
+
+/// The SHA-256 of an entry: its fields, in order, each with its length, so that no two
+/// entries hash alike by moving text from one field to the next.
+fn hash(prev: &str, id: i64, e: &NewEntry, created_at: &str) -> String {
+    let mut h = Sha256::new();
+    for field in [
+        prev,
+        &id.to_string(),
+        &e.period,
+        &e.kind,
+        &e.account,
+        &e.amount_minor.to_string(),
+        &e.quantity.to_string(),
+        &e.currency,
+        &e.memo,
+        created_at,
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why the books refuse something.
+#[derive(Debug, thiserror::Error)]
+pub enum BooksError {
+    #[error("period {0} is closed: post a correction in the open period instead")]
+    Closed(String),
+    #[error("period {0} is already closed")]
+    AlreadyClosed(String),
+    #[error("period {0} has not ended yet")]
+    NotEnded(String),
+    #[error("{0:?} is not a kind of entry ({kinds})", kinds = KINDS.join(", "))]
+    Kind(String),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+async fn is_closed<C: ConnectionTrait>(db: &C, period: &str) -> Result<bool, sea_orm::DbErr> {
+    Ok(ledger_period::Entity::find_by_id(period.to_owned())
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Posts entries at the end of the chain, in one transaction (Postgres locks the table
+/// so that two posters never fork the chain; SQLite has one writer at a time).
+///
+/// # Errors
+///
+/// An entry's period is closed, its kind unknown, or the database fails.
+pub async fn post(
+    db: &DatabaseConnection,
+    entries: &[NewEntry],
+) -> Result<Vec<ledger_entry::Model>, BooksError> {
+    if let Some(e) = entries.iter().find(|e| !KINDS.contains(&e.kind.as_str())) {
+        return Err(BooksError::Kind(e.kind.clone()));
+    }
+    let tx = db.begin().await?;
+    if tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        tx.execute_unprepared("LOCK TABLE ledger_entries IN EXCLUSIVE MODE")
+            .await?;
+    }
+    let mut posted = Vec::new();
+    for e in entries {
+        if is_closed(&tx, &e.period).await? {
+            return Err(BooksError::Closed(e.period.clone()));
+        }
+    }
+    let last = ledger_entry::Entity::find()
+        .order_by_desc(ledger_entry::Column::Id)
+        .one(&tx)
+        .await?;
+    let (mut prev, mut id) = last.map_or((GENESIS.to_owned(), 0), |l| (l.hash, l.id));
+    let created_at = jiff::Timestamp::now().to_string();
+    for e in entries {
+        id += 1;
+        let h = hash(&prev, id, e, &created_at);
+        let row = ledger_entry::ActiveModel {
+            id: Set(id),
+            period: Set(e.period.clone()),
+            kind: Set(e.kind.clone()),
+            account: Set(e.account.clone()),
+            amount_minor: Set(e.amount_minor),
+            quantity: Set(e.quantity),
+            currency: Set(e.currency.clone()),
+            memo: Set(e.memo.clone()),
+            created_at: Set(created_at.clone()),
+            prev_hash: Set(prev.clone()),
+            hash: Set(h.clone()),
+        };
+        posted.push(ledger_entry::Entity::insert(row).exec_with_returning(&tx).await?);
+        prev = h;
+    }
+    tx.commit().await?;
+    Ok(posted)
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every entry's hash holds and chains to the one before.
+    Intact { entries: u64, head: String },
+    /// The first entry that does not: its id and what is wrong.
+    Broken { id: i64, reason: String },
+}
+
+/// Walks the chain from the first entry.
+///
+/// # Errors
+///
+/// The database cannot be read.
+pub async fn verify(db: &DatabaseConnection) -> Result<Verdict, BooksError> {
+    let mut prev = GENESIS.to_owned();
+    let mut expected_id = 1;
+    let mut count = 0;
+    let mut after = 0;
+    loop {
+        let page = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::Id.gt(after))
+            .order_by_asc(ledger_entry::Column::Id)
+            .limit(10_000)
+            .all(db)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            after = row.id;
+            if row.id != expected_id {
+                return Ok(Verdict::Broken {
+                    id: row.id,
+                    reason: format!("entry {expected_id} is missing before it"),
+                });
+            }
+            if row.prev_hash != prev {
+                return Ok(Verdict::Broken {
+                    id: row.id,
+                    reason: "it does not chain to the entry before it".to_owned(),
+                });
+            }
+            let fields = NewEntry {
+                period: row.period.clone(),
+                kind: row.kind.clone(),
+                account: row.account.clone(),
+                amount_minor: row.amount_minor,
+                quantity: row.quantity,
+                currency: row.currency.clone(),
+                memo: row.memo.clone(),
+            };
+            if hash(&prev, row.id, &fields, &row.created_at) != row.hash {
+                return Ok(Verdict::Broken {
+                    id: row.id,
+                    reason: "its fields do not match its hash (edited after it was posted)".to_owned(),
+                });
+            }
+            prev = row.hash;
+            expected_id += 1;
+            count += 1;
+        }
+    }
+    // A closed period remembers the head it closed at: a chain cut short after it is
+    // found too.
+    for p in ledger_period::Entity::find().all(db).await? {
+        let known = ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::Hash.eq(p.head_hash.clone()))
+            .one(db)
+            .await?;
+        if known.is_none() && p.head_hash != GENESIS {
+            return Ok(Verdict::Broken {
+                id: expected_id,
+                reason: format!(
+                    "period {} closed at an entry that is no longer in the chain",
+                    p.period
+                ),
+            });
+        }
+    }
+    Ok(Verdict::Intact {
+        entries: count,
+        head: prev,
+    })
+}
+
+/// What closing a period posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub period: String,
+    pub entries: Vec<ledger_entry::Model>,
+    pub head: String,
+}
+
+/// Closes `period` (`YYYY-MM`, a month that has ended): posts its customers' charges
+/// and members' usage from the metering records (usage valued at `price` per model, the
+/// rate card), then locks it.
+///
+/// # Errors
+///
+/// The period is open still, already closed, or the database fails.
+pub async fn close(
+    db: &DatabaseConnection,
+    period: &str,
+    price: &dyn Fn(&str) -> crate::coop::Price,
+    currency: &str,
+) -> Result<Closed, BooksError> {
+    let (period, _) = export::month_bounds(period)?;
+    if period >= crate::quota::month_of(jiff::Timestamp::now()) {
+        return Err(BooksError::NotEnded(period));
+    }
+    if is_closed(db, &period).await? {
+        return Err(BooksError::AlreadyClosed(period));
+    }
+    let (from, to) = export::month_bounds(&period)?;
+    let rows: Vec<(String, String, String, String, i64, i64, i64)> = usage_record::Entity::find()
+        .select_only()
+        .column(usage_record::Column::Caller)
+        .column(usage_record::Column::CallerKind)
+        .column(usage_record::Column::Model)
+        .column(usage_record::Column::Currency)
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT)"),
+            "prompt",
+        )
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT)"),
+            "completion",
+        )
+        .column_as(Expr::cust("CAST(COALESCE(SUM(cost_micro), 0) AS BIGINT)"), "cost")
+        .filter(usage_record::Column::FinishedAt.gte(from))
+        .filter(usage_record::Column::FinishedAt.lt(to))
+        .group_by(usage_record::Column::Caller)
+        .group_by(usage_record::Column::CallerKind)
+        .group_by(usage_record::Column::Model)
+        .group_by(usage_record::Column::Currency)
+        .into_tuple()
+        .all(db)
+        .await?;
+    // (kind, account, currency) -> (micro units, tokens)
+    let mut sums: BTreeMap<(&str, String, String), (u128, i64)> = BTreeMap::new();
+    for (caller, kind, model, cur, prompt, completion, cost) in rows {
+        let (p, c) = (
+            u64::try_from(prompt).unwrap_or(0),
+            u64::try_from(completion).unwrap_or(0),
+        );
+        let (entry_kind, micro, cur) = if kind == "customer" {
+            ("charge", u128::try_from(cost).unwrap_or(0), cur)
+        } else {
+            (
+                "usage",
+                u128::from(price(&model).cost_micro(p, c)),
+                currency.to_owned(),
+            )
+        };
+        let sum = sums.entry((entry_kind, caller, cur)).or_default();
+        sum.0 += micro;
+        sum.1 = sum.1.saturating_add(prompt.saturating_add(completion));
+    }
+    let entries: Vec<NewEntry> = sums
+        .into_iter()
+        .map(|((kind, account, currency), (micro, tokens))| NewEntry {
+            period: period.clone(),
+            kind: kind.to_owned(),
+            account,
+            amount_minor: i64::try_from(micro.div_ceil(u128::from(MICRO))).unwrap_or(i64::MAX),
+            quantity: tokens,
+            currency,
+            memo: format!("{kind} in {period}, from the metering records"),
+        })
+        .collect();
+    let posted = post(db, &entries).await?;
+    let head = match verify(db).await? {
+        Verdict::Intact { head, .. } => head,
+        Verdict::Broken { id, reason } => {
+            return Err(BooksError::Other(anyhow::anyhow!(
+                "the ledger is broken at entry {id} ({reason}): not closing"
+            )));
+        }
+    };
+    let tx = db.begin().await?;
+    if is_closed(&tx, &period).await? {
+        return Err(BooksError::AlreadyClosed(period));
+    }
+    ledger_period::Entity::insert(ledger_period::ActiveModel {
+        period: Set(period.clone()),
+        closed_at: Set(jiff::Timestamp::now().to_string()),
+        head_hash: Set(head.clone()),
+    })
+    .exec(&tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Closed {
+        period,
+        entries: posted,
+        head,
+    })
+}
+
+/// The entries of a period, in order.
+///
+/// # Errors
+///
+/// The database cannot be read.
+pub async fn entries(db: &DatabaseConnection, period: &str) -> Result<Vec<ledger_entry::Model>, BooksError> {
+    Ok(ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::Period.eq(period))
+        .order_by_asc(ledger_entry::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// A customer's top-ups, all periods, in minor units.
+///
+/// # Errors
+///
+/// The database cannot be read.
+pub async fn topups(db: &DatabaseConnection, customer: &str) -> Result<i64, BooksError> {
+    let sum: Option<i64> = ledger_entry::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT)"),
+            "sum",
+        )
+        .filter(ledger_entry::Column::Account.eq(customer))
+        .filter(ledger_entry::Column::Kind.eq("topup"))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(sum.unwrap_or(0))
+}
+
+/// Entries as CSV (header first).
+#[must_use]
+pub fn csv(entries: &[ledger_entry::Model]) -> String {
+    let mut out =
+        String::from("id,period,kind,account,amount_minor,quantity,currency,memo,created_at,hash\n");
+    for e in entries {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},\"{}\",{},{}\n",
+            e.id,
+            e.period,
+            e.kind,
+            e.account,
+            e.amount_minor,
+            e.quantity,
+            e.currency,
+            e.memo.replace('"', "\"\""),
+            e.created_at,
+            e.hash
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_cannot_borrow_from_the_next() {
+        let e = |account: &str, memo: &str| NewEntry {
+            period: "2026-11".into(),
+            kind: "cost".into(),
+            account: account.into(),
+            amount_minor: 1,
+            quantity: 0,
+            currency: "EUR".into(),
+            memo: memo.into(),
+        };
+        assert_ne!(
+            hash(GENESIS, 1, &e("coopx", "y"), "t"),
+            hash(GENESIS, 1, &e("coop", "xy"), "t")
+        );
+        assert_eq!(hash(GENESIS, 1, &e("a", "b"), "t").len(), 64);
+    }
+}

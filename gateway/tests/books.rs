@@ -1,0 +1,232 @@
+//! The co-op's books (`synco-gateway books`), on SQLite and Postgres: top-ups, costs and
+//! contributions posted as they happen; a month's close posts the customers' charges
+//! and the members' usage valued at the rate card from the metering records, then
+//! locks the month; the database refuses edits, and an edit made behind its back is
+//! found by `books verify`, which names the row.
+
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use std::process::Command;
+
+use common::coop::{self as c};
+use common::postgres::Postgres;
+use sea_orm::{ConnectionTrait, EntityTrait};
+
+/// A usage record as the metering sink writes it.
+fn record(
+    caller: &str,
+    kind: &str,
+    at: &str,
+    prompt: i64,
+    completion: i64,
+    cost_micro: i64,
+) -> synco_gateway::db::usage_record::ActiveModel {
+    use sea_orm::ActiveValue::{NotSet, Set};
+    synco_gateway::db::usage_record::ActiveModel {
+        id: NotSet,
+        request_id: Set(format!("req-{caller}-{at}")),
+        caller: Set(caller.to_owned()),
+        caller_kind: Set(kind.to_owned()),
+        model: Set("tiny".to_owned()),
+        endpoint: Set("chat_completions".to_owned()),
+        prompt_tokens: Set(prompt),
+        completion_tokens: Set(completion),
+        latency_ms: Set(12),
+        outcome: Set("completed".to_owned()),
+        finished_at: Set(at.to_owned()),
+        record_id: Set(Some(format!("rec-{caller}-{at}"))),
+        cost_micro: Set(cost_micro),
+        currency: Set(if kind == "customer" { "EUR" } else { "" }.to_owned()),
+    }
+}
+
+/// `synco-gateway books ...`: whether it succeeded, and its output (stdout, then the
+/// log and errors on stderr).
+fn books(args: &[&str], dir: &std::path::Path, url: Option<&str>) -> (bool, String) {
+    let mut all = vec!["books"];
+    all.extend_from_slice(args);
+    all.extend(["--data-dir", dir.to_str().unwrap()]);
+    if let Some(url) = url {
+        all.extend(["--database-url", url]);
+    }
+    let out = Command::new(common::binary()).args(&all).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn the_books(url: Option<&str>) {
+    let m = tempfile::tempdir().unwrap();
+    std::fs::write(
+        m.path().join("coop.yaml"),
+        common::scenario::manifests("commons", "1h", "{hub: Qwen/Qwen2.5-0.5B-Instruct}"),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // The gateway founds the co-op in the database (the rate card: 10 and 20 EUR cents
+    // per million input and output tokens of `tiny`).
+    let mut gw = c::standalone(m.path(), data.path(), url, &[]);
+    assert!(gw.terminate().success());
+    let db = synco_gateway::db::connect(&synco_gateway::db::url(data.path(), url).unwrap())
+        .await
+        .unwrap();
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date();
+    let last = today
+        .first_of_month()
+        .checked_sub(jiff::Span::new().months(1))
+        .unwrap();
+    let last = format!("{:04}-{:02}", last.year(), last.month());
+    let now = c::month();
+    synco_gateway::db::usage_record::Entity::insert_many([
+        // ana: 600k in, 300k out: 6 + 6 = 12 cents at the rate card.
+        record(
+            "ana",
+            "member",
+            &format!("{last}-03T10:00:00Z"),
+            400_000,
+            100_000,
+            0,
+        ),
+        record(
+            "ana",
+            "member",
+            &format!("{last}-20T10:00:00Z"),
+            200_000,
+            200_000,
+            0,
+        ),
+        // ben: 1M in: 10 cents.
+        record("ben", "member", &format!("{last}-09T10:00:00Z"), 1_000_000, 0, 0),
+        // The buyer was charged 7.5 and 2 cents: 9.5, rounded up to 10.
+        record(
+            "buyer",
+            "customer",
+            &format!("{last}-11T10:00:00Z"),
+            350_000,
+            200_000,
+            7_500_000,
+        ),
+        record(
+            "buyer",
+            "customer",
+            &format!("{last}-12T10:00:00Z"),
+            200_000,
+            0,
+            2_000_000,
+        ),
+        // This month's usage is not last month's.
+        record("ana", "member", &format!("{now}-01T00:00:00Z"), 999_999, 0, 0),
+    ])
+    .exec(&db)
+    .await
+    .unwrap();
+
+    let dir = data.path();
+    let (ok, out) = books(&["topup", "--customer", "buyer", "--minor", "500"], dir, url);
+    assert!(
+        ok && out.contains(&format!(",{now},topup,buyer,500,0,EUR,")),
+        "{out}"
+    );
+    let (ok, out) = books(&["topup", "--customer", "nobody", "--minor", "5"], dir, url);
+    assert!(!ok && out.contains("no customer named nobody"), "{out}");
+    let (ok, out) = books(&["cost", "--minor", "300", "--memo", "power, November"], dir, url);
+    assert!(ok && out.contains(",cost,coop,300,"), "{out}");
+    let (ok, out) = books(
+        &["contribution", "--member", "ana", "--gpu-hours", "24"],
+        dir,
+        url,
+    );
+    assert!(ok && out.contains(",contribution,ana,0,24,"), "{out}");
+
+    // The month closes once: its charges and usage are posted from the records.
+    let (ok, out) = books(&["close", "--month", &now], dir, url);
+    assert!(!ok && out.contains("has not ended"), "{out}");
+    let (ok, out) = books(&["close", "--month", &last], dir, url);
+    assert!(ok, "{out}");
+    for line in [
+        format!(",{last},charge,buyer,10,750000,EUR,"),
+        format!(",{last},usage,ana,12,900000,EUR,"),
+        format!(",{last},usage,ben,10,1000000,EUR,"),
+        format!("closed {last} at "),
+    ] {
+        assert!(out.contains(&line), "{line} is not in\n{out}");
+    }
+    let (ok, out) = books(&["close", "--month", &last], dir, url);
+    assert!(!ok && out.contains("already closed"), "{out}");
+    let (_, entries) = books(&["entries", "--month", &last], dir, url);
+    let rows = entries
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(rows, 3, "three entries:\n{entries}");
+
+    // Nothing more is posted to a closed month.
+    let late = synco_gateway::books::NewEntry {
+        period: last.clone(),
+        kind: "correction".into(),
+        account: "buyer".into(),
+        amount_minor: -1,
+        quantity: 0,
+        currency: "EUR".into(),
+        memo: "late".into(),
+    };
+    let refused = synco_gateway::books::post(&db, &[late]).await.unwrap_err();
+    assert!(refused.to_string().contains("is closed"), "{refused}");
+    // A correction goes in the open month.
+    let (ok, out) = books(
+        &[
+            "correction",
+            "--account",
+            "buyer",
+            "--minor",
+            "-1",
+            "--memo",
+            "rounding",
+        ],
+        dir,
+        url,
+    );
+    assert!(
+        ok && out.contains(&format!(",{now},correction,buyer,-1,")),
+        "{out}"
+    );
+    let (ok, out) = books(&["verify"], dir, url);
+    assert!(ok && out.contains("intact: 7 entries"), "{out}");
+
+    // The database refuses an edit; one made behind its back is found and named.
+    let edit = "UPDATE ledger_entries SET amount_minor = 11 WHERE id = 5";
+    let refused = db.execute_unprepared(edit).await.unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    let drop = if url.is_some() {
+        "DROP TRIGGER ledger_append_only ON ledger_entries"
+    } else {
+        "DROP TRIGGER ledger_never_updated"
+    };
+    db.execute_unprepared(drop).await.unwrap();
+    db.execute_unprepared(edit).await.unwrap();
+    let (ok, out) = books(&["verify"], dir, url);
+    assert!(
+        !ok && out.contains("broken at entry 5") && out.contains("edited"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn books_close_a_month_lock_it_and_find_an_edit_sqlite() {
+    the_books(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn books_close_a_month_lock_it_and_find_an_edit_postgres() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    the_books(Some(&pg.url())).await;
+}
