@@ -353,6 +353,34 @@ async fn prepaid_credit(db: Db) {
     };
     assert_error(&refused, 429, "insufficient_quota");
     assert!(served >= 3, "served {served}");
+    // A top-up in the books lets the customer go on, while the gateway runs.
+    let posted = c::admin(
+        &["books", "topup", "--customer", "buyer", "--minor", "20"],
+        db.dir(),
+        url.as_deref(),
+    );
+    assert!(posted.contains(",topup,buyer,20,"), "{posted}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut topped = 0;
+    loop {
+        let got = post(&gateway, Some(&key), &c::chat("open-chat", 4)).await;
+        if got.0 == 200 {
+            topped += 1;
+        } else if topped > 0 {
+            assert_error(&got, 429, "insufficient_quota");
+            break;
+        } else {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the top-up never counted: {}",
+                got.2
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(topped < 100, "credit never runs out");
+    }
+    assert!(topped >= 2, "20 more minor units served {topped}");
+    served += topped;
     assert!(gateway.terminate().success());
 
     let records = db.records().await;
@@ -367,7 +395,34 @@ async fn prepaid_credit(db: Db) {
         assert_eq!(r.currency, "EUR");
     }
     let spent: i64 = records.iter().map(|r| r.cost_micro).sum();
-    assert!(spent <= 30 * 1_000_000, "spent {spent} of 30 minor units");
+    assert!(spent <= 50 * 1_000_000, "spent {spent} of 30 + 20 minor units");
+    // The balance the customer reads is the credit and the top-up, less every charge.
+    let gateway = c::standalone(m.path(), db.dir(), url.as_deref(), &[]);
+    let usage: Value = client()
+        .get(gateway.url("/v1/usage"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let balance = &usage["balance"];
+    assert_eq!(
+        (balance["credit_minor"].as_i64(), balance["topups_minor"].as_i64()),
+        (Some(30), Some(20)),
+        "{usage}"
+    );
+    assert_eq!(
+        balance["charged_micro_minor_units"].as_i64(),
+        Some(spent),
+        "{usage}"
+    );
+    assert_eq!(
+        balance["remaining_minor"].as_i64(),
+        Some((50 * 1_000_000 - spent) / 1_000_000),
+        "{usage}"
+    );
     let statement: Value = serde_json::from_str(&c::admin(
         &[
             "usage",

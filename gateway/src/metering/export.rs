@@ -181,6 +181,18 @@ pub async fn surplus_revenue(db: &DatabaseConnection, month: &str) -> anyhow::Re
         .collect())
 }
 
+/// What a caller has been charged in all, in millionths of a minor unit.
+pub async fn caller_cost_ever(db: &DatabaseConnection, caller: &str) -> anyhow::Result<u64> {
+    let sum: Option<i64> = usage_record::Entity::find()
+        .select_only()
+        .column_as(sum("cost_micro"), "cost")
+        .filter(usage_record::Column::Caller.eq(caller))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(u(sum.unwrap_or(0)))
+}
+
 /// The first `len` characters of `finished_at` (a UTC RFC 3339 time): 10 for its day,
 /// 7 for its month.
 fn prefix(len: u8) -> sea_orm::sea_query::SimpleExpr {

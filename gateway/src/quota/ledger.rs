@@ -94,6 +94,12 @@ impl Ledger {
         }
     }
 
+    /// The database the budgets are kept in.
+    #[must_use]
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
     fn take_local(&self, key: &Key, need: u64) -> bool {
         let Ok(mut pools) = self.inner.pools.lock() else {
             return false;

@@ -91,7 +91,13 @@ pub struct CoopAdmission {
     limiter: Arc<Limiter>,
     schedulers: Mutex<HashMap<String, Arc<Scheduler>>>,
     options: QuotaOptions,
+    /// Customers' top-ups from the books, read again after [`TOPUPS_FRESH_FOR`].
+    topups: Mutex<HashMap<String, (std::time::Instant, u64)>>,
 }
+
+/// How long a customer's total of top-ups is used before the books are read again (a
+/// top-up posted with `books topup` counts within this time, on every replica).
+pub const TOPUPS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl CoopAdmission {
     pub fn new(coop: CoopHandle, ledger: Ledger, options: QuotaOptions) -> Self {
@@ -101,6 +107,7 @@ impl CoopAdmission {
             limiter: Limiter::new(options.rate_window),
             schedulers: Mutex::default(),
             options,
+            topups: Mutex::default(),
         }
     }
 
@@ -142,6 +149,32 @@ fn ledger_error(e: LedgerError, exhausted: String) -> ApiError {
         LedgerError::Db(e) => {
             tracing::warn!(error = %e, "cannot lease budget");
             ApiError::Unavailable("The budget database cannot be reached; try again shortly.".to_owned())
+        }
+    }
+}
+
+impl CoopAdmission {
+    /// A customer's top-ups in the books, in minor units (the last figure read if the
+    /// books cannot be read now).
+    async fn topups(&self, customer: &str) -> u64 {
+        let known = self.topups.lock().ok().and_then(|t| t.get(customer).copied());
+        if let Some((at, minor)) = known
+            && at.elapsed() < TOPUPS_FRESH_FOR
+        {
+            return minor;
+        }
+        match crate::books::topups(self.ledger.db(), customer).await {
+            Ok(minor) => {
+                let minor = u64::try_from(minor).unwrap_or(0);
+                if let Ok(mut t) = self.topups.lock() {
+                    t.insert(customer.to_owned(), (std::time::Instant::now(), minor));
+                }
+                minor
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, customer, "the books cannot be read: top-ups as last known");
+                known.map_or(0, |(_, minor)| minor)
+            }
         }
     }
 }
@@ -210,7 +243,9 @@ impl Admission for CoopAdmission {
                     .reserve(
                         &credit_account(&caller.id),
                         "prepaid",
-                        credit_minor.saturating_mul(MICRO),
+                        credit_minor
+                            .saturating_add(self.topups(&caller.id).await)
+                            .saturating_mul(MICRO),
                         price.cost_micro(prompt, completion),
                     )
                     .await

@@ -35,6 +35,28 @@ pub async fn usage(
     let coop = accounts.coop.current();
     let limits = coop.limits(&caller.id);
     let credit = coop.prepaid_credit_minor.get(&caller.id).copied();
+    // A prepaid customer's balance: its credit and top-ups, less all it was charged.
+    let balance = match credit {
+        Some(credit) => {
+            let unavailable =
+                |e: String| ApiError::Unavailable(format!("the balance cannot be read now: {e}"));
+            let topups = crate::books::topups(&accounts.db, &caller.id)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let spent = export::caller_cost_ever(&accounts.db, &caller.id)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let topups = u64::try_from(topups).unwrap_or(0);
+            let paid_micro = credit.saturating_add(topups).saturating_mul(MICRO);
+            Some(serde_json::json!({
+                "credit_minor": credit,
+                "topups_minor": topups,
+                "charged_micro_minor_units": spent,
+                "remaining_minor": paid_micro.saturating_sub(spent) / MICRO,
+            }))
+        }
+        None => None,
+    };
     Ok(Json(serde_json::json!({
         "object": "usage",
         "caller": caller.id,
@@ -58,5 +80,6 @@ pub async fn usage(
             "minor_units": totals.cost_micro.div_ceil(MICRO),
         },
         "prepaid_credit_minor": credit,
+        "balance": balance,
     })))
 }
