@@ -125,21 +125,37 @@ pub async fn post(
     for e in entries {
         id += 1;
         let h = hash(&prev, id, e, &created_at);
-        let row = ledger_entry::ActiveModel {
-            id: Set(id),
-            period: Set(e.period.clone()),
-            kind: Set(e.kind.clone()),
-            account: Set(e.account.clone()),
-            amount_minor: Set(e.amount_minor),
-            quantity: Set(e.quantity),
-            currency: Set(e.currency.clone()),
-            memo: Set(e.memo.clone()),
-            created_at: Set(created_at.clone()),
-            prev_hash: Set(prev.clone()),
-            hash: Set(h.clone()),
-        };
-        posted.push(ledger_entry::Entity::insert(row).exec_with_returning(&tx).await?);
+        posted.push(ledger_entry::Model {
+            id,
+            period: e.period.clone(),
+            kind: e.kind.clone(),
+            account: e.account.clone(),
+            amount_minor: e.amount_minor,
+            quantity: e.quantity,
+            currency: e.currency.clone(),
+            memo: e.memo.clone(),
+            created_at: created_at.clone(),
+            prev_hash: prev.clone(),
+            hash: h.clone(),
+        });
         prev = h;
+    }
+    // In batches: a month's close posts an entry per member and customer.
+    for batch in posted.chunks(1_000) {
+        let rows = batch.iter().map(|m| ledger_entry::ActiveModel {
+            id: Set(m.id),
+            period: Set(m.period.clone()),
+            kind: Set(m.kind.clone()),
+            account: Set(m.account.clone()),
+            amount_minor: Set(m.amount_minor),
+            quantity: Set(m.quantity),
+            currency: Set(m.currency.clone()),
+            memo: Set(m.memo.clone()),
+            created_at: Set(m.created_at.clone()),
+            prev_hash: Set(m.prev_hash.clone()),
+            hash: Set(m.hash.clone()),
+        });
+        ledger_entry::Entity::insert_many(rows).exec(&tx).await?;
     }
     tx.commit().await?;
     Ok(posted)

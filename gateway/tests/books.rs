@@ -230,3 +230,61 @@ async fn books_close_a_month_lock_it_and_find_an_edit_postgres() {
     };
     the_books(Some(&pg.url())).await;
 }
+
+/// `cargo test --release --workspace --test books -- --ignored --nocapture`: closing a
+/// month of 10 million usage records by 10,000 members and 100 customers on Postgres
+/// (goal: under 10 s), and verifying the chain it leaves.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: minutes to load the records"]
+async fn books_close_bench_postgres() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let records: u64 = std::env::var("SYNCO_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let db = synco_gateway::db::connect(&pg.url()).await.unwrap();
+    let last = "2026-10";
+    let load = std::time::Instant::now();
+    db.execute_unprepared(&format!(
+        "INSERT INTO usage_records (request_id, caller, caller_kind, model, endpoint, prompt_tokens, \
+         completion_tokens, latency_ms, outcome, finished_at, record_id, cost_micro, currency) \
+         SELECT 'r' || g, CASE WHEN g % 101 = 0 THEN 'c' || (g % 100) ELSE 'm' || (g % 10000) END, \
+                CASE WHEN g % 101 = 0 THEN 'customer' ELSE 'member' END, 'tiny', 'chat_completions', 100, 50, 10, \
+                'completed', '{last}-' || lpad(((g % 28) + 1)::text, 2, '0') || 'T12:00:00Z', 'rec' || g, \
+                CASE WHEN g % 101 = 0 THEN 2000 ELSE 0 END, CASE WHEN g % 101 = 0 THEN 'EUR' ELSE '' END \
+         FROM generate_series(1, {records}) g"
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE usage_records").await.unwrap();
+    println!(
+        "loaded {records} usage records in {:.1} s",
+        load.elapsed().as_secs_f64()
+    );
+    let price = |_: &str| synco_gateway::coop::Price {
+        input_per_million: 10,
+        output_per_million: 20,
+    };
+    let start = std::time::Instant::now();
+    let closed = synco_gateway::books::close(&db, last, &price, "EUR")
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    println!(
+        "closed {last}: {} entries from {records} records in {:.2} s (goal < 10 s)",
+        closed.entries.len(),
+        took.as_secs_f64()
+    );
+    let start = std::time::Instant::now();
+    let verdict = synco_gateway::books::verify(&db).await.unwrap();
+    println!(
+        "verified the chain in {:.2} s: {verdict:?}",
+        start.elapsed().as_secs_f64()
+    );
+    if records >= 1_000_000 {
+        // 10,000 members' usage and 100 customers' charges.
+        assert_eq!(closed.entries.len(), 10_100);
+    }
+}
