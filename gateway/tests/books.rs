@@ -231,7 +231,7 @@ async fn books_close_a_month_lock_it_and_find_an_edit_postgres() {
     the_books(Some(&pg.url())).await;
 }
 
-/// `cargo test --release --workspace --test books -- --ignored --nocapture`: closing a
+/// `cargo test --workspace --test books -- --ignored --nocapture`: closing a
 /// month of 10 million usage records by 10,000 members and 100 customers on Postgres
 /// (goal: under 10 s), and verifying the chain it leaves.
 #[tokio::test(flavor = "multi_thread")]
