@@ -295,6 +295,56 @@ async fn ranked_choice_puts_the_winning_allocation_in_force() {
     s.recount(&name).await;
 }
 
+/// Schulze between the same three allocations: ana and ben a>b>c, cleo and dan c>b>a,
+/// eve b>a>c. Instant runoff would drop b (one first preference) and elect a (3 of 5);
+/// but head to head b beats a 3 to 2 (cleo, dan, eve) and c 3 to 2 (ana, ben, eve): b is
+/// the Condorcet winner, and Schulze puts its allocation in force. a beats c 3 to 2.
+#[tokio::test]
+async fn schulze_puts_the_condorcet_winner_in_force() {
+    let s = Setup::sqlite("{kind: Allocation, method: Schulze, quorumPercent: 50, votingPeriod: 90s}").await;
+    let name = s
+        .propose(
+            "cleo",
+            json!({"kind": "Allocation", "title": "Shares for next term", "options": [
+                {"name": "a", "effect": plan(json!([{"memberClass": "community", "sharePercent": 40}]))},
+                {"name": "b", "effect": plan(json!([{"memberClass": "community", "sharePercent": 55}]))},
+                {"name": "c", "effect": plan(json!([{"memberClass": "community", "sharePercent": 70}]))}]}),
+        )
+        .await;
+    for (m, r) in [
+        ("ana", json!(["a", "b", "c"])),
+        ("ben", json!(["a", "b", "c"])),
+        ("cleo", json!(["c", "b", "a"])),
+        ("dan", json!(["c", "b", "a"])),
+        ("eve", json!(["b", "a", "c"])),
+    ] {
+        s.vote(m, &name, json!({"ranking": r})).await;
+    }
+    let p = s.close(&name).await;
+    assert_eq!(p.status.winner.as_deref(), Some("b"), "{:?}", p.status);
+    let beaten: Vec<(String, String)> = p
+        .status
+        .tally
+        .unwrap()
+        .options
+        .iter()
+        .map(|o| (o.option.clone(), o.count.clone()))
+        .collect();
+    assert_eq!(
+        beaten,
+        [
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+            ("c".to_owned(), "0".to_owned())
+        ]
+    );
+    assert_eq!(p.status.applied_to.as_deref(), Some("Allocation/shares-v2"));
+    let objects = s.store.objects().await.unwrap();
+    let in_force = objects.in_force().unwrap();
+    assert_eq!(in_force.spec.plan.floors[0].share_percent, 55);
+    s.recount(&name).await;
+}
+
 /// Dot voting splits 60% of capacity, 10 points each. Points: school (cleo's floor)
 /// 8 + 5 = 13, bakery (ana's) 6 + 5 = 11, commons (the community class) 4 + 10 + 2 + 10
 /// = 26, of 50. Exact parts of 60: 15.6, 13.2, 31.2; whole percents 15, 13, 31 (59) and

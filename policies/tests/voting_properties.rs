@@ -20,6 +20,7 @@ fn methods() -> impl Strategy<Value = Method> {
         Just(Method::Approval),
         Just(Method::Score { min: -1, max: 3 }),
         Just(Method::InstantRunoff),
+        Just(Method::Schulze),
         Just(Method::Dot { points_per_member: 5 }),
     ]
 }
@@ -60,7 +61,7 @@ fn choice_for(method: &Method, seed: &[u8]) -> Choice {
                 .map(|(i, o)| ((*o).to_owned(), min + i64::from(pick(6 + i)) % (max - min + 1)))
                 .collect(),
         ),
-        Method::InstantRunoff => {
+        Method::InstantRunoff | Method::Schulze => {
             // A permutation prefix of the options.
             let mut opts: Vec<&str> = OPTIONS.to_vec();
             for i in (1..opts.len()).rev() {
@@ -256,4 +257,77 @@ proptest! {
             prop_assert_eq!(r.winner.as_deref(), Some(leader.option.as_str()));
         }
     }
+
+    #[test]
+    fn a_condorcet_winner_wins_schulze(rankings in proptest::collection::vec(proptest::collection::vec(0usize..4, 0..5), 1..15)) {
+        // Each ranking without repeats (first mention kept).
+        let rankings: Vec<Vec<usize>> = rankings
+            .into_iter()
+            .map(|r| {
+                let mut seen = [false; 4];
+                r.into_iter().filter(|o| !std::mem::replace(&mut seen[*o], true)).collect()
+            })
+            .collect();
+        let input = TallyInput {
+            electorate: (0..rankings.len()).map(|i| Voter::new(format!("m{i}"), "users")).collect(),
+            ballots: rankings
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Ballot::new(format!("m{i}"), Choice::Rank(r.iter().map(|o| OPTIONS[*o].to_owned()).collect())))
+                .collect(),
+            options: OPTIONS.iter().map(|o| (*o).to_owned()).collect(),
+            ..TallyInput::default()
+        };
+        let r = tally(&input, &VotingRules::new(Method::Schulze)).unwrap();
+        // Head to head, by brute force: an unranked option is below every ranked one.
+        let position = |r: &[usize], o: usize| r.iter().position(|x| *x == o).unwrap_or(usize::MAX);
+        let prefer = |a: usize, b: usize| rankings.iter().filter(|r| position(r, a) < position(r, b)).count();
+        let condorcet = (0..4).find(|a| (0..4).all(|b| b == *a || prefer(*a, b) > prefer(b, *a)));
+        if let Some(a) = condorcet {
+            prop_assert_eq!(r.winner.as_deref(), Some(OPTIONS[a]));
+        }
+        // A winner is never beaten head to head by every other option.
+        if let Some(w) = &r.winner {
+            let w = OPTIONS.iter().position(|o| o == w).unwrap();
+            prop_assert!((0..4).any(|b| b == w || prefer(w, b) >= prefer(b, w)));
+        }
+    }
+}
+
+/// The worked example of `policies/src/voting/schulze.rs`: a cycle a → b → c → a that
+/// the strongest paths break in favour of `a`.
+#[test]
+fn schulze_by_hand() {
+    let mut ballots = Vec::new();
+    let mut electorate = Vec::new();
+    for (i, ranking) in [
+        (0..4).map(|_| ["a", "b", "c"]).collect::<Vec<_>>(),
+        (0..3).map(|_| ["b", "c", "a"]).collect(),
+        (0..2).map(|_| ["c", "a", "b"]).collect(),
+    ]
+    .concat()
+    .into_iter()
+    .enumerate()
+    {
+        electorate.push(Voter::new(format!("m{i}"), "users"));
+        ballots.push(Ballot::new(
+            format!("m{i}"),
+            Choice::Rank(ranking.iter().map(|o| (*o).to_owned()).collect()),
+        ));
+    }
+    let input = TallyInput {
+        electorate,
+        ballots,
+        options: vec!["a".into(), "b".into(), "c".into()],
+        ..TallyInput::default()
+    };
+    let r = tally(&input, &VotingRules::new(Method::Schulze)).unwrap();
+    assert_eq!(r.outcome, Outcome::Passed);
+    assert_eq!(r.winner.as_deref(), Some("a"));
+    let Counts::Totals { per_option, .. } = &r.counts else {
+        panic!("totals")
+    };
+    // a beats b and c by strongest paths; b beats c; c beats nobody.
+    let beaten: Vec<u128> = per_option.iter().map(|c| c.weight / 1000).collect();
+    assert_eq!(beaten, [2, 1, 0]);
 }

@@ -20,6 +20,9 @@ pub enum VotingMethod {
     Score,
     /// Members rank options; instant-runoff picks a single winner.
     RankedChoice,
+    /// Members rank options; the option that beats every other by the strongest path of
+    /// pairwise wins is chosen (a Condorcet method).
+    Schulze,
     /// Members spread points over options; the result is a split in shares.
     DotVoting,
 }

@@ -53,13 +53,14 @@ pub fn kind_of(name: &str) -> Option<ProposalKind> {
     KINDS.into_iter().find(|k| kind_name(*k) == name)
 }
 
-const METHODS: [(VotingMethod, &str); 7] = [
+const METHODS: [(VotingMethod, &str); 8] = [
     (VotingMethod::Majority, "Majority"),
     (VotingMethod::Supermajority, "Supermajority"),
     (VotingMethod::Consent, "Consent"),
     (VotingMethod::Approval, "Approval"),
     (VotingMethod::Score, "Score"),
     (VotingMethod::RankedChoice, "RankedChoice"),
+    (VotingMethod::Schulze, "Schulze"),
     (VotingMethod::DotVoting, "DotVoting"),
 ];
 

@@ -105,7 +105,7 @@ pub fn ballot(proposal: &ProposalView, form: &Form) -> Result<BallotForm, String
             }
             ballot.scores = Some(scores);
         }
-        VotingMethod::RankedChoice => {
+        VotingMethod::RankedChoice | VotingMethod::Schulze => {
             let mut ranked: Vec<(u32, &str)> = form
                 .prefixed("rank")
                 .filter_map(|(n, option)| n.parse().ok().map(|n: u32| (n, option)))

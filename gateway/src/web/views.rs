@@ -39,6 +39,7 @@ fn method_name(m: VotingMethod) -> &'static str {
         VotingMethod::Approval => "Approval",
         VotingMethod::Score => "Score",
         VotingMethod::RankedChoice => "Ranked choice (instant runoff)",
+        VotingMethod::Schulze => "Ranked choice (Schulze: strongest paths)",
         VotingMethod::DotVoting => "Dot voting",
     }
 }
@@ -234,7 +235,7 @@ impl ProposalPage {
             Some(VotingMethod::Consent) => "consent",
             Some(VotingMethod::Approval) => "approval",
             Some(VotingMethod::Score) => "score",
-            Some(VotingMethod::RankedChoice) => "ranking",
+            Some(VotingMethod::RankedChoice | VotingMethod::Schulze) => "ranking",
             Some(VotingMethod::DotVoting) => "points",
             _ => "position",
         };

@@ -86,6 +86,7 @@ pub fn method(rules: &synco_crds::VotingRules) -> Method {
             max: i64::from(rules.max_score.unwrap_or(DEFAULT_MAX_SCORE)),
         },
         VotingMethod::RankedChoice => Method::InstantRunoff,
+        VotingMethod::Schulze => Method::Schulze,
         VotingMethod::DotVoting => Method::Dot {
             points_per_member: u64::from(rules.points_per_member.unwrap_or(DEFAULT_POINTS_PER_MEMBER)),
         },

@@ -123,7 +123,7 @@ impl BallotForm {
             return Ok(Choice::Approve(approvals.clone()));
         }
         if let Some(ranking) = &self.ranking {
-            if !matches!(method, Method::InstantRunoff) {
+            if !matches!(method, Method::InstantRunoff | Method::Schulze) {
                 return wrong("ranking");
             }
             if ranking.is_empty() {
@@ -176,7 +176,7 @@ fn expected(method: &Method) -> &'static str {
         Method::Consent { .. } => "position Yes, No, Abstain, StandAside or Block",
         Method::Approval => "approvals",
         Method::Score { .. } => "scores",
-        Method::InstantRunoff => "ranking",
+        Method::InstantRunoff | Method::Schulze => "ranking",
         Method::Dot { .. } => "points",
     }
 }

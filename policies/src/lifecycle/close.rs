@@ -318,12 +318,14 @@ fn decide_effect(record: &Record, result: &TallyResult) -> Result<DecidedEffect,
                 DecidedEffect::Proposal
             }
         }
-        Method::Approval | Method::Score { .. } | Method::InstantRunoff => match &result.winner {
-            Some(option) => DecidedEffect::Option {
-                option: option.clone(),
-            },
-            None => DecidedEffect::Nothing,
-        },
+        Method::Approval | Method::Score { .. } | Method::InstantRunoff | Method::Schulze => {
+            match &result.winner {
+                Some(option) => DecidedEffect::Option {
+                    option: option.clone(),
+                },
+                None => DecidedEffect::Nothing,
+            }
+        }
         Method::Dot { .. } => {
             let (Some(split), Counts::Split { per_option, .. }) = (record.split_percent, &result.counts)
             else {

@@ -18,6 +18,7 @@ pub mod irv;
 pub mod majority;
 mod result;
 mod rules;
+pub mod schulze;
 pub mod score;
 mod tiebreak;
 
@@ -209,6 +210,7 @@ pub fn tally(input: &TallyInput, rules: &VotingRules) -> Result<TallyResult, Tal
         Method::Approval => approval::count(&casts, &ctx)?,
         Method::Score { min, max } => score::count(&casts, &ctx, *min, *max)?,
         Method::InstantRunoff => irv::count(&casts, &ctx)?,
+        Method::Schulze => schulze::count(&casts, &ctx)?,
         Method::Dot { points_per_member } => dot::count(&casts, &ctx, *points_per_member)?,
     };
 

@@ -36,6 +36,8 @@ pub enum Method {
     },
     /// Ranked choice, instant-runoff, one winner ([`crate::voting::irv`]).
     InstantRunoff,
+    /// Ranked choice, the Condorcet winner by strongest paths ([`crate::voting::schulze`]).
+    Schulze,
     /// Points spread over options give a split in shares ([`crate::voting::dot`]).
     Dot {
         /// The points each member may spread.
@@ -54,6 +56,7 @@ impl Method {
             Method::Approval => "approval",
             Method::Score { .. } => "score",
             Method::InstantRunoff => "instant-runoff",
+            Method::Schulze => "schulze",
             Method::Dot { .. } => "dot",
         }
     }
@@ -63,7 +66,11 @@ impl Method {
     pub fn needs_options(&self) -> bool {
         matches!(
             self,
-            Method::Approval | Method::Score { .. } | Method::InstantRunoff | Method::Dot { .. }
+            Method::Approval
+                | Method::Score { .. }
+                | Method::InstantRunoff
+                | Method::Schulze
+                | Method::Dot { .. }
         )
     }
 }
