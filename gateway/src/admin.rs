@@ -208,6 +208,20 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
             out(&books::csv(&closed.entries))?;
             return out(&format!("closed {} at {}\n", closed.period, closed.head));
         }
+        BooksCommand::Statement {
+            account,
+            month,
+            csv,
+            db,
+        } => {
+            let db = connect(&db).await?;
+            let statement = books::statement(&db, &account, &month).await?;
+            return if csv {
+                out(&books::csv(&statement.entries))
+            } else {
+                out(&format!("{}\n", serde_json::to_string_pretty(&statement)?))
+            };
+        }
         BooksCommand::Entries { month, db } => {
             let db = connect(&db).await?;
             return out(&books::csv(&books::entries(&db, &month).await?));

@@ -393,6 +393,84 @@ pub async fn topups(db: &DatabaseConnection, customer: &str) -> Result<i64, Book
     Ok(sum.unwrap_or(0))
 }
 
+/// One account's figures for a month, from the ledger (a month's charges and usage are
+/// posted when it closes, so an open month shows only what was posted as it happened).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    pub account: String,
+    pub period: String,
+    /// Whether the month is closed (its charges and usage are in).
+    pub closed: bool,
+    pub currency: String,
+    /// Members: usage valued at the rate card, and its tokens.
+    pub usage_minor: i64,
+    pub usage_tokens: i64,
+    /// Members: GPU-hours contributed.
+    pub contribution_gpu_hours: i64,
+    /// Customers: charges, and their tokens.
+    pub charges_minor: i64,
+    pub charged_tokens: i64,
+    /// Customers: top-ups in the month.
+    pub topups_minor: i64,
+    /// Corrections posted to the account in the month.
+    pub corrections_minor: i64,
+    /// Customers: every top-up and correction less every charge, to the end of the month.
+    pub balance_minor: i64,
+    pub entries: Vec<ledger_entry::Model>,
+}
+
+/// `account`'s statement for `period`.
+///
+/// # Errors
+///
+/// The month does not read, or the database cannot be read.
+pub async fn statement(
+    db: &DatabaseConnection,
+    account: &str,
+    period: &str,
+) -> Result<Statement, BooksError> {
+    let (period, _) = export::month_bounds(period)?;
+    let all = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::Account.eq(account))
+        .filter(ledger_entry::Column::Period.lte(period.clone()))
+        .order_by_asc(ledger_entry::Column::Id)
+        .all(db)
+        .await?;
+    let sum = |kind: &str, f: fn(&ledger_entry::Model) -> i64| -> i64 {
+        all.iter()
+            .filter(|e| e.period == period && e.kind == kind)
+            .map(f)
+            .fold(0, i64::saturating_add)
+    };
+    let ever = |kind: &str| -> i64 {
+        all.iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.amount_minor)
+            .fold(0, i64::saturating_add)
+    };
+    Ok(Statement {
+        account: account.to_owned(),
+        closed: is_closed(db, &period).await?,
+        currency: all
+            .iter()
+            .map(|e| e.currency.clone())
+            .find(|c| !c.is_empty())
+            .unwrap_or_default(),
+        usage_minor: sum("usage", |e| e.amount_minor),
+        usage_tokens: sum("usage", |e| e.quantity),
+        contribution_gpu_hours: sum("contribution", |e| e.quantity),
+        charges_minor: sum("charge", |e| e.amount_minor),
+        charged_tokens: sum("charge", |e| e.quantity),
+        topups_minor: sum("topup", |e| e.amount_minor),
+        corrections_minor: sum("correction", |e| e.amount_minor),
+        balance_minor: ever("topup")
+            .saturating_add(ever("correction"))
+            .saturating_sub(ever("charge")),
+        entries: all.into_iter().filter(|e| e.period == period).collect(),
+        period,
+    })
+}
+
 /// Entries as CSV (header first).
 #[must_use]
 pub fn csv(entries: &[ledger_entry::Model]) -> String {

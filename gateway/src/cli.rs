@@ -261,6 +261,19 @@ pub enum BooksCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// A member's or a customer's statement for a month, as JSON (or CSV with --csv).
+    Statement {
+        /// The member or customer.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        month: String,
+        /// The entries as CSV instead of the statement as JSON.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// A month's entries, as CSV.
     Entries {
         #[arg(long)]

@@ -200,6 +200,66 @@ async fn the_books(url: Option<&str>) {
     let (ok, out) = books(&["verify"], dir, url);
     assert!(ok && out.contains("intact: 7 entries"), "{out}");
 
+    // Statements: the buyer's charges last month; this month its top-up and the
+    // correction, and a balance of 500 - 1 - 10; ana's usage and contribution.
+    let statement = |account: &str, month: &str| -> serde_json::Value {
+        let out = std::process::Command::new(common::binary())
+            .args(["books", "statement", "--account", account, "--month", month])
+            .args(c::db_args(dir, url))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let buyer = statement("buyer", &last);
+    assert_eq!(
+        (
+            &buyer["closed"],
+            &buyer["charges_minor"],
+            &buyer["charged_tokens"],
+            &buyer["balance_minor"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(10),
+            &serde_json::json!(750_000),
+            &serde_json::json!(-10)
+        ),
+        "{buyer}"
+    );
+    let buyer = statement("buyer", &now);
+    assert_eq!(
+        (
+            &buyer["closed"],
+            &buyer["topups_minor"],
+            &buyer["corrections_minor"],
+            &buyer["balance_minor"]
+        ),
+        (
+            &serde_json::json!(false),
+            &serde_json::json!(500),
+            &serde_json::json!(-1),
+            &serde_json::json!(489)
+        ),
+        "{buyer}"
+    );
+    let ana = statement("ana", &last);
+    assert_eq!(
+        (&ana["usage_minor"], &ana["usage_tokens"]),
+        (&serde_json::json!(12), &serde_json::json!(900_000)),
+        "{ana}"
+    );
+    assert_eq!(statement("ana", &now)["contribution_gpu_hours"], 24);
+    let (ok, csv) = books(
+        &["statement", "--account", "ana", "--month", &last, "--csv"],
+        dir,
+        url,
+    );
+    assert!(
+        ok && csv.contains(&format!(",{last},usage,ana,12,900000,EUR,")),
+        "{csv}"
+    );
+
     // The database refuses an edit; one made behind its back is found and named.
     let edit = "UPDATE ledger_entries SET amount_minor = 11 WHERE id = 5";
     let refused = db.execute_unprepared(edit).await.unwrap_err();

@@ -263,7 +263,7 @@ pub mod ledger_entry {
     /// One line of the co-op's books, in integer minor units. Append-only: the
     /// database refuses updates and deletes, and each row carries the SHA-256 of the row
     /// before it and of itself (`books verify` walks the chain).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "ledger_entries")]
     pub struct Model {
         /// The chain's order.
