@@ -19,6 +19,9 @@ pub struct Settings {
     pub keep_alive: Duration,
     /// How long a member stays signed in on the web pages.
     pub session_ttl: Duration,
+    /// How long shutdown waits for the usage buffer to be written before it gives up
+    /// (and says how many records it could not write).
+    pub usage_flush: Duration,
 }
 
 impl Default for Settings {
@@ -27,6 +30,7 @@ impl Default for Settings {
             body_limit: crate::error::DEFAULT_BODY_LIMIT,
             keep_alive: Duration::from_secs(15),
             session_ttl: Duration::from_secs(8 * 3600),
+            usage_flush: Duration::from_secs(30),
         }
     }
 }

@@ -309,6 +309,10 @@ pub struct ServerArgs {
     /// Seconds a member stays signed in on the web pages (`/governance`).
     #[arg(long, env = "SYNCO_WEB_SESSION_SECONDS", default_value_t = 8 * 3600)]
     pub web_session_seconds: u64,
+    /// Seconds shutdown waits for the usage buffer to reach the database; past it the
+    /// gateway exits with an error that says how many records were not written.
+    #[arg(long, env = "SYNCO_USAGE_FLUSH_SECONDS", default_value_t = 30)]
+    pub usage_flush_seconds: u64,
     /// OTLP/HTTP collector endpoint (such as http://otel-collector:4318); traces are
     /// exported only when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]

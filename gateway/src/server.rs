@@ -44,6 +44,7 @@ fn settings(args: &ServerArgs) -> Settings {
         body_limit: args.body_limit_bytes,
         keep_alive: Duration::from_secs(args.keep_alive_seconds),
         session_ttl: Duration::from_secs(args.web_session_seconds),
+        usage_flush: Duration::from_secs(args.usage_flush_seconds),
     }
 }
 
@@ -245,6 +246,7 @@ fn write_port_file(path: &Path, addr: &str) -> anyhow::Result<()> {
 pub async fn serve(listener: TcpListener, state: AppState, grace: Duration) -> anyhow::Result<()> {
     let token = state.shutdown.clone();
     let usage = state.usage.clone();
+    let flush_limit = state.settings.usage_flush;
     let app = with_layers(router(state));
     // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds each
     // SSE chunk until the client's delayed ACK (~40 ms) under load.
@@ -268,7 +270,18 @@ pub async fn serve(listener: TcpListener, state: AppState, grace: Duration) -> a
             }
         }
     }
-    usage.flush().await;
+    if tokio::time::timeout(flush_limit, usage.flush()).await.is_err() {
+        let lost = usage.pending();
+        tracing::error!(
+            records = lost,
+            seconds = flush_limit.as_secs(),
+            "the usage buffer could not be written in time; giving up"
+        );
+        anyhow::bail!(
+            "{lost} usage records could not be written to the database within {} s of shutdown",
+            flush_limit.as_secs()
+        );
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -72,6 +72,10 @@ pub trait UsageSink: Send + Sync + Debug {
     }
     fn record(&self, record: UsageRecord, slot: MeterSlot);
     async fn flush(&self) {}
+    /// Records taken but not yet written.
+    fn pending(&self) -> usize {
+        0
+    }
 }
 
 /// Logs each record and counts tokens in the Prometheus metrics.

@@ -261,6 +261,68 @@ async fn no_usage_record_is_lost_across_a_database_restart() {
     assert_eq!(records.len() as u64, served, "{}", gateway.log());
 }
 
+/// With the database down at shutdown, the gateway does not hang: it gives the usage
+/// buffer `--usage-flush-seconds`, then exits with an error that says how many records
+/// it could not write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shutdown_with_the_database_down_gives_up_in_time_and_counts_the_lost_records() {
+    let Some(pg) = Postgres::start() else { return };
+    let engine = mock(1).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        ..CoopSpec::default()
+    });
+    let url = pg.url();
+    let data = tempfile::tempdir().unwrap();
+    let mut gateway = c::standalone(
+        m.path(),
+        data.path(),
+        Some(&url),
+        &[
+            "--token-budget",
+            "bakery=100000000",
+            "--budget-slice",
+            "1000000",
+            "--usage-flush-seconds",
+            "2",
+            "--grace-period-seconds",
+            "2",
+        ],
+    );
+    let key = c::create_key(&["--member", "bakery"], data.path(), Some(&url));
+    let base = gateway.url("");
+    assert_eq!(call(&base, &key).await.0, 200, "{}", gateway.log());
+    // Its record is written (a batch lingers 100 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    pg.kill_server();
+    // Served from the leased slice; their records wait in the buffer.
+    let mut served = 0;
+    for _ in 0..5 {
+        if call(&base, &key).await.0 == 200 {
+            served += 1;
+        }
+    }
+    assert!(served > 0, "{}", gateway.log());
+    let start = std::time::Instant::now();
+    let status = gateway.terminate();
+    let took = start.elapsed();
+    assert!(
+        !status.success(),
+        "records were lost: the exit says so\n{}",
+        gateway.log()
+    );
+    // The grace period, the flush limit, and the database pool's 5 s timeouts of what
+    // else gives up on the way out (the leased budget slice).
+    assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
+    let log = gateway.log();
+    assert!(
+        log.contains(&format!(
+            "{served} usage records could not be written to the database within 2 s"
+        )),
+        "{log}"
+    );
+}
+
 /// `kill -9` loses at most the usage buffer (`--usage-buffer`).
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_loses_at_most_the_usage_buffer() {

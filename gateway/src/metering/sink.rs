@@ -8,7 +8,9 @@
 //!   database restart delays records but loses none. Inserts are idempotent (unique
 //!   `record_id`, `ON CONFLICT DO NOTHING`), so a retry after an ambiguous failure
 //!   (the commit happened, the answer was lost) writes nothing twice.
-//! - **Shutdown.** `flush` waits until every buffered record is written.
+//! - **Shutdown.** `flush` waits until every buffered record is written; the server
+//!   gives it `--usage-flush-seconds`, then exits with an error that says how many
+//!   records it could not write (a database that is down never hangs a shutdown).
 //! - **`kill -9` bound.** Records live only in memory until committed, so a `kill -9`
 //!   loses at most `capacity` records (the buffer), plus nothing for requests still
 //!   running (they have no record yet, and their budget was already leased in the
@@ -231,6 +233,10 @@ impl UsageSink for DbUsageSink {
         if self.tx.send(Message::Record(Box::new(record), slot)).is_err() {
             tracing::error!("usage writer stopped; record not written");
         }
+    }
+
+    fn pending(&self) -> usize {
+        DbUsageSink::pending(self)
     }
 
     async fn flush(&self) {
