@@ -801,6 +801,20 @@ async fn usage_by_day_and_revenue_by_month(database: Option<&str>) {
         .await
         .unwrap();
 
+    // The books: ana's usage at the rate card and a contribution, posted to last month.
+    let entry = |kind: &str, amount_minor: i64, quantity: i64| synco_gateway::books::NewEntry {
+        period: last.clone(),
+        kind: kind.to_owned(),
+        account: "ana".to_owned(),
+        amount_minor,
+        quantity,
+        currency: "EUR".to_owned(),
+        memo: String::new(),
+    };
+    synco_gateway::books::post(&db, &[entry("usage", 1234, 390), entry("contribution", 0, 24)])
+        .await
+        .unwrap();
+
     let ana = c::token(c::SECRET, &c::claims("ana"));
     let view = api_json(&gw, &format!("/v1/governance/coop?month={last}"), &ana).await;
     let days: Vec<(String, u64, u64)> = view["usage"]["days"]
@@ -864,6 +878,8 @@ async fn usage_by_day_and_revenue_by_month(database: Option<&str>) {
         format!("<td>{before}</td><td>300</td><td>5.00 EUR</td>"),
         format!("href=\"/governance/coop?month={before}\""),
         format!("href=\"/governance/coop?month={now}\""),
+        "<td>12.34 EUR for 390 tokens</td>".to_owned(),
+        "<td>24 GPU-hours</td>".to_owned(),
     ] {
         assert!(html.contains(&shown), "{shown} is not in {html}");
     }

@@ -529,5 +529,14 @@ async fn coop(State(state): State<AppState>, headers: HeaderMap, Query(q): Query
             q.month.as_deref().filter(|m| !m.is_empty()),
         )
         .await?;
-    Ok(render(&views::CoopPage::new(&member.session, &view)))
+    // The member's statement in the books, when the books can be read (the page shows
+    // the rest without it).
+    let statement =
+        crate::books::statement(member.governance.db(), &member.session.member, &view.usage.month)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "the books cannot be read for the co-op page"))
+            .ok();
+    let mut page = views::CoopPage::new(&member.session, &view);
+    page.statement = statement;
+    Ok(render(&page))
 }

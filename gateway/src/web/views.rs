@@ -557,6 +557,8 @@ pub struct CoopPage {
     /// Surplus revenue by month: (month, currency, tokens sold, revenue).
     pub revenue_by_month: Vec<(String, String, u64, String)>,
     pub revenue_svg: Option<String>,
+    /// The member's statement for the month, from the books.
+    pub statement: Option<crate::books::Statement>,
     pub currency: String,
     pub tokens_sold: u64,
     pub revenue: String,
@@ -580,6 +582,12 @@ fn months_to(month: &str, n: u32) -> Vec<String> {
 }
 
 impl CoopPage {
+    /// Signed minor units as a sum with two decimals.
+    pub fn money_of(&self, minor: &i64) -> String {
+        let sign = if *minor < 0 { "-" } else { "" };
+        format!("{sign}{}", money(minor.unsigned_abs()))
+    }
+
     pub fn new(session: &Session, coop: &CoopView) -> Self {
         let plan = coop.allocation.as_ref().map(|a| &a.spec.plan);
         let mut shares: Vec<(String, u32)> = plan
@@ -688,6 +696,7 @@ impl CoopPage {
             currency: coop.surplus.currency.clone(),
             tokens_sold: coop.surplus.tokens_sold,
             revenue: money(minor),
+            statement: None,
             history: coop.history.clone(),
         }
     }
