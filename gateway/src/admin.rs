@@ -222,6 +222,37 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
                 out(&format!("{}\n", serde_json::to_string_pretty(&statement)?))
             };
         }
+        BooksCommand::Patronage {
+            month,
+            basis,
+            cash_percent,
+            surplus_to,
+            db,
+        } => {
+            use synco_policies::patronage::{Basis, PatronageRules, SurplusTo};
+            let basis = match basis.split(':').collect::<Vec<_>>()[..] {
+                ["usage"] => Basis::Usage,
+                ["contribution"] => Basis::Contribution,
+                ["mix", u, c] => Basis::Mix {
+                    usage: u.parse()?,
+                    contribution: c.parse()?,
+                },
+                _ => anyhow::bail!("--basis is usage, contribution or mix:U:C, not {basis}"),
+            };
+            let surplus_to = match surplus_to.as_str() {
+                "pool" => SurplusTo::Pool,
+                "reserve" => SurplusTo::Reserve,
+                other => anyhow::bail!("--surplus-to is pool or reserve, not {other}"),
+            };
+            let db = connect(&db).await?;
+            let rules = PatronageRules {
+                basis,
+                cash_percent,
+                surplus_to,
+            };
+            let d = books::patronage(&db, &month, &rules).await?;
+            return out(&format!("{}\n", serde_json::to_string_pretty(&d)?));
+        }
         BooksCommand::Entries { month, db } => {
             let db = connect(&db).await?;
             return out(&books::csv(&books::entries(&db, &month).await?));

@@ -471,6 +471,53 @@ pub async fn statement(
     })
 }
 
+/// The patronage refunds of a closed `period` under `rules`, from its entries: each
+/// member's usage at the rate card and contributed GPU-hours, the customers' charges
+/// (surplus income) and the costs (`policies::patronage` decides).
+///
+/// # Errors
+///
+/// The period is open still, the rules are out of range, or the database fails.
+pub async fn patronage(
+    db: &DatabaseConnection,
+    period: &str,
+    rules: &synco_policies::patronage::PatronageRules,
+) -> Result<synco_policies::patronage::Distribution, BooksError> {
+    use synco_policies::patronage::{Activity, Period, distribute};
+    let (period, _) = export::month_bounds(period)?;
+    if !is_closed(db, &period).await? {
+        return Err(BooksError::Other(anyhow::anyhow!(
+            "period {period} is open: close it first, so that its usage and charges are in"
+        )));
+    }
+    let mut members: BTreeMap<String, Activity> = BTreeMap::new();
+    let mut input = Period::default();
+    let minor = |v: i64| u64::try_from(v).unwrap_or(0);
+    for e in entries(db, &period).await? {
+        match e.kind.as_str() {
+            "usage" | "contribution" => {
+                let m = members.entry(e.account.clone()).or_insert_with(|| Activity {
+                    member: e.account.clone(),
+                    usage_minor: 0,
+                    contribution_gpu_hours: 0,
+                });
+                if e.kind == "usage" {
+                    m.usage_minor = m.usage_minor.saturating_add(minor(e.amount_minor));
+                } else {
+                    m.contribution_gpu_hours = m.contribution_gpu_hours.saturating_add(minor(e.quantity));
+                }
+            }
+            "charge" => {
+                input.surplus_income_minor = input.surplus_income_minor.saturating_add(minor(e.amount_minor))
+            }
+            "cost" => input.costs_minor = input.costs_minor.saturating_add(minor(e.amount_minor)),
+            _ => {}
+        }
+    }
+    input.members = members.into_values().collect();
+    distribute(&input, rules).map_err(|e| BooksError::Other(anyhow::anyhow!("{e}")))
+}
+
 /// Entries as CSV (header first).
 #[must_use]
 pub fn csv(entries: &[ledger_entry::Model]) -> String {

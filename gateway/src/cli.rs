@@ -274,6 +274,24 @@ pub enum BooksCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// The patronage refunds of a closed month, as JSON: each member's refund in
+    /// proportion to its usage, its contribution or a mix (`mix:U:C`, U parts usage to
+    /// C parts contribution), split into cash and retained.
+    Patronage {
+        #[arg(long)]
+        month: String,
+        /// `usage`, `contribution` or `mix:U:C`.
+        #[arg(long, default_value = "usage")]
+        basis: String,
+        /// The cash share of each refund (percent, at least 20).
+        #[arg(long, default_value_t = 20)]
+        cash_percent: u32,
+        /// Where customers' (non-member) income goes: `pool` or `reserve`.
+        #[arg(long, default_value = "reserve")]
+        surplus_to: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// A month's entries, as CSV.
     Entries {
         #[arg(long)]

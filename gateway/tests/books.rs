@@ -250,6 +250,41 @@ async fn the_books(url: Option<&str>) {
         "{ana}"
     );
     assert_eq!(statement("ana", &now)["contribution_gpu_hours"], 24);
+
+    // Patronage for last month, by usage, customers' income to the pool, 30% in cash:
+    // ana 12 and ben 10 at the rate card, the buyer's 10: a pool of 32. 32 x 12/22 =
+    // 17 remainder 10, 32 x 10/22 = 14 remainder 12: the unit left goes to ben. Cash
+    // rounded up: 5.1 -> 6 and 4.5 -> 5.
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "books",
+            "patronage",
+            "--month",
+            &last,
+            "--basis",
+            "usage",
+            "--cash-percent",
+            "30",
+        ])
+        .args(["--surplus-to", "pool"])
+        .args(c::db_args(dir, url))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["poolMinor"], 32, "{d}");
+    assert_eq!(
+        d["refunds"],
+        serde_json::json!([
+            {"member": "ana", "refundMinor": 17, "cashMinor": 6, "retainedMinor": 11},
+            {"member": "ben", "refundMinor": 15, "cashMinor": 5, "retainedMinor": 10},
+        ]),
+        "{d}"
+    );
+    let (ok, out) = books(&["patronage", "--month", &now], dir, url);
+    assert!(!ok && out.contains("close it first"), "{out}");
+    let (ok, out) = books(&["patronage", "--month", &last, "--cash-percent", "10"], dir, url);
+    assert!(!ok && out.contains("20% to 100%"), "{out}");
     let (ok, csv) = books(
         &["statement", "--account", "ana", "--month", &last, "--csv"],
         dir,
