@@ -173,7 +173,9 @@ async fn a_vote_after_the_close_is_ignored_and_reported() -> anyhow::Result<()> 
         let client = operator_client(cluster, admin, &ns).await?;
         coop(admin, &ns).await?;
         let op = start(client, &ns, "op-a", false);
-        propose(admin, &ns, "early", 3, "    kind: FreeText\n").await?;
+        // Long enough for three Votes to be created on a loaded machine (CI runs this beside
+        // the browser tests); a Vote in the closing second is late.
+        propose(admin, &ns, "early", 8, "    kind: FreeText\n").await?;
         for m in ["alice", "bob", "carol"] {
             vote(admin, &ns, "early", m, "Yes").await?;
         }
