@@ -14,34 +14,6 @@ use common::coop::{self as c};
 use common::postgres::Postgres;
 use sea_orm::{ConnectionTrait, EntityTrait};
 
-/// A usage record as the metering sink writes it.
-fn record(
-    caller: &str,
-    kind: &str,
-    at: &str,
-    prompt: i64,
-    completion: i64,
-    cost_micro: i64,
-) -> synco_gateway::db::usage_record::ActiveModel {
-    use sea_orm::ActiveValue::{NotSet, Set};
-    synco_gateway::db::usage_record::ActiveModel {
-        id: NotSet,
-        request_id: Set(format!("req-{caller}-{at}")),
-        caller: Set(caller.to_owned()),
-        caller_kind: Set(kind.to_owned()),
-        model: Set("tiny".to_owned()),
-        endpoint: Set("chat_completions".to_owned()),
-        prompt_tokens: Set(prompt),
-        completion_tokens: Set(completion),
-        latency_ms: Set(12),
-        outcome: Set("completed".to_owned()),
-        finished_at: Set(at.to_owned()),
-        record_id: Set(Some(format!("rec-{caller}-{at}"))),
-        cost_micro: Set(cost_micro),
-        currency: Set(if kind == "customer" { "EUR" } else { "" }.to_owned()),
-    }
-}
-
 /// `synco-gateway books ...`: whether it succeeded, and its output (stdout, then the
 /// log and errors on stderr).
 fn books(args: &[&str], dir: &std::path::Path, url: Option<&str>) -> (bool, String) {
@@ -86,7 +58,7 @@ async fn the_books(url: Option<&str>) {
     let now = c::month();
     synco_gateway::db::usage_record::Entity::insert_many([
         // ana: 600k in, 300k out: 6 + 6 = 12 cents at the rate card.
-        record(
+        c::usage_record(
             "ana",
             "member",
             &format!("{last}-03T10:00:00Z"),
@@ -94,7 +66,7 @@ async fn the_books(url: Option<&str>) {
             100_000,
             0,
         ),
-        record(
+        c::usage_record(
             "ana",
             "member",
             &format!("{last}-20T10:00:00Z"),
@@ -103,9 +75,9 @@ async fn the_books(url: Option<&str>) {
             0,
         ),
         // ben: 1M in: 10 cents.
-        record("ben", "member", &format!("{last}-09T10:00:00Z"), 1_000_000, 0, 0),
+        c::usage_record("ben", "member", &format!("{last}-09T10:00:00Z"), 1_000_000, 0, 0),
         // The buyer was charged 7.5 and 2 cents: 9.5, rounded up to 10.
-        record(
+        c::usage_record(
             "buyer",
             "customer",
             &format!("{last}-11T10:00:00Z"),
@@ -113,7 +85,7 @@ async fn the_books(url: Option<&str>) {
             200_000,
             7_500_000,
         ),
-        record(
+        c::usage_record(
             "buyer",
             "customer",
             &format!("{last}-12T10:00:00Z"),
@@ -122,7 +94,7 @@ async fn the_books(url: Option<&str>) {
             2_000_000,
         ),
         // This month's usage is not last month's.
-        record("ana", "member", &format!("{now}-01T00:00:00Z"), 999_999, 0, 0),
+        c::usage_record("ana", "member", &format!("{now}-01T00:00:00Z"), 999_999, 0, 0),
     ])
     .exec(&db)
     .await

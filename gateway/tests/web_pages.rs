@@ -724,23 +724,7 @@ fn record(
     tokens: i64,
     cost_micro: i64,
 ) -> synco_gateway::db::usage_record::ActiveModel {
-    use sea_orm::ActiveValue::{NotSet, Set};
-    synco_gateway::db::usage_record::ActiveModel {
-        id: NotSet,
-        request_id: Set(format!("req-{caller}-{at}")),
-        caller: Set(caller.to_owned()),
-        caller_kind: Set(kind.to_owned()),
-        model: Set("tiny".to_owned()),
-        endpoint: Set("chat_completions".to_owned()),
-        prompt_tokens: Set(tokens / 2),
-        completion_tokens: Set(tokens - tokens / 2),
-        latency_ms: Set(12),
-        outcome: Set("completed".to_owned()),
-        finished_at: Set(at.to_owned()),
-        record_id: Set(Some(format!("rec-{caller}-{at}"))),
-        cost_micro: Set(cost_micro),
-        currency: Set(if kind == "customer" { "EUR" } else { "" }.to_owned()),
-    }
+    c::usage_record(caller, kind, at, tokens / 2, tokens - tokens / 2, cost_micro)
 }
 
 /// Months before and after this one, `YYYY-MM`.

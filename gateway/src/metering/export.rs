@@ -21,6 +21,16 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Totals from a query's sums (negative sums, which cannot happen, read as 0).
+    fn from_sums(requests: i64, prompt: i64, completion: i64, cost: i64) -> Self {
+        Self {
+            requests: u(requests),
+            prompt_tokens: u(prompt),
+            completion_tokens: u(completion),
+            cost_micro: u(cost),
+        }
+    }
+
     pub fn tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
     }
@@ -107,12 +117,7 @@ async fn grouped(
             key,
             kind,
             currency,
-            totals: Totals {
-                requests: u(requests),
-                prompt_tokens: u(prompt),
-                completion_tokens: u(completion),
-                cost_micro: u(cost),
-            },
+            totals: Totals::from_sums(requests, prompt, completion, cost),
         })
         .collect();
     lines.sort_by(|a, b| a.key.cmp(&b.key).then(a.currency.cmp(&b.currency)));
@@ -224,15 +229,7 @@ pub async fn caller_days(
     Ok(rows
         .into_iter()
         .map(|(day, requests, prompt, completion, cost)| {
-            (
-                day,
-                Totals {
-                    requests: u(requests),
-                    prompt_tokens: u(prompt),
-                    completion_tokens: u(completion),
-                    cost_micro: u(cost),
-                },
-            )
+            (day, Totals::from_sums(requests, prompt, completion, cost))
         })
         .collect())
 }
@@ -271,12 +268,7 @@ pub async fn surplus_by_month(
                 key: "surplus".to_owned(),
                 kind: "customer".to_owned(),
                 currency,
-                totals: Totals {
-                    requests: u(requests),
-                    prompt_tokens: u(prompt),
-                    completion_tokens: u(completion),
-                    cost_micro: u(cost),
-                },
+                totals: Totals::from_sums(requests, prompt, completion, cost),
             };
             (month, line)
         })

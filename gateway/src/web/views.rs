@@ -570,17 +570,6 @@ fn money(minor: u64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 
-/// The months around `month`: `n` = 2 gives the one before and `month`; `n` = 0 the
-/// one after.
-fn months_to(month: &str, n: u32) -> Vec<String> {
-    if n == 0 {
-        return crate::metering::export::month_bounds(month)
-            .map(|(_, next)| vec![next])
-            .unwrap_or_default();
-    }
-    crate::metering::export::months_to(month, n).unwrap_or_default()
-}
-
 impl CoopPage {
     /// Signed minor units as a sum with two decimals.
     pub fn money_of(&self, minor: &i64) -> String {
@@ -660,18 +649,14 @@ impl CoopPage {
                 .iter()
                 .map(|d| (d.day.clone(), d.requests, d.tokens, d.month_to_date))
                 .collect(),
-            previous_month: months_to(&coop.usage.month, 2)
-                .into_iter()
-                .next()
+            previous_month: crate::metering::export::months_to(&coop.usage.month, 2)
+                .ok()
+                .and_then(|m| m.into_iter().next())
                 .unwrap_or_default(),
-            next_month: {
-                let this = crate::quota::month_of(jiff::Timestamp::now());
-                let next = months_to(&coop.usage.month, 0)
-                    .into_iter()
-                    .next()
-                    .unwrap_or_default();
-                (coop.usage.month < this).then_some(next)
-            },
+            next_month: crate::metering::export::month_bounds(&coop.usage.month)
+                .ok()
+                .map(|(_, next)| next)
+                .filter(|_| coop.usage.month < crate::quota::month_of(jiff::Timestamp::now())),
             revenue_svg: charts::revenue(
                 &coop.surplus.currency,
                 &coop

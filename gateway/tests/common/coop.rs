@@ -206,3 +206,32 @@ pub fn chat(model: &str, max_tokens: u32) -> serde_json::Value {
 pub fn month() -> String {
     jiff::Timestamp::now().strftime("%Y-%m").to_string()
 }
+
+/// A usage record as the metering sink writes it (model `tiny`), finished at `at`
+/// (RFC 3339, UTC); customers' are in EUR.
+pub fn usage_record(
+    caller: &str,
+    kind: &str,
+    at: &str,
+    prompt: i64,
+    completion: i64,
+    cost_micro: i64,
+) -> synco_gateway::db::usage_record::ActiveModel {
+    use sea_orm::ActiveValue::{NotSet, Set};
+    synco_gateway::db::usage_record::ActiveModel {
+        id: NotSet,
+        request_id: Set(format!("req-{caller}-{at}")),
+        caller: Set(caller.to_owned()),
+        caller_kind: Set(kind.to_owned()),
+        model: Set("tiny".to_owned()),
+        endpoint: Set("chat_completions".to_owned()),
+        prompt_tokens: Set(prompt),
+        completion_tokens: Set(completion),
+        latency_ms: Set(12),
+        outcome: Set("completed".to_owned()),
+        finished_at: Set(at.to_owned()),
+        record_id: Set(Some(format!("rec-{caller}-{at}"))),
+        cost_micro: Set(cost_micro),
+        currency: Set(if kind == "customer" { "EUR" } else { "" }.to_owned()),
+    }
+}
