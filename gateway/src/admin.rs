@@ -35,34 +35,7 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give one of --member or --customer"),
             };
             let db = connect(&db).await?;
-            // A database that holds the co-op (standalone mode) says who exists; in a
-            // cluster the API server does, and the key of a name that is no Member or
-            // Customer there is refused at every request.
-            let objects = crate::governance::store::GovernanceStore::objects(
-                &crate::governance::db::DbStore::new(db.clone()),
-            )
-            .await?;
-            if !objects.cooperatives.is_empty() {
-                let exists = match kind {
-                    CallerKind::Customer => objects
-                        .customers
-                        .iter()
-                        .any(|c| c.metadata.name.as_deref() == Some(name.as_str())),
-                    _ => objects
-                        .members
-                        .iter()
-                        .any(|m| m.metadata.name.as_deref() == Some(name.as_str())),
-                };
-                anyhow::ensure!(
-                    exists,
-                    "the co-op has no {} named {name}",
-                    if kind == CallerKind::Customer {
-                        "customer"
-                    } else {
-                        "member"
-                    }
-                );
-            }
+            ensure_exists(&objects(&db).await?, kind, &name)?;
             let new = keys::create(&db, kind, &name, &label).await?;
             tracing::info!(prefix = %new.prefix, caller = %name, "key created; it is shown once");
             out(&format!("{}\n", new.key))
@@ -152,14 +125,7 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
         } => {
             let db = connect(&db).await?;
             let objects = objects(&db).await?;
-            anyhow::ensure!(
-                objects.cooperatives.is_empty()
-                    || objects
-                        .customers
-                        .iter()
-                        .any(|c| c.metadata.name.as_deref() == Some(customer.as_str())),
-                "the co-op has no customer named {customer}"
-            );
+            ensure_exists(&objects, CallerKind::Customer, &customer)?;
             let currency = currency(&objects);
             let e = entry("topup", &customer, i64::from(minor), 0, &currency, memo);
             (db, e)
@@ -178,14 +144,7 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
         } => {
             let db = connect(&db).await?;
             let objects = objects(&db).await?;
-            anyhow::ensure!(
-                objects.cooperatives.is_empty()
-                    || objects
-                        .members
-                        .iter()
-                        .any(|m| m.metadata.name.as_deref() == Some(member.as_str())),
-                "the co-op has no member named {member}"
-            );
+            ensure_exists(&objects, CallerKind::Member, &member)?;
             let e = entry("contribution", &member, 0, i64::from(gpu_hours), "", memo);
             (db, e)
         }
@@ -280,4 +239,23 @@ fn currency(objects: &crate::coop::CoopObjects) -> String {
         .and_then(|c| c.spec.surplus.as_ref())
         .map(|s| s.currency.clone())
         .unwrap_or_default()
+}
+
+/// Refuses a name that is no Member (or Customer) of the co-op, when the database holds
+/// the co-op (standalone mode); in a cluster the API server does, and a key or entry for
+/// a name that is not there is refused at every request.
+fn ensure_exists(objects: &crate::coop::CoopObjects, kind: CallerKind, name: &str) -> anyhow::Result<()> {
+    if objects.cooperatives.is_empty() {
+        return Ok(());
+    }
+    let named = |n: &Option<String>| n.as_deref() == Some(name);
+    let (exists, what) = match kind {
+        CallerKind::Customer => (
+            objects.customers.iter().any(|c| named(&c.metadata.name)),
+            "customer",
+        ),
+        _ => (objects.members.iter().any(|m| named(&m.metadata.name)), "member"),
+    };
+    anyhow::ensure!(exists, "the co-op has no {what} named {name}");
+    Ok(())
 }
