@@ -17,10 +17,12 @@ pub use manifests::{Manifest, ManifestError};
 pub use resources::allocation::{
     Allocation, AllocationPhase, AllocationPlan, AllocationSpec, AllocationStatus, Floor, Quota, SubjectKind,
 };
-pub use resources::compute_pool::{ComputePool, ComputePoolSpec, ComputePoolStatus, PoolNode};
+pub use resources::compute_pool::{
+    CONTRIBUTED_BY_LABEL, ComputePool, ComputePoolSpec, ComputePoolStatus, PoolNode,
+};
 pub use resources::cooperative::{
-    ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, Peer, Price, PriceCard,
-    SurplusPolicy, VotingDefault,
+    ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, PatronageBasis,
+    PatronageBylaws, Peer, Price, PriceCard, SurplusDestination, SurplusPolicy, VotingDefault,
 };
 pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};
 pub use resources::delegation::{Delegation, DelegationSpec};
@@ -31,8 +33,8 @@ pub use resources::inference_model::{
 pub use resources::member::{Member, MemberSpec, MemberStatus, OrganisationKind, Standing};
 pub use resources::proposal::{
     AllocationSplit, BylawChange, DelegationUsed, Elector, FloorTarget, IgnoredVote, MemberAdmission,
-    ModelAdoption, OptionCount, Proposal, ProposalEffect, ProposalKind, ProposalOption, ProposalPhase,
-    ProposalSpec, ProposalStatus, Round, Tally, TieRecord,
+    ModelAdoption, OptionCount, PatronageDistribution, Proposal, ProposalEffect, ProposalKind,
+    ProposalOption, ProposalPhase, ProposalSpec, ProposalStatus, RefundLine, Round, Tally, TieRecord,
 };
 pub use resources::vote::{Position, Vote, VoteSpec, VoteStatus};
 pub use resources::voting::{Fraction, VotingMethod, VotingRules};

@@ -20,8 +20,12 @@ use synco_e2e::{apply_yaml, cluster, wait_until, with_temp_ns};
 
 const POOL_LABEL: &str = "synco.coop/e2e-pool";
 
-async fn gpu_node(admin: &Client, name: &str, ns: &str) -> anyhow::Result<()> {
+async fn gpu_node(admin: &Client, name: &str, ns: &str, contributed_by: Option<&str>) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(admin.clone());
+    let mut labels = json!({"kubernetes.io/hostname": name, "type": "kwok", POOL_LABEL: ns});
+    if let Some(member) = contributed_by {
+        labels[synco_crds::CONTRIBUTED_BY_LABEL] = json!(member);
+    }
     let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "1"});
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -29,7 +33,7 @@ async fn gpu_node(admin: &Client, name: &str, ns: &str) -> anyhow::Result<()> {
         "metadata": {
             "name": name,
             "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"kubernetes.io/hostname": name, "type": "kwok", POOL_LABEL: ns},
+            "labels": labels,
         },
         "spec": {"taints": [{"key": POOL_LABEL, "value": ns, "effect": "NoSchedule"}]},
         "status": {"capacity": capacity, "allocatable": capacity},
@@ -52,8 +56,9 @@ async fn a_mistralrs_model_is_deployed_and_follows_its_pool() -> anyhow::Result<
     install_crds(admin).await?;
     with_temp_ns(admin, "op-models", |ns| async move {
         let (n0, n1) = (format!("{ns}-gpu-0"), format!("{ns}-gpu-1"));
-        gpu_node(admin, &n0, &ns).await?;
-        gpu_node(admin, &n1, &ns).await?;
+        // A member contributed the first node: its label names the member.
+        gpu_node(admin, &n0, &ns, Some("ana")).await?;
+        gpu_node(admin, &n1, &ns, None).await?;
         let result = async {
             let client = operator_client(cluster, admin, &ns).await?;
             coop(admin, &ns).await?;
@@ -137,6 +142,12 @@ spec:
                 (pool.total_gpus, pool.ready_nodes, pool.allocated_gpus),
                 (2, 2, 2)
             );
+            let contributed: Vec<_> = pool
+                .nodes
+                .iter()
+                .map(|n| (n.name.as_str(), n.contributed_by.as_deref()))
+                .collect();
+            assert_eq!(contributed, [(n0.as_str(), Some("ana")), (n1.as_str(), None)]);
             // External 1000 + mistralrs 1000.
             wait_until("quotas on 2000 tokens/s", Duration::from_secs(30), || async {
                 let all = allocations(admin, &ns).await?;

@@ -34,8 +34,8 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 (None, Some(c)) => (CallerKind::Customer, c),
                 _ => anyhow::bail!("give one of --member or --customer"),
             };
-            let db = connect(&db).await?;
-            ensure_exists(&objects(&db).await?, kind, &name)?;
+            let (args, db) = (db.clone(), connect(&db).await?);
+            ensure_exists(&objects_of(&args, &db).await?, kind, &name)?;
             let new = keys::create(&db, kind, &name, &label).await?;
             tracing::info!(prefix = %new.prefix, caller = %name, "key created; it is shown once");
             out(&format!("{}\n", new.key))
@@ -86,8 +86,15 @@ pub async fn usage(command: UsageCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The co-op's objects as the database holds them (standalone mode).
-async fn objects(db: &sea_orm::DatabaseConnection) -> anyhow::Result<crate::coop::CoopObjects> {
+/// The co-op's objects: from the API server in cluster mode (`--namespace`), else
+/// as the database holds them (standalone mode).
+async fn objects_of(
+    args: &DbArgs,
+    db: &sea_orm::DatabaseConnection,
+) -> anyhow::Result<crate::coop::CoopObjects> {
+    if let Some(ns) = &args.namespace {
+        return crate::cluster::list_objects(ns).await;
+    }
     Ok(
         crate::governance::store::GovernanceStore::objects(&crate::governance::db::DbStore::new(db.clone()))
             .await?,
@@ -123,16 +130,16 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
             memo,
             db,
         } => {
-            let db = connect(&db).await?;
-            let objects = objects(&db).await?;
+            let (args, db) = (db.clone(), connect(&db).await?);
+            let objects = objects_of(&args, &db).await?;
             ensure_exists(&objects, CallerKind::Customer, &customer)?;
             let currency = currency(&objects);
             let e = entry("topup", &customer, i64::from(minor), 0, &currency, memo);
             (db, e)
         }
         BooksCommand::Cost { minor, memo, db } => {
-            let db = connect(&db).await?;
-            let currency = currency(&objects(&db).await?);
+            let (args, db) = (db.clone(), connect(&db).await?);
+            let currency = currency(&objects_of(&args, &db).await?);
             let e = entry("cost", "coop", i64::from(minor), 0, &currency, memo);
             (db, e)
         }
@@ -142,8 +149,8 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
             memo,
             db,
         } => {
-            let db = connect(&db).await?;
-            let objects = objects(&db).await?;
+            let (args, db) = (db.clone(), connect(&db).await?);
+            let objects = objects_of(&args, &db).await?;
             ensure_exists(&objects, CallerKind::Member, &member)?;
             let e = entry("contribution", &member, 0, i64::from(gpu_hours), "", memo);
             (db, e)
@@ -154,14 +161,14 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
             memo,
             db,
         } => {
-            let db = connect(&db).await?;
-            let currency = currency(&objects(&db).await?);
+            let (args, db) = (db.clone(), connect(&db).await?);
+            let currency = currency(&objects_of(&args, &db).await?);
             let e = entry("correction", &account, i64::from(minor), 0, &currency, memo);
             (db, e)
         }
         BooksCommand::Close { month, db } => {
-            let db = connect(&db).await?;
-            let objects = objects(&db).await?;
+            let (args, db) = (db.clone(), connect(&db).await?);
+            let objects = objects_of(&args, &db).await?;
             let coop = crate::coop::Coop::from_objects(&objects, &crate::coop::CoopOptions::default())?;
             let closed = books::close(&db, &month, &|model| coop.price(model), &coop.currency).await?;
             out(&books::csv(&closed.entries))?;
@@ -189,6 +196,13 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
             db,
         } => {
             use synco_policies::patronage::{Basis, PatronageRules, SurplusTo};
+            let (args, db) = (db.clone(), connect(&db).await?);
+            if basis.is_none() && cash_percent.is_none() && surplus_to.is_none() {
+                let objects = objects_of(&args, &db).await?;
+                let d = books::distribution(&db, &month, objects.cooperative()?).await?;
+                return out(&format!("{}\n", serde_json::to_string_pretty(&d)?));
+            }
+            let basis = basis.unwrap_or_else(|| "usage".to_owned());
             let basis = match basis.split(':').collect::<Vec<_>>()[..] {
                 ["usage"] => Basis::Usage,
                 ["contribution"] => Basis::Contribution,
@@ -198,15 +212,14 @@ pub async fn books(command: BooksCommand) -> anyhow::Result<()> {
                 },
                 _ => anyhow::bail!("--basis is usage, contribution or mix:U:C, not {basis}"),
             };
-            let surplus_to = match surplus_to.as_str() {
+            let surplus_to = match surplus_to.as_deref().unwrap_or("reserve") {
                 "pool" => SurplusTo::Pool,
                 "reserve" => SurplusTo::Reserve,
                 other => anyhow::bail!("--surplus-to is pool or reserve, not {other}"),
             };
-            let db = connect(&db).await?;
             let rules = PatronageRules {
                 basis,
-                cash_percent,
+                cash_percent: cash_percent.unwrap_or(synco_policies::patronage::MIN_CASH_PERCENT),
                 surplus_to,
             };
             let d = books::patronage(&db, &month, &rules).await?;

@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::db::{ledger_entry, ledger_period, usage_record};
+use crate::db::{contribution_sample, ledger_distribution, ledger_entry, ledger_period, usage_record};
 use crate::metering::export;
 use crate::quota::MICRO;
 
@@ -28,7 +28,17 @@ use crate::quota::MICRO;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The kinds of entry.
-pub const KINDS: [&str; 6] = ["charge", "topup", "usage", "contribution", "cost", "correction"];
+pub const KINDS: [&str; 9] = [
+    "charge",
+    "topup",
+    "usage",
+    "contribution",
+    "cost",
+    "correction",
+    "refund",
+    "retained",
+    "reserve",
+];
 
 /// An entry to post.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +85,12 @@ pub enum BooksError {
     NotEnded(String),
     #[error("{0:?} is not a kind of entry ({kinds})", kinds = KINDS.join(", "))]
     Kind(String),
+    #[error("period {0} is open: close it first, so that its usage and charges are in")]
+    Open(String),
+    #[error("the bylaws set no patronage rules: pass a Bylaw proposal that sets them first")]
+    NoRules,
+    #[error("{0}")]
+    Refunds(String),
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
@@ -98,23 +114,37 @@ pub async fn post(
     db: &DatabaseConnection,
     entries: &[NewEntry],
 ) -> Result<Vec<ledger_entry::Model>, BooksError> {
+    let tx = db.begin().await?;
+    let posted = post_in(&tx, entries).await?;
+    tx.commit().await?;
+    Ok(posted)
+}
+
+/// [`post`] inside the caller's transaction `tx`.
+///
+/// # Errors
+///
+/// An entry's period is closed, its kind unknown, or the database fails.
+pub async fn post_in<C: ConnectionTrait>(
+    tx: &C,
+    entries: &[NewEntry],
+) -> Result<Vec<ledger_entry::Model>, BooksError> {
     if let Some(e) = entries.iter().find(|e| !KINDS.contains(&e.kind.as_str())) {
         return Err(BooksError::Kind(e.kind.clone()));
     }
-    let tx = db.begin().await?;
     if tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         tx.execute_unprepared("LOCK TABLE ledger_entries IN EXCLUSIVE MODE")
             .await?;
     }
     let mut posted = Vec::new();
     for e in entries {
-        if is_closed(&tx, &e.period).await? {
+        if is_closed(tx, &e.period).await? {
             return Err(BooksError::Closed(e.period.clone()));
         }
     }
     let last = ledger_entry::Entity::find()
         .order_by_desc(ledger_entry::Column::Id)
-        .one(&tx)
+        .one(tx)
         .await?;
     let (mut prev, mut id) = last.map_or((GENESIS.to_owned(), 0), |l| (l.hash, l.id));
     let created_at = jiff::Timestamp::now().to_string();
@@ -151,9 +181,8 @@ pub async fn post(
             prev_hash: Set(m.prev_hash.clone()),
             hash: Set(m.hash.clone()),
         });
-        ledger_entry::Entity::insert_many(rows).exec(&tx).await?;
+        ledger_entry::Entity::insert_many(rows).exec(tx).await?;
     }
-    tx.commit().await?;
     Ok(posted)
 }
 
@@ -287,8 +316,8 @@ pub async fn close(
             "completion",
         )
         .column_as(Expr::cust("CAST(COALESCE(SUM(cost_micro), 0) AS BIGINT)"), "cost")
-        .filter(usage_record::Column::FinishedAt.gte(from))
-        .filter(usage_record::Column::FinishedAt.lt(to))
+        .filter(usage_record::Column::FinishedAt.gte(from.clone()))
+        .filter(usage_record::Column::FinishedAt.lt(to.clone()))
         .group_by(usage_record::Column::Caller)
         .group_by(usage_record::Column::CallerKind)
         .group_by(usage_record::Column::Model)
@@ -316,7 +345,7 @@ pub async fn close(
         sum.0 += micro;
         sum.1 = sum.1.saturating_add(prompt.saturating_add(completion));
     }
-    let entries: Vec<NewEntry> = sums
+    let mut entries: Vec<NewEntry> = sums
         .into_iter()
         .map(|((kind, account, currency), (micro, tokens))| NewEntry {
             period: period.clone(),
@@ -328,6 +357,7 @@ pub async fn close(
             memo: format!("{kind} in {period}, from the metering records"),
         })
         .collect();
+    entries.extend(contributions(db, &period, &from, &to).await?);
     let posted = post(db, &entries).await?;
     let head = match verify(db).await? {
         Verdict::Intact { head, .. } => head,
@@ -354,6 +384,90 @@ pub async fn close(
         entries: posted,
         head,
     })
+}
+
+/// The length of a contribution sample's bucket, in seconds.
+pub const SAMPLE_BUCKET_SECONDS: i64 = 300;
+
+/// Records that the contributed nodes `nodes` (name, member, GPUs) are Ready now:
+/// one row per node and bucket, whichever replica writes it first.
+///
+/// # Errors
+///
+/// The database cannot be written.
+pub async fn sample_contributions(
+    db: &DatabaseConnection,
+    now: jiff::Timestamp,
+    nodes: &[(String, String, u32)],
+) -> Result<usize, BooksError> {
+    let bucket = now.as_second().div_euclid(SAMPLE_BUCKET_SECONDS) * SAMPLE_BUCKET_SECONDS;
+    let rows: Vec<_> = nodes
+        .iter()
+        .filter(|(_, _, gpus)| *gpus > 0)
+        .map(|(node, member, gpus)| contribution_sample::ActiveModel {
+            bucket: Set(bucket),
+            node: Set(node.clone()),
+            member: Set(member.clone()),
+            gpus: Set(i64::from(*gpus)),
+            seconds: Set(SAMPLE_BUCKET_SECONDS),
+        })
+        .collect();
+    let n = rows.len();
+    if n > 0 {
+        contribution_sample::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([
+                contribution_sample::Column::Bucket,
+                contribution_sample::Column::Node,
+            ])
+            .exec(db)
+            .await?;
+    }
+    Ok(n)
+}
+
+/// The period's contributions from the nodes' samples: GPU-hours per member (whole
+/// hours, rounded down; the memo gives the GPU-seconds).
+async fn contributions(
+    db: &DatabaseConnection,
+    period: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<NewEntry>, BooksError> {
+    let second = |month: &str| -> Result<i64, BooksError> {
+        let t: jiff::Timestamp = format!("{month}-01T00:00:00Z")
+            .parse()
+            .map_err(|e| BooksError::Other(anyhow::anyhow!("{month}: {e}")))?;
+        Ok(t.as_second())
+    };
+    let (from, to) = (second(from)?, second(to)?);
+    let rows: Vec<(String, i64)> = contribution_sample::Entity::find()
+        .select_only()
+        .column(contribution_sample::Column::Member)
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(gpus * seconds), 0) AS BIGINT)"),
+            "s",
+        )
+        .filter(contribution_sample::Column::Bucket.gte(from))
+        .filter(contribution_sample::Column::Bucket.lt(to))
+        .group_by(contribution_sample::Column::Member)
+        .order_by_asc(contribution_sample::Column::Member)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(member, gpu_seconds)| NewEntry {
+            period: period.to_owned(),
+            kind: "contribution".to_owned(),
+            account: member,
+            amount_minor: 0,
+            quantity: gpu_seconds / 3600,
+            currency: String::new(),
+            memo: format!(
+                "GPU-hours of contributed nodes in {period} ({gpu_seconds} GPU-seconds seen Ready)"
+            ),
+        })
+        .collect())
 }
 
 /// The entries of a period, in order.
@@ -412,6 +526,12 @@ pub struct Statement {
     pub corrections_minor: i64,
     /// Customers: every top-up and correction less every charge, to the end of the month.
     pub balance_minor: i64,
+    /// Members: the patronage refund for this month once the members passed it (posted
+    /// in the month open then), its cash and retained parts, and the proposal.
+    pub refund_minor: i64,
+    pub refund_cash_minor: i64,
+    pub refund_retained_minor: i64,
+    pub refund_proposal: Option<String>,
     pub entries: Vec<ledger_entry::Model>,
 }
 
@@ -438,6 +558,22 @@ pub async fn statement(
             .map(f)
             .fold(0, i64::saturating_add)
     };
+    let distribution = recorded(db, &period).await?;
+    let (mut cash, mut retained) = (0i64, 0i64);
+    if let Some(d) = &distribution {
+        for e in ledger_entry::Entity::find()
+            .filter(ledger_entry::Column::Account.eq(account))
+            .filter(ledger_entry::Column::Id.between(d.first_id, d.last_id))
+            .all(db)
+            .await?
+        {
+            match e.kind.as_str() {
+                "refund" => cash = cash.saturating_add(e.amount_minor),
+                "retained" => retained = retained.saturating_add(e.amount_minor),
+                _ => {}
+            }
+        }
+    }
     let ever = |kind: &str| -> i64 {
         all.iter()
             .filter(|e| e.kind == kind)
@@ -462,6 +598,10 @@ pub async fn statement(
         balance_minor: ever("topup")
             .saturating_add(ever("correction"))
             .saturating_sub(ever("charge")),
+        refund_minor: cash.saturating_add(retained),
+        refund_cash_minor: cash,
+        refund_retained_minor: retained,
+        refund_proposal: distribution.map(|d| d.proposal),
         entries: all.into_iter().filter(|e| e.period == period).collect(),
         period,
     })
@@ -482,9 +622,7 @@ pub async fn patronage(
     use synco_policies::patronage::{Activity, Period, distribute};
     let (period, _) = export::month_bounds(period)?;
     if !is_closed(db, &period).await? {
-        return Err(BooksError::Other(anyhow::anyhow!(
-            "period {period} is open: close it first, so that its usage and charges are in"
-        )));
+        return Err(BooksError::Open(period));
     }
     let mut members: BTreeMap<String, Activity> = BTreeMap::new();
     let mut input = Period::default();
@@ -512,6 +650,229 @@ pub async fn patronage(
     }
     input.members = members.into_values().collect();
     distribute(&input, rules).map_err(|e| BooksError::Other(anyhow::anyhow!("{e}")))
+}
+
+/// The PatronageDistribution of a closed `period` under the bylaws' patronage rules,
+/// in the co-op's currency: what a proposal to distribute it must carry.
+///
+/// # Errors
+///
+/// The bylaws set no patronage rules, the period is open, or the database fails.
+pub async fn distribution(
+    db: &DatabaseConnection,
+    period: &str,
+    coop: &synco_crds::Cooperative,
+) -> Result<synco_crds::PatronageDistribution, BooksError> {
+    let bylaws = coop.spec.patronage.as_ref().ok_or(BooksError::NoRules)?;
+    let (period, _) = export::month_bounds(period)?;
+    let d = patronage(db, &period, &synco_policies::crd::patronage::rules(bylaws)).await?;
+    let currency = coop
+        .spec
+        .surplus
+        .as_ref()
+        .map(|s| s.currency.clone())
+        .unwrap_or_default();
+    Ok(synco_policies::crd::patronage::effect(&period, &currency, &d))
+}
+
+/// The refunds recorded for a period, if any.
+///
+/// # Errors
+///
+/// The database cannot be read.
+pub async fn recorded<C: ConnectionTrait>(
+    db: &C,
+    period: &str,
+) -> Result<Option<ledger_distribution::Model>, BooksError> {
+    Ok(ledger_distribution::Entity::find_by_id(period.to_owned())
+        .one(db)
+        .await?)
+}
+
+/// What [`record_refunds`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Posted now, in the open month.
+    Now(Vec<ledger_entry::Model>),
+    /// The period's refunds were recorded before (by this proposal or another).
+    Before(ledger_distribution::Model),
+}
+
+/// Records the refunds of a passed PatronageDistribution `proposal`, once per period,
+/// inside the caller's transaction: for each member a `refund` entry (the cash part)
+/// and a `retained` entry (its equity), and a `reserve` entry, all in the open month.
+///
+/// # Errors
+///
+/// The distribution does not add up, its period is not closed, or the database fails.
+pub async fn record_refunds_in<C: ConnectionTrait>(
+    tx: &C,
+    proposal: &str,
+    d: &synco_crds::PatronageDistribution,
+) -> Result<Recorded, BooksError> {
+    d.check().map_err(BooksError::Refunds)?;
+    if !is_closed(tx, &d.period).await? {
+        return Err(BooksError::Open(d.period.clone()));
+    }
+    if tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // The same lock posting takes, first: two replicas record one after the other.
+        tx.execute_unprepared("LOCK TABLE ledger_entries IN EXCLUSIVE MODE")
+            .await?;
+    }
+    if let Some(before) = recorded(tx, &d.period).await? {
+        return Ok(Recorded::Before(before));
+    }
+    let open = crate::quota::month_of(jiff::Timestamp::now());
+    let memo = |what: &str| format!("patronage {what} for {} (proposal {proposal})", d.period);
+    let entry = |kind: &str, account: &str, amount: i64, what: &str| NewEntry {
+        period: open.clone(),
+        kind: kind.to_owned(),
+        account: account.to_owned(),
+        amount_minor: amount,
+        quantity: 0,
+        currency: d.currency.clone(),
+        memo: memo(what),
+    };
+    let mut entries = Vec::new();
+    for r in &d.refunds {
+        entries.push(entry("refund", &r.member, r.cash_minor, "refund paid in cash"));
+        entries.push(entry(
+            "retained",
+            &r.member,
+            r.retained_minor,
+            "refund retained as equity",
+        ));
+    }
+    entries.push(entry(
+        "reserve",
+        "reserve",
+        d.reserve_minor,
+        "surplus to the collective reserve",
+    ));
+    let posted = post_in(tx, &entries).await?;
+    let first = posted.first().map_or(0, |e| e.id);
+    let last = posted.last().map_or(0, |e| e.id);
+    ledger_distribution::Entity::insert(ledger_distribution::ActiveModel {
+        period: Set(d.period.clone()),
+        proposal: Set(proposal.to_owned()),
+        first_id: Set(first),
+        last_id: Set(last),
+        recorded_at: Set(jiff::Timestamp::now().to_string()),
+    })
+    .exec(tx)
+    .await?;
+    Ok(Recorded::Now(posted))
+}
+
+/// [`record_refunds_in`] in a transaction of its own.
+///
+/// # Errors
+///
+/// As [`record_refunds_in`].
+pub async fn record_refunds(
+    db: &DatabaseConnection,
+    proposal: &str,
+    d: &synco_crds::PatronageDistribution,
+) -> Result<Recorded, BooksError> {
+    let tx = db.begin().await?;
+    let recorded = record_refunds_in(&tx, proposal, d).await?;
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// Records every Applied PatronageDistribution's refunds that are not in the books yet
+/// (in cluster mode the operator applies the proposal and the books, in this database,
+/// follow; in standalone mode they were recorded with the Applied phase and this finds
+/// nothing to do). Returns the proposals whose refunds it recorded.
+///
+/// # Errors
+///
+/// The store or the database cannot be read.
+pub async fn record_applied(
+    db: &DatabaseConnection,
+    store: &dyn crate::governance::GovernanceStore,
+) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    for p in store.proposals().await? {
+        let Some(status) = &p.status else { continue };
+        if p.spec.kind != synco_crds::ProposalKind::PatronageDistribution
+            || status.phase != synco_crds::ProposalPhase::Applied
+        {
+            continue;
+        }
+        let Some(d) = status
+            .decided_effect
+            .as_ref()
+            .and_then(|e| e.patronage_distribution.as_ref())
+        else {
+            continue;
+        };
+        if recorded(db, &d.period).await?.is_some() {
+            continue;
+        }
+        let name = p.metadata.name.clone().unwrap_or_default();
+        match record_refunds(db, &name, d).await {
+            Ok(Recorded::Now(entries)) => {
+                tracing::info!(proposal = %name, period = %d.period, entries = entries.len(), "patronage refunds recorded");
+                done.push(name);
+            }
+            Ok(Recorded::Before(_)) => {}
+            Err(e) => {
+                tracing::error!(proposal = %name, period = %d.period, error = %e, "cannot record the refunds")
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The Ready contributed nodes of the co-op's pools: (node, member, GPUs).
+#[must_use]
+pub fn contributed_nodes(objects: &crate::coop::CoopObjects) -> Vec<(String, String, u32)> {
+    let mut nodes: BTreeMap<String, (String, u32)> = BTreeMap::new();
+    for node in objects
+        .pools
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.nodes.iter())
+        .filter(|n| n.ready)
+    {
+        if let Some(member) = &node.contributed_by {
+            // A node in two pools counts once.
+            nodes.insert(node.name.clone(), (member.clone(), node.gpus));
+        }
+    }
+    nodes
+        .into_iter()
+        .map(|(node, (member, gpus))| (node, member, gpus))
+        .collect()
+}
+
+/// Keeps the books up with the co-op: records passed refunds and samples contributed
+/// nodes every `every`, until `stop`.
+pub async fn keep(
+    db: DatabaseConnection,
+    store: std::sync::Arc<dyn crate::governance::GovernanceStore>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Err(e) = record_applied(&db, store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot look for passed refunds; retrying");
+        }
+        match store.objects().await {
+            Ok(objects) => {
+                let nodes = contributed_nodes(&objects);
+                if let Err(e) = sample_contributions(&db, jiff::Timestamp::now(), &nodes).await {
+                    tracing::warn!(error = %e, "cannot sample the contributed nodes; retrying");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the co-op's pools; retrying"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Entries as CSV (header first).

@@ -45,11 +45,10 @@ pub enum Command {
 /// server with --namespace (cluster mode, with the kubeconfig's credentials).
 #[derive(Debug, Clone, Args)]
 pub struct GovernanceArgs {
+    /// The database, or `--namespace` to work on the co-op in that Kubernetes namespace
+    /// instead.
     #[command(flatten)]
     pub db: DbArgs,
-    /// Work on the co-op in this Kubernetes namespace instead of a database.
-    #[arg(long, env = "SYNCO_NAMESPACE", global = true)]
-    pub namespace: Option<String>,
     #[command(subcommand)]
     pub command: GovernanceCommand,
 }
@@ -150,6 +149,11 @@ pub struct DbArgs {
     /// default: SQLite in the data directory.
     #[arg(long, env = "SYNCO_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Cluster mode: the co-op's namespace. The co-op's objects (its members, rate card
+    /// and bylaws; governance for `governance`) are then read from the API server (the
+    /// kubeconfig's, or the pod's ServiceAccount) instead of the database.
+    #[arg(long, env = "SYNCO_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,19 +280,21 @@ pub enum BooksCommand {
     },
     /// The patronage refunds of a closed month, as JSON: each member's refund in
     /// proportion to its usage, its contribution or a mix (`mix:U:C`, U parts usage to
-    /// C parts contribution), split into cash and retained.
+    /// C parts contribution), split into cash and retained. With no rules given, the
+    /// bylaws' rules (what a PatronageDistribution proposal carries); with any, a what-if
+    /// under those (the rest default to usage, 20% cash, surplus to the reserve).
     Patronage {
         #[arg(long)]
         month: String,
         /// `usage`, `contribution` or `mix:U:C`.
-        #[arg(long, default_value = "usage")]
-        basis: String,
+        #[arg(long)]
+        basis: Option<String>,
         /// The cash share of each refund (percent, at least 20).
-        #[arg(long, default_value_t = 20)]
-        cash_percent: u32,
+        #[arg(long)]
+        cash_percent: Option<u32>,
         /// Where customers' (non-member) income goes: `pool` or `reserve`.
-        #[arg(long, default_value = "reserve")]
-        surplus_to: String,
+        #[arg(long)]
+        surplus_to: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -466,4 +472,16 @@ pub struct QuotaArgs {
     /// rate times a month, far more tokens than a trial sends.
     #[arg(long, env = "SYNCO_TOKEN_BUDGETS", value_delimiter = ',')]
     pub token_budget: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are well formed (clap checks them only when that
+    /// subcommand runs).
+    #[test]
+    fn the_cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -165,11 +165,14 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         client: client.clone(),
         watched: watched.clone(),
     };
+    let store: Arc<dyn crate::governance::GovernanceStore> = Arc::new(store);
     let governance = Arc::new(Governance::new(
-        Arc::new(store),
+        store.clone(),
         db.clone(),
         crate::governance::system_clock(),
     ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let books = tokio::spawn(crate::books::keep(db.clone(), store, books_every(), stop.clone()));
     let follow = tokio::spawn(async move {
         loop {
             changed.notified().await;
@@ -191,5 +194,41 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     )
     .await;
     follow.abort();
+    stop.cancel();
+    let _ = books.await;
     result
+}
+
+/// How often the books follow the operator: [`crate::server::BOOKS_EVERY`], or
+/// `SYNCO_BOOKS_EVERY_MS` (the tests wait less).
+fn books_every() -> Duration {
+    std::env::var("SYNCO_BOOKS_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(crate::server::BOOKS_EVERY, Duration::from_millis)
+}
+
+/// Follows the co-op's resources in `namespace` once listed (the admin commands in
+/// cluster mode).
+///
+/// # Errors
+///
+/// No client can be made, or the objects cannot be listed in 30 s.
+pub async fn listed(namespace: &str) -> anyhow::Result<(Client, Arc<Watched>)> {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default().await?;
+    let watched = Arc::new(start_watches(&client, namespace, &Arc::new(Notify::new())));
+    tokio::time::timeout(Duration::from_secs(30), ready(&watched))
+        .await
+        .map_err(|_| anyhow::anyhow!("the co-op's resources in {namespace} could not be listed in 30 s"))??;
+    Ok((client, watched))
+}
+
+/// The co-op's objects in `namespace`, as [`listed`] finds them.
+///
+/// # Errors
+///
+/// As [`listed`].
+pub async fn list_objects(namespace: &str) -> anyhow::Result<crate::coop::CoopObjects> {
+    Ok(listed(namespace).await?.1.objects())
 }

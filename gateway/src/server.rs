@@ -102,6 +102,12 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     ));
     let stop = CancellationToken::new();
     let closer = tokio::spawn(Closer::new(store.clone(), clock).run(POLL, stop.clone()));
+    let books = tokio::spawn(crate::books::keep(
+        db.clone(),
+        Arc::new(store.clone()),
+        BOOKS_EVERY,
+        stop.clone(),
+    ));
     let follower = tokio::spawn(crate::follow::follow_database(
         store,
         options,
@@ -121,9 +127,13 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     )
     .await;
     stop.cancel();
-    let _ = tokio::join!(closer, follower);
+    let _ = tokio::join!(closer, follower, books);
     result
 }
+
+/// How often the books look for passed refunds and sample the contributed nodes (a
+/// sample bucket is five minutes, so a minute misses none).
+pub const BOOKS_EVERY: Duration = Duration::from_secs(60);
 
 /// How often standalone mode looks for changes made by other processes sharing its
 /// database (the admin CLI, other replicas).

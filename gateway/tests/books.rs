@@ -253,8 +253,11 @@ async fn the_books(url: Option<&str>) {
         ]),
         "{d}"
     );
-    let (ok, out) = books(&["patronage", "--month", &now], dir, url);
+    let (ok, out) = books(&["patronage", "--month", &now, "--basis", "usage"], dir, url);
     assert!(!ok && out.contains("close it first"), "{out}");
+    // With no rules given, the bylaws' (this co-op's set none).
+    let (ok, out) = books(&["patronage", "--month", &last], dir, url);
+    assert!(!ok && out.contains("the bylaws set no patronage rules"), "{out}");
     let (ok, out) = books(&["patronage", "--month", &last, "--cash-percent", "10"], dir, url);
     assert!(!ok && out.contains("20% to 100%"), "{out}");
     let (ok, csv) = books(
@@ -354,4 +357,185 @@ async fn books_close_bench_postgres() {
         // 10,000 members' usage and 100 customers' charges.
         assert_eq!(closed.entries.len(), 10_100);
     }
+}
+
+/// The patronage scenario (`common/patronage.rs`) in standalone mode: a month closed,
+/// its distribution proposed, voted and recorded, each refund as worked out by hand.
+async fn patronage(url: Option<&str>) {
+    let m = tempfile::tempdir().unwrap();
+    let period = 6;
+    std::fs::write(
+        m.path().join("coop.yaml"),
+        common::patronage::manifests(
+            "commons",
+            &format!("{period}s"),
+            "{hub: Qwen/Qwen2.5-0.5B-Instruct}",
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut founding = c::standalone(m.path(), data.path(), url, &[]);
+    assert!(founding.terminate().success());
+    let db = synco_gateway::db::connect(&synco_gateway::db::url(data.path(), url).unwrap())
+        .await
+        .unwrap();
+    common::patronage::seed(&db).await;
+    let gateway = c::standalone(m.path(), data.path(), url, &[]);
+    let env = Standalone { gateway };
+    let dir = data.path().to_owned();
+    let url = url.map(str::to_owned);
+    common::patronage::run(&env, &|args| books(args, &dir, url.as_deref()), period).await;
+    if url.is_none() {
+        pages(&env.gateway);
+    }
+}
+
+/// The same in the members' pages (Chromium): ana's statement shows
+/// her refund, the proposal its table of refunds, and proposing the month again from
+/// the form says it was distributed already.
+fn pages(gw: &common::Gateway) {
+    use common::browser::{accessible, axe_source, browser, html, member_tab, open, submit, text, type_in};
+    let last = common::patronage::last_month();
+    let browser = browser();
+    let axe = axe_source();
+    let tab = member_tab(&browser, gw, "ana", true);
+    open(&tab, &gw.url(&format!("/governance/coop?month={last}")));
+    assert_eq!(
+        text(&tab, "#refund"),
+        "0.12 EUR: 0.05 in cash, 0.07 retained as your equity (passed in refunds)"
+    );
+    accessible(&tab, &axe, "coop with a refund");
+    open(&tab, &gw.url("/governance/proposals/refunds"));
+    let table = html(&tab, "#refunds");
+    for row in [
+        "<td>ana</td><td>0.12</td><td>0.05</td><td>0.07</td>",
+        "<td>dan</td><td>0.06</td>",
+    ] {
+        assert!(table.contains(row), "{row} is not in {table}");
+    }
+    accessible(&tab, &axe, "a distribution");
+    open(&tab, &gw.url("/governance/new?kind=PatronageDistribution"));
+    assert_eq!(
+        tab.find_element("#patronage_period")
+            .unwrap()
+            .get_attribute_value("value")
+            .unwrap()
+            .as_deref(),
+        Some(last.as_str()),
+        "the form offers last month"
+    );
+    accessible(&tab, &axe, "a distribution's form");
+    type_in(&tab, "#title", "Refunds again");
+    submit(&tab, "#propose", "#message");
+    assert!(
+        text(&tab, "#message").contains(&format!("the refunds for {last} were recorded already")),
+        "{}",
+        text(&tab, "#message")
+    );
+}
+
+struct Standalone {
+    gateway: common::Gateway,
+}
+
+#[async_trait::async_trait]
+impl common::scenario::Env for Standalone {
+    fn url(&self, path: &str) -> String {
+        self.gateway.url(path)
+    }
+    fn token(&self, who: &str) -> String {
+        c::token(c::SECRET, &c::claims(who))
+    }
+    async fn suspend(&self, _member: &str) {
+        unreachable!("the patronage scenario suspends nobody")
+    }
+    fn log(&self) -> String {
+        self.gateway.log()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_vote_a_months_patronage_refunds_into_the_books_sqlite() {
+    patronage(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_vote_a_months_patronage_refunds_into_the_books_postgres() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    patronage(Some(&pg.url())).await;
+}
+
+/// Contribution earns capacity (standalone: a ComputePool's status lists the nodes): the
+/// bylaws give 10 points of floor per contributed GPU, so ana's one GPU lifts her rate
+/// from 4 to 4 + 10% of 50 = 9 tokens/s, a bucket of 540 tokens a minute against ben's
+/// 240; and the books sample her node for the month's contributions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contributed_node_raises_its_members_limit_and_is_sampled_for_the_books() {
+    let m = tempfile::tempdir().unwrap();
+    let yaml = common::patronage::manifests("commons", "1h", "{hub: Qwen/Qwen2.5-0.5B-Instruct}").replacen(
+        "surplusTo: Pool}",
+        "surplusTo: Pool, floorPercentPerGpu: 10}",
+        1,
+    ) + "---\napiVersion: synco.coop/v1alpha1\nkind: ComputePool\nmetadata: {name: gpus, namespace: commons}\n\
+           spec: {}\nstatus: {nodes: [{name: gpu-ana, gpus: 1, ready: true, contributedBy: ana}, \
+           {name: gpu-off, gpus: 4, ready: false, contributedBy: ben}]}\n";
+    std::fs::write(m.path().join("coop.yaml"), yaml).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let gateway = c::standalone(m.path(), data.path(), None, &[]);
+    let limit = |who: &'static str| {
+        let url = gateway.url("/v1/chat/completions");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(c::token(c::SECRET, &c::claims(who)))
+                .json(&serde_json::json!({"model": "tiny", "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["x-ratelimit-limit-tokens"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(limit("ana").await, "540", "{}", gateway.log());
+    assert_eq!(
+        limit("ben").await,
+        "240",
+        "a node that is not Ready raises nothing"
+    );
+
+    let db = synco_gateway::db::connect(&synco_gateway::db::url(data.path(), None).unwrap())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let samples = loop {
+        let rows = synco_gateway::db::contribution_sample::Entity::find()
+            .all(&db)
+            .await
+            .unwrap();
+        if !rows.is_empty() || started.elapsed() > std::time::Duration::from_secs(30) {
+            break rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let seen: Vec<_> = samples
+        .iter()
+        .map(|s| (s.node.as_str(), s.member.as_str(), s.gpus))
+        .collect();
+    assert_eq!(seen, [("gpu-ana", "ana", 1)], "{}", gateway.log());
+    // A second replica sampling the same bucket writes nothing more.
+    let at = jiff::Timestamp::from_second(samples[0].bucket).unwrap();
+    synco_gateway::books::sample_contributions(&db, at, &[("gpu-ana".into(), "ana".into(), 1)])
+        .await
+        .unwrap();
+    let rows = synco_gateway::db::contribution_sample::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
 }

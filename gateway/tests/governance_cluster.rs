@@ -32,6 +32,8 @@ struct InCluster {
     gateway: Gateway,
     admin: kube::Client,
     ns: String,
+    /// The gateway's database.
+    db: String,
 }
 
 #[async_trait]
@@ -101,12 +103,17 @@ where
             let gateway = Gateway::start_with_env(
                 tempfile::tempdir()?,
                 &args,
-                &[("KUBECONFIG", config.display().to_string().as_str())],
+                &[
+                    ("KUBECONFIG", config.display().to_string().as_str()),
+                    // The books follow the operator's Applied proposals every half second.
+                    ("SYNCO_BOOKS_EVERY_MS", "500"),
+                ],
             );
             let env = InCluster {
                 gateway,
                 admin: admin.clone(),
                 ns: ns.clone(),
+                db,
             };
             let done = body(cluster, env).await;
             drop(operator);
@@ -143,6 +150,53 @@ async fn members_propose_comment_and_vote_through_the_pages_against_the_control_
         move |ns, source| common::browser::coop_yaml(ns, &format!("{period}s"), source, "RankedChoice"),
         move |_, env| async move {
             common::browser::propose_comment_and_vote(&env.gateway, period, "cluster").await;
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The patronage scenario (`common/patronage.rs`) against the control plane: the month
+/// closed with the co-op's rate card and bylaws read from the API server, the operator
+/// closing and applying the PatronageDistribution, and the gateway recording its refunds
+/// in its database once it sees it Applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_vote_a_months_refunds_and_the_gateway_records_them_against_the_control_plane()
+-> anyhow::Result<()> {
+    let period = 20;
+    in_cluster(
+        "pat",
+        move |ns, source| common::patronage::manifests(ns, &format!("{period}s"), source),
+        move |cluster, env| async move {
+            let db = synco_gateway::db::connect(&env.db).await?;
+            common::patronage::seed(&db).await;
+            let kubeconfig = cluster.kubeconfig().to_owned();
+            let (url, ns) = (env.db.clone(), env.ns.clone());
+            let books = move |args: &[&str]| -> (bool, String) {
+                let out = std::process::Command::new(common::binary())
+                    .arg("books")
+                    .args(args)
+                    .args(["--database-url", &url, "--namespace", &ns])
+                    .env("KUBECONFIG", &kubeconfig)
+                    .output()
+                    .unwrap();
+                (
+                    out.status.success(),
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                )
+            };
+            common::patronage::run(&env, &books, period).await;
+            // The operator said where the refunds went.
+            let proposals: Api<Proposal> = Api::namespaced(env.admin.clone(), &env.ns);
+            let applied = proposals.get("refunds").await?;
+            assert_eq!(
+                applied.status.and_then(|s| s.applied_to),
+                Some(format!("Ledger/{}", common::patronage::last_month()))
+            );
             Ok(())
         },
     )

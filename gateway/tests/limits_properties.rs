@@ -69,6 +69,7 @@ fn objects(c: &Case) -> CoopObjects {
                 })
                 .collect(),
             surplus: None,
+            patronage: None,
             peers: vec![],
         },
     );
@@ -187,7 +188,7 @@ proptest! {
     fn the_gateway_enforces_exactly_the_allocations_quotas(c in case()) {
         let mut objects = objects(&c);
         let coop = objects.cooperatives[0].clone();
-        let figures = figures_for(&coop, &objects.allocations[0], &objects.members, &objects.customers, &objects.models)
+        let figures = figures_for(&coop, &objects.allocations[0], &objects.members, &objects.customers, &objects.models, &[])
             .expect("the allocation solves");
         objects.allocations[0].status = Some(synco_crds::AllocationStatus {
             phase: synco_crds::AllocationPhase::InForce,

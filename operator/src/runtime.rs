@@ -94,7 +94,7 @@ pub async fn run_controllers(mut ctx: Context, stop: CancellationToken) {
 
     let allocations = Controller::new(api::<Allocation>(&ctx), wc());
     let store = allocations.store();
-    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store);
+    let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store);
     let allocations = allocations
         .watches(api::<Member>(&ctx), wc(), move |m: Member| {
             allocation::in_force_ref(&s1, m.namespace())
@@ -107,6 +107,10 @@ pub async fn run_controllers(mut ctx: Context, stop: CancellationToken) {
         })
         .watches(api::<Cooperative>(&ctx), wc(), move |c: Cooperative| {
             allocation::in_force_ref(&s4, c.namespace())
+        })
+        // Contributed nodes raise their members' floors when the bylaws say so.
+        .watches(api::<ComputePool>(&ctx), wc(), move |p: ComputePool| {
+            allocation::in_force_ref(&s5, p.namespace())
         })
         .graceful_shutdown_on(drain(stop.clone()))
         .run(allocation::reconcile, allocation::error_policy, shared.clone())

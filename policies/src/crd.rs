@@ -17,6 +17,7 @@
 
 pub mod allocation;
 pub mod effect;
+pub mod patronage;
 pub mod proposal;
 
 pub use allocation::{

@@ -52,7 +52,13 @@ pub struct PoolNode {
     pub gpus: u32,
     /// Whether the node is Ready.
     pub ready: bool,
+    /// The Member that contributed the node (its `synco.coop/contributed-by` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributed_by: Option<String>,
 }
+
+/// The node label that names the Member who contributed a node.
+pub const CONTRIBUTED_BY_LABEL: &str = "synco.coop/contributed-by";
 
 /// Capacity as the operator last computed it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]

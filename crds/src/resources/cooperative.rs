@@ -47,6 +47,9 @@ pub struct CooperativeSpec {
     /// How capacity that no member claimed may be sold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surplus: Option<SurplusPolicy>,
+    /// How patronage refunds are worked out when a month closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patronage: Option<PatronageBylaws>,
     /// Peer co-ops whose models may be reached as external engines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
@@ -136,6 +139,64 @@ pub struct PriceCard {
     /// The prices.
     #[serde(flatten)]
     pub price: Price,
+}
+
+/// The bylaws' patronage rules: what refunds are in proportion to, how much is paid in
+/// cash, where income from non-members goes, and whether contributing capacity earns a
+/// higher floor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.basis != 'Mix' || self.usageParts + self.contributionParts > 0").message("a mixed basis needs a positive number of parts"))]
+pub struct PatronageBylaws {
+    /// What each member's refund is in proportion to.
+    pub basis: PatronageBasis,
+    /// Mix: the parts of the member's share of usage…
+    #[serde(default = "one")]
+    #[schemars(range(max = 100))]
+    pub usage_parts: u32,
+    /// …to the parts of its share of contributed GPU-hours.
+    #[serde(default = "one")]
+    #[schemars(range(max = 100))]
+    pub contribution_parts: u32,
+    /// The share of each refund paid in cash (percent; at least 20, as 26 USC §1388
+    /// asks); the rest is retained as the member's equity.
+    #[schemars(range(min = 20, max = 100))]
+    pub cash_percent: u32,
+    /// Where income from non-members (surplus sold to customers) goes.
+    pub surplus_to: SurplusDestination,
+    /// Contribution earns capacity: a member's floor rises by this many percentage points
+    /// of capacity per GPU it contributes (nodes labelled `synco.coop/contributed-by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub floor_percent_per_gpu: Option<u32>,
+    /// The most a member's floor can rise by contributing (percentage points).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub max_contribution_floor_percent: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What patronage refunds are in proportion to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PatronageBasis {
+    /// The member's usage, valued at the rate card.
+    Usage,
+    /// The GPU-hours of the nodes the member contributed.
+    Contribution,
+    /// A weighted mix of the two shares.
+    Mix,
+}
+
+/// Where income from non-members goes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum SurplusDestination {
+    /// Into the patronage pool, shared like the rest.
+    Pool,
+    /// Into the collective reserve, which no member owns.
+    Reserve,
 }
 
 /// A peer co-op whose OpenAI-compatible endpoint can serve as an external engine.

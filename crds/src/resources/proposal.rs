@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Conditions;
 use super::allocation::AllocationPlan;
-use super::cooperative::{MemberClass, SurplusPolicy, VotingDefault};
+use super::cooperative::{MemberClass, PatronageBylaws, SurplusPolicy, VotingDefault};
 use super::inference_model::InferenceModelSpec;
 use super::member::MemberSpec;
 use super::voting::VotingRules;
@@ -84,6 +84,7 @@ fn effect_matches_kind() -> kube::core::Rule {
             ("SurplusPrice", "surplusPrice"),
             ("ModelAdoption", "modelAdoption"),
             ("MemberAdmission", "memberAdmission"),
+            ("PatronageDistribution", "patronageDistribution"),
         ]
         .iter()
         .map(|(kind, field)| format!("(self.kind == '{kind}') == has({e}.{field})"))
@@ -155,6 +156,8 @@ pub enum ProposalKind {
     MemberAdmission,
     /// A question with no effect in the cluster.
     FreeText,
+    /// The patronage refunds of a closed month, recorded in the books once passed.
+    PatronageDistribution,
 }
 
 /// The effect of a passed proposal. Exactly the field matching its kind is set.
@@ -176,6 +179,94 @@ pub struct ProposalEffect {
     /// MemberAdmission: the member to create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_admission: Option<MemberAdmission>,
+    /// PatronageDistribution: the refunds to record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patronage_distribution: Option<PatronageDistribution>,
+}
+
+/// The patronage refunds of one closed month, as the books computed them under the
+/// bylaws' patronage rules. Recorded in the ledger (in the open month) once passed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.poolMinor >= 0 && self.reserveMinor >= 0").message("the pool and the reserve are not negative"))]
+pub struct PatronageDistribution {
+    /// The closed month (`YYYY-MM`).
+    #[schemars(regex(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$"))]
+    pub period: String,
+    /// ISO 4217 currency of every amount.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+    /// What is shared among the members, in minor units.
+    pub pool_minor: i64,
+    /// What goes to the collective reserve, in minor units.
+    pub reserve_minor: i64,
+    /// Each member's refund; they add up to the pool.
+    #[schemars(length(max = 10000))]
+    pub refunds: Vec<RefundLine>,
+}
+
+/// One member's patronage refund.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundLine {
+    /// The Member.
+    #[schemars(length(min = 1, max = 253))]
+    pub member: String,
+    /// The refund, in minor units.
+    #[schemars(range(min = 0))]
+    pub refund_minor: i64,
+    /// The part paid in cash.
+    #[schemars(range(min = 0))]
+    pub cash_minor: i64,
+    /// The part retained as the member's equity.
+    #[schemars(range(min = 0))]
+    pub retained_minor: i64,
+}
+
+impl PatronageDistribution {
+    /// The refunds add up to the pool, each splits into its cash and retained parts, and
+    /// the cash part is at least the legal least share (20%, rounded up).
+    ///
+    /// # Errors
+    ///
+    /// What does not add up, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let mut total: i64 = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.refunds {
+            if !seen.insert(r.member.as_str()) {
+                return Err(format!("member {} has two refunds", r.member));
+            }
+            if r.refund_minor < 0 || r.cash_minor < 0 || r.retained_minor < 0 {
+                return Err(format!("member {}'s refund is negative", r.member));
+            }
+            if r.cash_minor.checked_add(r.retained_minor) != Some(r.refund_minor) {
+                return Err(format!(
+                    "member {}'s cash and retained parts do not add up to its refund",
+                    r.member
+                ));
+            }
+            if r.cash_minor.saturating_mul(5) < r.refund_minor {
+                return Err(format!(
+                    "member {}'s cash part is under 20% of its refund",
+                    r.member
+                ));
+            }
+            total = total
+                .checked_add(r.refund_minor)
+                .ok_or_else(|| "the refunds overflow".to_owned())?;
+        }
+        if total != self.pool_minor {
+            return Err(format!(
+                "the refunds add up to {total}, not to the pool of {}",
+                self.pool_minor
+            ));
+        }
+        if self.pool_minor < 0 || self.reserve_minor < 0 {
+            return Err("the pool and the reserve are not negative".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// Parts of the bylaws that a Bylaw proposal replaces.
@@ -190,6 +281,9 @@ pub struct BylawChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 16))]
     pub member_classes: Option<Vec<MemberClass>>,
+    /// New patronage rules, replacing the old ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patronage: Option<PatronageBylaws>,
 }
 
 /// A model to create when a ModelAdoption proposal passes.
@@ -520,6 +614,10 @@ impl ProposalEffect {
             (ProposalKind::SurplusPrice, self.surplus_price.is_some()),
             (ProposalKind::ModelAdoption, self.model_adoption.is_some()),
             (ProposalKind::MemberAdmission, self.member_admission.is_some()),
+            (
+                ProposalKind::PatronageDistribution,
+                self.patronage_distribution.is_some(),
+            ),
         ];
         if set.iter().any(|(k, is_set)| (*k == kind) != *is_set) {
             return Err("every effect must be the one the proposal's kind calls for".to_owned());
@@ -552,6 +650,9 @@ impl ProposalEffect {
                     return Err(format!("{what} is at most 100"));
                 }
             }
+        }
+        if let Some(d) = &self.patronage_distribution {
+            d.check()?;
         }
         if let Some(s) = &self.surplus_price
             && s.rate_card.iter().any(|p| {

@@ -351,8 +351,12 @@ pub async fn expected_quotas(
         .list(&lp)
         .await?
         .items;
+    let pools = Api::<synco_crds::ComputePool>::namespaced(admin.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
     Ok(synco_policies::crd::figures_for(
-        &coop, allocation, &members, &customers, &models,
+        &coop, allocation, &members, &customers, &models, &pools,
     )?)
 }
 

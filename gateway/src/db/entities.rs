@@ -295,6 +295,57 @@ pub mod ledger_entry {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod ledger_distribution {
+    use sea_orm::entity::prelude::*;
+
+    /// A closed period's patronage refunds, recorded once: the entries from `first_id`
+    /// to `last_id` (in the month open when they were recorded) are its refunds.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "ledger_distributions")]
+    pub struct Model {
+        /// `YYYY-MM`: the closed period the refunds are for.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub period: String,
+        /// The PatronageDistribution proposal the members passed.
+        pub proposal: String,
+        pub first_id: i64,
+        pub last_id: i64,
+        /// RFC 3339, UTC.
+        pub recorded_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod contribution_sample {
+    use sea_orm::entity::prelude::*;
+
+    /// A contributed node seen Ready in one time bucket: replicas that see the same
+    /// node in the same bucket write one row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contribution_samples")]
+    pub struct Model {
+        /// Unix seconds at the bucket's start.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub bucket: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub node: String,
+        /// The Member the node's label names.
+        pub member: String,
+        pub gpus: i64,
+        /// The bucket's length in seconds.
+        pub seconds: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod ledger_period {
     use sea_orm::entity::prelude::*;
 

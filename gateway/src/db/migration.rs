@@ -3,8 +3,8 @@
 use sea_orm_migration::prelude::*;
 
 use super::entities::{
-    api_key, ballot, comment, coop_object, coop_version, delegation, lease, ledger_entry, ledger_period,
-    proposal, usage_record, web_session,
+    api_key, ballot, comment, contribution_sample, coop_object, coop_version, delegation, lease,
+    ledger_distribution, ledger_entry, ledger_period, proposal, usage_record, web_session,
 };
 
 /// Creates an entity's table as sea-orm derives it, unless it exists.
@@ -231,6 +231,23 @@ impl MigrationTrait for Ledger {
     }
 }
 
+/// Patronage refunds recorded once per period, and contributed nodes' samples.
+struct Patronage;
+
+impl MigrationName for Patronage {
+    fn name(&self) -> &str {
+        "m20261204_000001_patronage"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Patronage {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_from_entity(manager, ledger_distribution::Entity).await?;
+        create_from_entity(manager, contribution_sample::Entity).await
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
@@ -243,6 +260,7 @@ impl MigratorTrait for Migrator {
             Box::new(Governance),
             Box::new(WebSessions),
             Box::new(Ledger),
+            Box::new(Patronage),
         ]
     }
 }

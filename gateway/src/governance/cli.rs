@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use synco_policies::lifecycle::{BallotForm, Position};
 
@@ -48,7 +47,7 @@ async fn service(args: &GovernanceArgs) -> anyhow::Result<(Governance, Option<Db
         args.db.database_url.as_deref(),
     )?)
     .await?;
-    match &args.namespace {
+    match &args.db.namespace {
         None => {
             let store = DbStore::new(db.clone());
             Ok((
@@ -57,15 +56,7 @@ async fn service(args: &GovernanceArgs) -> anyhow::Result<(Governance, Option<Db
             ))
         }
         Some(ns) => {
-            let _already_installed = rustls::crypto::ring::default_provider().install_default();
-            let client = kube::Client::try_default().await?;
-            let changed = Arc::new(tokio::sync::Notify::new());
-            let watched = Arc::new(crate::cluster::start_watches(&client, ns, &changed));
-            tokio::time::timeout(Duration::from_secs(30), crate::cluster::ready(&watched))
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!("the co-op's resources in {ns} could not be listed in 30 s")
-                })??;
+            let (client, watched) = crate::cluster::listed(ns).await?;
             let store = super::kube::KubeStore {
                 namespace: ns.clone(),
                 client,

@@ -215,8 +215,14 @@ impl DbStore {
                 status.capacity_tokens_per_second = planned;
             }
         }
-        let figures =
-            synco_policies::crd::figures_for(coop, &in_force, &objects.members, &objects.customers, &models)?;
+        let figures = synco_policies::crd::figures_for(
+            coop,
+            &in_force,
+            &objects.members,
+            &objects.customers,
+            &models,
+            &objects.pools,
+        )?;
         let in_force_name = in_force.metadata.name.clone().unwrap_or_default();
         let mut changed = false;
         for a in &objects.allocations {
@@ -378,6 +384,21 @@ impl DbStore {
             }
             Some(Change::Member(m)) => {
                 put_object(&txn, "Member", m.metadata.name.as_deref().unwrap_or_default(), &m).await?;
+            }
+            Some(Change::Refunds(d)) => {
+                // The books share this database: the refunds and the proposal's
+                // Applied phase are written together, or neither is.
+                let name = p.metadata.name.as_deref().unwrap_or_default();
+                if let crate::books::Recorded::Before(before) =
+                    crate::books::record_refunds_in(&txn, name, &d).await?
+                {
+                    tracing::warn!(
+                        proposal = %name,
+                        period = %d.period,
+                        recorded_by = %before.proposal,
+                        "the period's refunds were recorded before; not recording them twice"
+                    );
+                }
             }
         }
         bump(&txn).await?;

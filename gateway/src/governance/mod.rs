@@ -21,7 +21,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use synco_crds::{Proposal, ProposalPhase, ProposalSpec};
+use synco_crds::{Proposal, ProposalEffect, ProposalKind, ProposalPhase, ProposalSpec};
 use synco_policies::crd::proposal as crd_lifecycle;
 use synco_policies::lifecycle::{self, BallotForm, Refusal, WithdrawRefusal, receipt};
 
@@ -50,6 +50,7 @@ pub mod code {
     pub const HAS_BALLOTS: &str = "has_ballots";
     pub const NOT_DECIDED: &str = "not_decided";
     pub const WITHDRAWN: &str = "withdrawn";
+    pub const ALREADY_DISTRIBUTED: &str = "already_distributed";
 }
 
 fn conflict(code: &str, message: impl Into<String>) -> ApiError {
@@ -221,13 +222,31 @@ impl Governance {
             }
             None => views::name_for(&request.title),
         };
+        let objects = self.store.objects().await.map_err(store_error)?;
+        let coop = objects
+            .cooperative()
+            .map_err(|e| ApiError::Unavailable(format!("the co-op is not set up: {e}")))?;
+        let effect = if request.kind == ProposalKind::PatronageDistribution {
+            Some(
+                self.distribution(coop, request.effect, request.patronage_period)
+                    .await?,
+            )
+        } else {
+            if request.patronage_period.is_some() {
+                return Err(ApiError::invalid_param(
+                    "patronagePeriod",
+                    "only a PatronageDistribution proposal names a patronage period",
+                ));
+            }
+            request.effect
+        };
         let spec = ProposalSpec {
             kind: request.kind,
             title: request.title,
             body: request.body,
             proposer: caller.to_owned(),
             options: request.options,
-            effect: request.effect,
+            effect,
             split: request.split,
         };
         spec.check().map_err(|why| ApiError::InvalidRequest {
@@ -235,10 +254,6 @@ impl Governance {
             param: None,
             code: Some(code::INVALID_PROPOSAL.to_owned()),
         })?;
-        let objects = self.store.objects().await.map_err(store_error)?;
-        let coop = objects
-            .cooperative()
-            .map_err(|e| ApiError::Unavailable(format!("the co-op is not set up: {e}")))?;
         let opened = crd_lifecycle::open(coop, &objects.members, &spec, self.now(), seed()).map_err(|e| {
             ApiError::InvalidRequest {
                 message: e.to_string(),
@@ -256,6 +271,66 @@ impl Governance {
             .map_err(store_error)?;
         tracing::info!(proposal = %name, proposer = %caller, "proposal opened");
         self.view(created, Some(0)).await
+    }
+
+    /// A PatronageDistribution's effect: what the books work out for the closed month
+    /// named (by `period`, or by the effect given, which must be exactly that), under the
+    /// bylaws' patronage rules; refused when the month's refunds were recorded before.
+    async fn distribution(
+        &self,
+        coop: &synco_crds::Cooperative,
+        effect: Option<ProposalEffect>,
+        period: Option<String>,
+    ) -> Result<ProposalEffect, ApiError> {
+        let given = effect.and_then(|e| e.patronage_distribution);
+        let Some(period) = period.or_else(|| given.as_ref().map(|d| d.period.clone())) else {
+            return Err(ApiError::invalid_param(
+                "patronagePeriod",
+                "a PatronageDistribution names the closed month it distributes (patronagePeriod, YYYY-MM)",
+            ));
+        };
+        let invalid = |message: String| ApiError::InvalidRequest {
+            message,
+            param: Some("patronagePeriod".to_owned()),
+            code: Some(code::INVALID_PROPOSAL.to_owned()),
+        };
+        let worked = crate::books::distribution(&self.db, &period, coop)
+            .await
+            .map_err(|e| match e {
+                crate::books::BooksError::Db(e) => {
+                    ApiError::Unavailable(format!("the books cannot be read: {e}"))
+                }
+                other => invalid(other.to_string()),
+            })?;
+        if let Some(before) = crate::books::recorded(&self.db, &worked.period)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the books cannot be read: {e}")))?
+        {
+            return Err(conflict(
+                code::ALREADY_DISTRIBUTED,
+                format!(
+                    "the refunds for {} were recorded already (proposal {})",
+                    worked.period, before.proposal
+                ),
+            ));
+        }
+        if let Some(given) = given
+            && given != worked
+        {
+            return Err(invalid(format!(
+                "the refunds given are not what the books work out for {} under the bylaws: \
+                 name the month alone (patronagePeriod) to have them worked out",
+                worked.period
+            )));
+        }
+        Ok(ProposalEffect {
+            allocation: None,
+            bylaw: None,
+            surplus_price: None,
+            model_adoption: None,
+            member_admission: None,
+            patronage_distribution: Some(worked),
+        })
     }
 
     /// Casts `caller`'s ballot. The answer carries the receipt.

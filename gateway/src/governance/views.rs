@@ -63,6 +63,10 @@ pub struct ProposalRequest {
     pub effect: Option<ProposalEffect>,
     #[serde(default)]
     pub split: Option<AllocationSplit>,
+    /// PatronageDistribution: the closed month (`YYYY-MM`) whose refunds the books work
+    /// out, instead of an effect (one given must be what the books work out).
+    #[serde(default)]
+    pub patronage_period: Option<String>,
 }
 
 /// A ballot as a member sends it: exactly one of the ballot fields (see [`BallotForm`]).

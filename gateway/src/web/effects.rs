@@ -25,13 +25,14 @@ use super::forms::Form;
 use crate::coop::CoopObjects;
 
 /// The kinds of proposal, in the order the form offers them.
-pub const KINDS: [ProposalKind; 6] = [
+pub const KINDS: [ProposalKind; 7] = [
     ProposalKind::Allocation,
     ProposalKind::FreeText,
     ProposalKind::Bylaw,
     ProposalKind::ModelAdoption,
     ProposalKind::MemberAdmission,
     ProposalKind::SurplusPrice,
+    ProposalKind::PatronageDistribution,
 ];
 
 /// The name of a kind, as the API spells it.
@@ -44,6 +45,7 @@ pub fn kind_name(kind: ProposalKind) -> &'static str {
         ProposalKind::ModelAdoption => "ModelAdoption",
         ProposalKind::MemberAdmission => "MemberAdmission",
         ProposalKind::FreeText => "FreeText",
+        ProposalKind::PatronageDistribution => "PatronageDistribution",
     }
 }
 
@@ -95,6 +97,8 @@ pub fn layout(kind: ProposalKind, method: VotingMethod) -> Layout {
     match (kind, method) {
         (ProposalKind::FreeText, _) => Layout::Question,
         (_, VotingMethod::Majority | VotingMethod::Supermajority | VotingMethod::Consent) => Layout::Single,
+        // The books decide a distribution's figures: members pass it or not.
+        (ProposalKind::PatronageDistribution, _) => Layout::Unsupported,
         (ProposalKind::Allocation, VotingMethod::DotVoting) => Layout::Split,
         (_, VotingMethod::DotVoting) => Layout::Unsupported,
         _ => Layout::Options,
@@ -272,6 +276,7 @@ pub fn groups(kind: ProposalKind, prefix: &str, source: Source<'_>) -> Vec<Group
         ProposalKind::MemberAdmission => member_groups(prefix, source),
         ProposalKind::SurplusPrice => surplus_groups(prefix, source),
         ProposalKind::FreeText => Vec::new(),
+        ProposalKind::PatronageDistribution => patronage_groups(prefix, source),
     };
     if !prefix.is_empty() {
         // An option left empty is no option: none of its fields is required.
@@ -595,6 +600,23 @@ fn surplus_groups(prefix: &str, source: Source<'_>) -> Vec<Group> {
     vec![b.group("Selling surplus capacity to customers")]
 }
 
+/// The month whose refunds to distribute: the books work out the figures from its
+/// entries under the bylaws' patronage rules (the proposal page shows them).
+fn patronage_groups(prefix: &str, source: Source<'_>) -> Vec<Group> {
+    let last_month = {
+        let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let first = now.first_of_month();
+        first
+            .yesterday()
+            .map(|d| format!("{:04}-{:02}", d.year(), d.month()))
+            .unwrap_or_default()
+    };
+    let mut b = Builder::new(prefix, source);
+    b.text("patronage_period", "The closed month (YYYY-MM)", last_month)
+        .required = true;
+    vec![b.group("Patronage refunds of a closed month, as the books work them out")]
+}
+
 /// The split fields of a dot-voted allocation: the share split, and for option `n` the
 /// class or member its part goes to.
 #[must_use]
@@ -651,7 +673,8 @@ pub fn read(
 ) -> Result<Option<ProposalEffect>, String> {
     let field = |key: &str| form.one(&format!("{prefix}{key}")).trim().to_owned();
     Ok(Some(match kind {
-        ProposalKind::FreeText => return Ok(None),
+        // The service works the figures out from the books for the month typed.
+        ProposalKind::FreeText | ProposalKind::PatronageDistribution => return Ok(None),
         ProposalKind::Allocation => {
             let mut floors = Vec::new();
             for (class, v) in form.prefixed(&format!("{prefix}floor:")) {
@@ -674,6 +697,7 @@ pub fn read(
                 surplus_price: None,
                 model_adoption: None,
                 member_admission: None,
+                patronage_distribution: None,
             }
         }
         ProposalKind::MemberAdmission => {

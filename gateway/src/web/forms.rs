@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use synco_crds::{ProposalOption, VotingMethod};
+use synco_crds::{ProposalKind, ProposalOption, VotingMethod};
 use synco_policies::lifecycle::{BallotForm, Position};
 
 use super::effects::{self, Layout};
@@ -228,6 +228,8 @@ pub fn proposal(form: &Form, objects: &CoopObjects) -> Result<ProposalRequest, S
         options,
         effect,
         split,
+        patronage_period: (kind == ProposalKind::PatronageDistribution)
+            .then(|| form.one("patronage_period").trim().to_owned()),
     })
 }
 

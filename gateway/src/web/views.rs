@@ -198,6 +198,8 @@ pub struct ProposalPage {
     pub in_electorate: bool,
     pub can_withdraw: bool,
     pub effect: String,
+    /// A PatronageDistribution's refunds.
+    pub distribution: Option<synco_crds::PatronageDistribution>,
     pub comments: Vec<Comment>,
     pub receipt: Option<String>,
     pub outcome: Option<Outcome>,
@@ -223,6 +225,11 @@ fn threaded(comments: Vec<CommentView>) -> Vec<Comment> {
 }
 
 impl ProposalPage {
+    /// Signed minor units as a sum with two decimals.
+    pub fn money_of(&self, minor: &i64) -> String {
+        signed_money(*minor)
+    }
+
     pub fn new(
         session: &Session,
         p: &ProposalView,
@@ -301,6 +308,11 @@ impl ProposalPage {
                 .as_ref()
                 .and_then(|e| serde_yaml_ng::to_string(e).ok())
                 .unwrap_or_default(),
+            distribution: p
+                .spec
+                .effect
+                .as_ref()
+                .and_then(|e| e.patronage_distribution.clone()),
             comments: threaded(comments),
             receipt: receipt.filter(|r| r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit())),
             outcome: decided.then(|| outcome(p, &options)),
@@ -570,11 +582,16 @@ fn money(minor: u64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 
+/// Signed minor units as a sum with two decimals.
+fn signed_money(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    format!("{sign}{}", money(minor.unsigned_abs()))
+}
+
 impl CoopPage {
     /// Signed minor units as a sum with two decimals.
     pub fn money_of(&self, minor: &i64) -> String {
-        let sign = if *minor < 0 { "-" } else { "" };
-        format!("{sign}{}", money(minor.unsigned_abs()))
+        signed_money(*minor)
     }
 
     pub fn new(session: &Session, coop: &CoopView) -> Self {

@@ -160,6 +160,7 @@ pub mod browser;
 pub mod coop;
 pub mod kube;
 pub mod operator;
+pub mod patronage;
 pub mod postgres;
 pub mod scenario;
 

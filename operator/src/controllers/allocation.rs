@@ -15,8 +15,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use synco_crds::conditions::{self, IN_FORCE, reason};
 use synco_crds::{
-    Allocation, AllocationPhase, AllocationStatus, ClassVotingPower, Cooperative, CooperativeStatus,
-    Customer, InferenceModel, Member, Standing,
+    Allocation, AllocationPhase, AllocationStatus, ClassVotingPower, ComputePool, Cooperative,
+    CooperativeStatus, Customer, InferenceModel, Member, Standing,
 };
 use synco_policies::crd::{allocation_figures, solver_input};
 
@@ -78,7 +78,8 @@ async fn reconcile_allocation(allocation: &Allocation, ctx: &Context) -> Result<
     // Few of these, and their changes trigger this reconcile: read them fresh.
     let customers: Vec<Customer> = list(ctx, &ns).await?;
     let models: Vec<InferenceModel> = list(ctx, &ns).await?;
-    let input = solver_input(&coop, in_force, &members, &customers, &models);
+    let pools: Vec<ComputePool> = list(ctx, &ns).await?;
+    let input = solver_input(&coop, in_force, &members, &customers, &models, &pools);
     let current = in_force.status.clone().unwrap_or_default();
     let now = ctx.now_time();
     let quotas = match synco_policies::solve(&input) {

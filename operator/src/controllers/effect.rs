@@ -3,6 +3,9 @@
 //! standalone mode); this module only writes it: a new Allocation version is created, a
 //! Cooperative, InferenceModel or Member is applied by server-side apply.
 //!
+//! A PatronageDistribution changes nothing in the cluster: the co-op's gateway records
+//! its refunds in the books when it sees the proposal Applied.
+//!
 //! Each effect is idempotent, so applying it again after a restart changes nothing: the
 //! new Allocation is found by the proposal it records, and everything else is written by
 //! server-side apply.
@@ -80,6 +83,25 @@ pub async fn apply(
             Change::Member(member) => {
                 let api: Api<Member> = Api::namespaced(ctx.client.clone(), &ns);
                 apply::object(&api, &member.name_any(), json!({ "spec": member.spec })).await?;
+            }
+            Change::Refunds(d) => {
+                // The books live in the co-op's gateway database: the gateway records
+                // the refunds once it sees this proposal Applied (exactly once, keyed by
+                // the month). Nothing changes in the cluster.
+                ctx.event(
+                    proposal,
+                    false,
+                    "RefundsDecided",
+                    "Apply",
+                    format!(
+                        "{} refunds for {} ({} {} in all) go to the books",
+                        d.refunds.len(),
+                        d.period,
+                        d.pool_minor,
+                        d.currency
+                    ),
+                )
+                .await;
             }
         }
         return Ok(Some(target));

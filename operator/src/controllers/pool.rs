@@ -74,6 +74,7 @@ pub fn capacity(pool: &ComputePool, nodes: &[Node], models: &[InferenceModel]) -
             name: n.name_any(),
             gpus: allocatable(n, &pool.spec.gpu_resource),
             ready: node_ready(n),
+            contributed_by: n.labels().get(synco_crds::CONTRIBUTED_BY_LABEL).cloned(),
         })
         .collect();
     pool_nodes.sort_by(|a, b| a.name.cmp(&b.name));

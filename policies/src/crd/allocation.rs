@@ -12,10 +12,19 @@
 //!   caller leaves capacity unused: the rest of each model's capacity;
 //! * customers share what may be sold (the surplus cap of the capacity), and the surplus
 //!   is that amount.
+//!
+//! **Contribution earns capacity** when the bylaws' patronage rules say so
+//! (`floorPercentPerGpu`): a member's own floor rises by that many points per GPU on the
+//! Ready nodes it contributed (the `synco.coop/contributed-by` label the ComputePools'
+//! status reports), at most `maxContributionFloorPercent`. The raises share what the
+//! Allocation's floors leave of 100%: when they would exceed it, each is scaled down in
+//! proportion (rounded down), so that floors never add up to more than all capacity.
+
+use std::collections::BTreeMap;
 
 use synco_crds::{
-    Allocation, AllocationPlan, Cooperative, Customer, InferenceModel, Member, Quota, SubjectKind,
-    resources::member::Standing as MemberStanding,
+    Allocation, AllocationPlan, ComputePool, Cooperative, Customer, InferenceModel, Member, Quota,
+    SubjectKind, resources::member::Standing as MemberStanding,
 };
 
 use crate::{
@@ -44,6 +53,7 @@ pub fn solver_input(
     members: &[Member],
     customers: &[Customer],
     models: &[InferenceModel],
+    pools: &[ComputePool],
 ) -> SolverInput {
     let plan = &allocation.spec.plan;
     let percent_sum = |pick: &dyn Fn(&synco_crds::Floor) -> bool| {
@@ -78,6 +88,7 @@ pub fn solver_input(
     model_caps.sort_by(|a, b| a.model.cmp(&b.model));
     model_caps.dedup_by(|a, b| a.model == b.model);
 
+    let raises = contribution_raises(coop, members, &classes, pools, percent_sum(&|_| true));
     let mut callers = Vec::with_capacity(members.len() + customers.len());
     for m in members {
         let Some(name) = m.metadata.name.as_deref() else {
@@ -90,9 +101,13 @@ pub fn solver_input(
             id: name.to_owned(),
             role: Role::Member {
                 class: m.spec.class.clone(),
-                floor: Share::percent(percent_sum(&|f: &synco_crds::Floor| {
-                    f.member.as_deref() == Some(name)
-                })),
+                floor: Share::from_ppm(
+                    Share::percent(percent_sum(&|f: &synco_crds::Floor| {
+                        f.member.as_deref() == Some(name)
+                    }))
+                    .ppm()
+                    .saturating_add(raises.get(name).copied().unwrap_or(0)),
+                ),
             },
             // Fair-share weight follows voting weight; a member with none still shares.
             weight: m.spec.voting_weight.max(1),
@@ -135,6 +150,73 @@ pub fn solver_input(
         surplus_cap: Share::percent(surplus_percent),
         period_seconds: SECONDS_PER_30_DAYS,
     }
+}
+
+/// GPUs on the Ready nodes each member contributed, over all pools (a node in two
+/// pools counts once).
+#[must_use]
+pub fn contributed_gpus(pools: &[ComputePool]) -> BTreeMap<String, u32> {
+    let mut nodes: BTreeMap<&str, (&str, u32)> = BTreeMap::new();
+    for n in pools
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.nodes.iter())
+        .filter(|n| n.ready)
+    {
+        if let Some(member) = &n.contributed_by {
+            nodes.insert(n.name.as_str(), (member.as_str(), n.gpus));
+        }
+    }
+    let mut gpus = BTreeMap::new();
+    for (member, n) in nodes.into_values() {
+        *gpus.entry(member.to_owned()).or_insert(0u32) += n;
+    }
+    gpus
+}
+
+/// Each active member's raise of its own floor for the GPUs it contributed, in ppm of
+/// capacity (see the module's notes); `planned` is the percent the Allocation's floors
+/// already take.
+fn contribution_raises(
+    coop: &Cooperative,
+    members: &[Member],
+    classes: &[ClassPolicy],
+    pools: &[ComputePool],
+    planned: u32,
+) -> BTreeMap<String, u32> {
+    let Some(per_gpu) = coop.spec.patronage.as_ref().and_then(|p| p.floor_percent_per_gpu) else {
+        return BTreeMap::new();
+    };
+    let most = coop
+        .spec
+        .patronage
+        .as_ref()
+        .and_then(|p| p.max_contribution_floor_percent)
+        .unwrap_or(100);
+    let gpus = contributed_gpus(pools);
+    let mut raises: BTreeMap<String, u64> = members
+        .iter()
+        .filter(|m| {
+            m.spec.standing == MemberStanding::Active && classes.iter().any(|c| c.name == m.spec.class)
+        })
+        .filter_map(|m| {
+            let name = m.metadata.name.clone()?;
+            let n = *gpus.get(&name)?;
+            let percent = per_gpu.saturating_mul(n).min(most).min(100);
+            Some((name, u64::from(Share::percent(percent).ppm())))
+        })
+        .collect();
+    let room = u64::from(crate::PPM_WHOLE.saturating_sub(Share::percent(planned.min(100)).ppm()));
+    let asked: u64 = raises.values().sum();
+    if asked > room {
+        for r in raises.values_mut() {
+            *r = *r * room / asked;
+        }
+    }
+    raises
+        .into_iter()
+        .map(|(m, r)| (m, u32::try_from(r).unwrap_or(u32::MAX)))
+        .collect()
 }
 
 /// What an Allocation's status shows, from the solver's answer to `input`.
@@ -296,8 +378,9 @@ pub fn figures_for(
     members: &[Member],
     customers: &[Customer],
     models: &[InferenceModel],
+    pools: &[ComputePool],
 ) -> Result<AllocationFigures, crate::SolveError> {
-    let input = solver_input(coop, allocation, members, customers, models);
+    let input = solver_input(coop, allocation, members, customers, models, pools);
     let quotas = crate::solve(&input)?;
     Ok(allocation_figures(&input, &quotas, models, &allocation.spec.plan))
 }
@@ -341,7 +424,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        let input = solver_input(&coop, &alloc, &members, &customers, &models);
+        let input = solver_input(&coop, &alloc, &members, &customers, &models, &[]);
         assert_eq!(input.callers.len(), 6);
         assert_eq!(input.surplus_cap, Share::percent(30));
         let quotas = solve(&input).unwrap();
@@ -369,12 +452,102 @@ mod tests {
         let (coop, mut members, customers, models, alloc) = riverside();
         members[0].spec.standing = MemberStanding::Suspended;
         members[1].spec.class = "nobody".to_owned();
-        let input = solver_input(&coop, &alloc, &members, &customers, &models);
+        let input = solver_input(&coop, &alloc, &members, &customers, &models, &[]);
         assert_eq!(input.callers.len(), 4);
         let quotas = solve(&input).unwrap();
         let fig = allocation_figures(&input, &quotas, &models, &alloc.spec.plan);
         // No model has reported capacity yet.
         assert_eq!(fig.capacity_tokens_per_second, 0);
         assert!(fig.quotas.iter().all(|q| q.guaranteed_tokens_per_second == 0));
+    }
+
+    fn pool(name: &str, nodes: &[(&str, u32, bool, Option<&str>)]) -> ComputePool {
+        let mut p = ComputePool::new(
+            name,
+            synco_crds::ComputePoolSpec {
+                node_selector: Default::default(),
+                tolerations: vec![],
+                gpu_resource: "nvidia.com/gpu".into(),
+            },
+        );
+        p.status = Some(synco_crds::ComputePoolStatus {
+            nodes: nodes
+                .iter()
+                .map(|(n, gpus, ready, by)| synco_crds::PoolNode {
+                    name: (*n).into(),
+                    gpus: *gpus,
+                    ready: *ready,
+                    contributed_by: by.map(str::to_owned),
+                })
+                .collect(),
+            ..Default::default()
+        });
+        p
+    }
+
+    /// Floors with contributions: `per_gpu` points per GPU, at most `most`.
+    fn contributed(per_gpu: u32, most: Option<u32>) -> Vec<Quota> {
+        let (mut coop, members, customers, mut models, alloc) = riverside();
+        coop.spec.patronage = Some(synco_crds::PatronageBylaws {
+            basis: synco_crds::PatronageBasis::Usage,
+            usage_parts: 1,
+            contribution_parts: 1,
+            cash_percent: 20,
+            surplus_to: synco_crds::SurplusDestination::Reserve,
+            floor_percent_per_gpu: Some(per_gpu),
+            max_contribution_floor_percent: most,
+        });
+        for m in &mut models {
+            m.status = Some(synco_crds::InferenceModelStatus {
+                capacity_tokens_per_second: planned_capacity(m),
+                ..Default::default()
+            });
+        }
+        let pools = [
+            pool(
+                "a",
+                &[
+                    ("n1", 2, true, Some("bakery-coop")),
+                    ("n2", 4, true, Some("hardware-store")),
+                    // Not Ready: counts for nothing.
+                    ("n3", 8, false, Some("bakery-coop")),
+                ],
+            ),
+            // The same node seen by a second pool counts once.
+            pool("b", &[("n1", 2, true, Some("bakery-coop"))]),
+        ];
+        assert_eq!(
+            contributed_gpus(&pools),
+            BTreeMap::from([("bakery-coop".to_owned(), 2), ("hardware-store".to_owned(), 4)])
+        );
+        figures_for(&coop, &alloc, &members, &customers, &models, &pools)
+            .unwrap()
+            .quotas
+    }
+
+    #[test]
+    fn contributed_gpus_raise_their_members_floors_within_what_the_floors_leave() {
+        let q = |quotas: &[Quota], n: &str| {
+            quotas
+                .iter()
+                .find(|q| q.name == n)
+                .unwrap()
+                .guaranteed_tokens_per_second
+        };
+        // 5 points per GPU, at most 15: bakery-coop 15% + 10%, hardware-store 10% + 15%
+        // (20 capped), of 400 and 1500 tokens/s.
+        let quotas = contributed(5, Some(15));
+        assert_eq!(q(&quotas, "bakery-coop"), 100 + 375);
+        assert_eq!(q(&quotas, "hardware-store"), 100 + 375);
+        assert_eq!(
+            q(&quotas, "riverside-school"),
+            60 + 225,
+            "no contribution, no raise"
+        );
+        // 20 points per GPU ask for 40 and 80 points; the floors (70%) leave 30, shared
+        // in proportion: 10 and 20.
+        let quotas = contributed(20, None);
+        assert_eq!(q(&quotas, "bakery-coop"), 100 + 375);
+        assert_eq!(q(&quotas, "hardware-store"), 120 + 450);
     }
 }

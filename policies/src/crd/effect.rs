@@ -6,10 +6,12 @@
 //!   `<coop>-allocation-v1`), recording the proposal; none if one already records it.
 //! * Bylaw and SurplusPrice: the Cooperative's spec with the parts replaced.
 //! * ModelAdoption and MemberAdmission: the new object.
+//! * PatronageDistribution: the refunds to record in the books (the gateway's ledger;
+//!   nothing changes in the cluster).
 
 use synco_crds::{
-    Allocation, AllocationSpec, Cooperative, CooperativeSpec, InferenceModel, Member, ProposalEffect,
-    ProposalKind,
+    Allocation, AllocationSpec, Cooperative, CooperativeSpec, InferenceModel, Member, PatronageDistribution,
+    ProposalEffect, ProposalKind,
 };
 
 /// One change to the co-op's objects.
@@ -23,6 +25,8 @@ pub enum Change {
     Model(Box<InferenceModel>),
     /// A new Member.
     Member(Box<Member>),
+    /// Patronage refunds to record in the books.
+    Refunds(Box<PatronageDistribution>),
 }
 
 impl Change {
@@ -37,6 +41,7 @@ impl Change {
                 m.metadata.name.as_deref().unwrap_or_default()
             ),
             Change::Member(m) => format!("Member/{}", m.metadata.name.as_deref().unwrap_or_default()),
+            Change::Refunds(d) => format!("Ledger/{}", d.period),
         }
     }
 }
@@ -124,6 +129,9 @@ pub fn change(
             if let Some(classes) = bylaw.member_classes {
                 spec.member_classes = classes;
             }
+            if let Some(patronage) = bylaw.patronage {
+                spec.patronage = Some(patronage);
+            }
             Change::Cooperative(Box::new(spec))
         }
         ProposalKind::SurplusPrice => {
@@ -146,6 +154,13 @@ pub fn change(
             let mut member = Member::new(&admission.name, admission.spec);
             member.metadata.namespace = coop.metadata.namespace.clone();
             Change::Member(Box::new(member))
+        }
+        ProposalKind::PatronageDistribution => {
+            let d = effect
+                .patronage_distribution
+                .clone()
+                .ok_or(missing("patronageDistribution"))?;
+            Change::Refunds(Box::new(d))
         }
     }))
 }

@@ -42,6 +42,7 @@ pub fn kind(kind: ProposalKind) -> Kind {
         ProposalKind::ModelAdoption => Kind::ModelAdoption,
         ProposalKind::MemberAdmission => Kind::MemberAdmission,
         ProposalKind::FreeText => Kind::FreeText,
+        ProposalKind::PatronageDistribution => Kind::PatronageDistribution,
     }
 }
 
@@ -507,6 +508,7 @@ pub fn materialize(spec: &ProposalSpec, decided: &DecidedEffect) -> Option<Propo
                 surplus_price: None,
                 model_adoption: None,
                 member_admission: None,
+                patronage_distribution: None,
             })
         }
     }

@@ -52,6 +52,8 @@ pub enum Kind {
     MemberAdmission,
     /// A question with no effect.
     FreeText,
+    /// A closed month's patronage refunds.
+    PatronageDistribution,
 }
 
 /// What the bylaws say for one kind of proposal.
