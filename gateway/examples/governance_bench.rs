@@ -122,6 +122,7 @@ fn main() -> anyhow::Result<()> {
                 Some(JwtVerifier::hs256(SECRET.as_bytes(), None, None)),
                 Duration::from_secs(5),
             )),
+            admin_token_sha256: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

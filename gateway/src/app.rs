@@ -59,6 +59,8 @@ pub struct Accounts {
     pub coop: crate::coop::CoopHandle,
     pub db: sea_orm::DatabaseConnection,
     pub auth: Arc<crate::auth::Auth>,
+    /// The SHA-256 of the admin API's bearer token; the admin API is off without it.
+    pub admin_token_sha256: Option<[u8; 32]>,
 }
 
 impl AppState {

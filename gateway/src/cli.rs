@@ -441,6 +441,11 @@ pub struct IdentityArgs {
     /// Required `aud` of tokens.
     #[arg(long, env = "SYNCO_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Turns on the admin API (`/admin/v1/...`: top-ups, statements, the ledger's check)
+    /// for the bearer token whose SHA-256 this is, in hex (`printf %s "$TOKEN" |
+    /// sha256sum`); the token itself is never given to the gateway.
+    #[arg(long, env = "SYNCO_ADMIN_TOKEN_SHA256")]
+    pub admin_token_sha256: Option<String>,
 }
 
 /// Quota, priority and metering settings.

@@ -20,12 +20,13 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use crate::error::{BodyLimit, fallback};
 use crate::openai::{ChatCompletionRequest, CompletionRequest};
-use crate::routes::{governance, openai, ops, usage};
+use crate::routes::{admin, governance, openai, ops, usage};
 
-/// The routes anyone may call without a key: health, readiness and metrics, and the
+/// The routes anyone may call without a key: health, readiness and metrics, the
 /// members' web pages under `/governance`, which authenticate by their own session
-/// cookie instead (see [`crate::web`]).
-pub const UNAUTHENTICATED: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/governance/*"];
+/// cookie instead (see [`crate::web`]), and the admin API, which checks the admin token
+/// (see [`admin`]).
+pub const UNAUTHENTICATED: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/governance/*", "/admin/*"];
 
 fn public() -> Router<AppState> {
     Router::new()
@@ -82,8 +83,12 @@ pub fn router(state: AppState) -> Router {
         ));
     }
     let pages = crate::web::routes().layer(DefaultBodyLimit::max(limit));
+    let admin = admin::routes()
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)));
     public()
         .merge(pages)
+        .merge(admin)
         .merge(api)
         .fallback(fallback)
         .with_state(state)

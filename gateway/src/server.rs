@@ -178,6 +178,11 @@ pub async fn serve_coop(
         },
     ));
     state.accounts = Some(Accounts {
+        admin_token_sha256: identity
+            .admin_token_sha256
+            .as_deref()
+            .map(crate::routes::admin::parse_sha256)
+            .transpose()?,
         coop: coop.clone(),
         db: db.clone(),
         auth: Arc::new(Auth::new(

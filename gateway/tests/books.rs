@@ -539,3 +539,166 @@ async fn a_contributed_node_raises_its_members_limit_and_is_sampled_for_the_book
         .unwrap();
     assert_eq!(rows.len(), 1);
 }
+
+/// The admin API (`/admin/v1/books/...`), on for the token whose SHA-256 the gateway
+/// was given: a top-up counts in the customer's balance at once, the statement shows it
+/// (JSON and CSV) and the chain checks; bad tokens, unknown or invoiced customers, bad
+/// amounts and malformed JSON are refused with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_tops_up_a_prepaid_customer_and_reads_the_books() {
+    use sha2::Digest;
+    let m = tempfile::tempdir().unwrap();
+    let yaml = common::scenario::manifests("commons", "1h", "{hub: Qwen/Qwen2.5-0.5B-Instruct}")
+        + "---\napiVersion: synco.coop/v1alpha1\nkind: Customer\nmetadata: {name: prepaid, namespace: commons}\n\
+           spec: {displayName: Prepaid, identity: prepaid, billing: Prepaid, prepaidCreditMinor: 100}\n";
+    std::fs::write(m.path().join("coop.yaml"), yaml).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(b"the-admin-token"));
+    let gw = c::standalone(m.path(), data.path(), None, &["--admin-token-sha256", &sha]);
+    let client = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut r = client.request(method, gw.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    };
+    let topup = |body: serde_json::Value, token: &'static str| {
+        admin(reqwest::Method::POST, "/admin/v1/books/topups", Some(token))
+            .json(&body)
+            .send()
+    };
+    let token = "the-admin-token";
+    // Tokens: none, wrong, and a member's are all refused.
+    let none = admin(reqwest::Method::GET, "/admin/v1/books/verify", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = topup(serde_json::json!({"customer": "prepaid", "minor": 5}), "guess")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let member = c::token(c::SECRET, &c::claims("ana"));
+    let as_member = admin(reqwest::Method::GET, "/admin/v1/books/verify", Some(&member))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_member.status(), 401);
+    // Bad requests.
+    for (body, status, says) in [
+        (
+            serde_json::json!({"customer": "nobody", "minor": 5}),
+            404,
+            "no customer named nobody",
+        ),
+        (
+            serde_json::json!({"customer": "buyer", "minor": 5}),
+            400,
+            "invoiced, not prepaid",
+        ),
+        (
+            serde_json::json!({"customer": "prepaid", "minor": 0}),
+            400,
+            "positive number",
+        ),
+        (
+            serde_json::json!({"customer": "prepaid", "minor": 5, "cents": 1}),
+            400,
+            "cents",
+        ),
+    ] {
+        let r = topup(body.clone(), token).await.unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(says),
+            "{body}: {e}"
+        );
+    }
+    let malformed = admin(reqwest::Method::POST, "/admin/v1/books/topups", Some(token))
+        .header("content-type", "application/json")
+        .body("{\"customer\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+
+    // A top-up of 2.50.
+    let r = topup(
+        serde_json::json!({"customer": "prepaid", "minor": 250, "memo": "invoice 7"}),
+        token,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let entry: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (&entry["kind"], &entry["amount_minor"]),
+        (&"topup".into(), &250.into()),
+        "{entry}"
+    );
+    // The customer sees 1.00 of credit and 2.50 of top-up.
+    let usage: serde_json::Value = client
+        .get(gw.url("/v1/usage"))
+        .bearer_auth(c::token(c::SECRET, &c::claims("prepaid")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["balance"]["remaining_minor"], 350, "{usage}");
+    let month = c::month();
+    let statement: serde_json::Value = admin(
+        reqwest::Method::GET,
+        &format!("/admin/v1/books/statements/prepaid?month={month}"),
+        Some(token),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (&statement["topups_minor"], &statement["balance_minor"]),
+        (&250.into(), &250.into()),
+        "{statement}"
+    );
+    let csv = admin(
+        reqwest::Method::GET,
+        &format!("/admin/v1/books/statements/prepaid?month={month}&format=csv"),
+        Some(token),
+    )
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        csv.contains(&format!(",{month},topup,prepaid,250,0,EUR,\"invoice 7\",")),
+        "{csv}"
+    );
+    let bad_month = admin(
+        reqwest::Method::GET,
+        "/admin/v1/books/statements/prepaid?month=2026-13",
+        Some(token),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(bad_month.status(), 400);
+    let verified: serde_json::Value = admin(reqwest::Method::GET, "/admin/v1/books/verify", Some(token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&verified["intact"], &verified["entries"]),
+        (&true.into(), &1.into())
+    );
+}

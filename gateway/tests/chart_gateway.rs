@@ -93,8 +93,13 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             secret(&secrets, "synco-jwt", &[("secret", c::SECRET)]).await?;
             secret(&secrets, "synco-database", &[("url", &pg.url())]).await?;
             let release = release_name("gw");
+            // The admin API on, for the token whose SHA-256 the values give.
+            let admin_sha = {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(b"chart-admin-token"))
+            };
             let values = format!(
-                "{}gateway:\n  namespace: {coop}\n  auth:\n    issuer: {}\n    audience: {}\n",
+                "{}gateway:\n  namespace: {coop}\n  auth:\n    issuer: {}\n    audience: {}\n    adminTokenSha256: {admin_sha}\n",
                 scoped_admission_values(&[&ns, &coop]),
                 c::ISSUER,
                 c::AUDIENCE
@@ -162,6 +167,14 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             }
             let (status, body) = answer.ok_or_else(|| anyhow!("no quota within 20 s\n{}", gateway.log()))?;
             ensure!(status == 200, "{status}: {body}\n{}", gateway.log());
+            let verify = |token: &'static str| {
+                reqwest::Client::new()
+                    .get(gateway.url("/admin/v1/books/verify"))
+                    .bearer_auth(token)
+                    .send()
+            };
+            ensure!(verify("chart-admin-token").await?.status() == 200, "the chart's admin token");
+            ensure!(verify("another").await?.status() == 401);
 
             // A member votes through the gateway: the chart's RBAC and the vote-author
             // admission policy (installed by the chart, in force here) let the
