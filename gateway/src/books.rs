@@ -527,7 +527,8 @@ pub struct Statement {
     /// Customers: every top-up and correction less every charge, to the end of the month.
     pub balance_minor: i64,
     /// Members: the patronage refund for this month once the members passed it (posted
-    /// in the month open then), its cash and retained parts, and the proposal.
+    /// in the month open then, and listed last among the entries), its cash and retained
+    /// parts, and the proposal.
     pub refund_minor: i64,
     pub refund_cash_minor: i64,
     pub refund_retained_minor: i64,
@@ -560,18 +561,22 @@ pub async fn statement(
     };
     let distribution = recorded(db, &period).await?;
     let (mut cash, mut retained) = (0i64, 0i64);
+    // The month's refund entries, posted in the month open when members passed them.
+    let mut refunds = Vec::new();
     if let Some(d) = &distribution {
         for e in ledger_entry::Entity::find()
             .filter(ledger_entry::Column::Account.eq(account))
             .filter(ledger_entry::Column::Id.between(d.first_id, d.last_id))
+            .order_by_asc(ledger_entry::Column::Id)
             .all(db)
             .await?
         {
             match e.kind.as_str() {
                 "refund" => cash = cash.saturating_add(e.amount_minor),
                 "retained" => retained = retained.saturating_add(e.amount_minor),
-                _ => {}
+                _ => continue,
             }
+            refunds.push(e);
         }
     }
     let ever = |kind: &str| -> i64 {
@@ -602,7 +607,11 @@ pub async fn statement(
         refund_cash_minor: cash,
         refund_retained_minor: retained,
         refund_proposal: distribution.map(|d| d.proposal),
-        entries: all.into_iter().filter(|e| e.period == period).collect(),
+        entries: all
+            .into_iter()
+            .filter(|e| e.period == period)
+            .chain(refunds)
+            .collect(),
         period,
     })
 }

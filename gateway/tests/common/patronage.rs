@@ -245,7 +245,11 @@ pub async fn run(env: &dyn Env, books: &(dyn Fn(&[&str]) -> (bool, String) + Syn
         assert_eq!(s["refund_proposal"], "refunds");
     }
     assert_eq!(statement("fay")["refund_minor"], 0);
+    let (ok, csv) = books(&["statement", "--account", "ana", "--month", &last, "--csv"]);
     let now = c::month();
+    assert!(ok && csv.contains(&format!(",{last},usage,ana,12,")), "{csv}");
+    assert!(csv.contains(&format!(",{now},refund,ana,5,0,EUR,")), "{csv}");
+    assert!(csv.contains(&format!(",{now},retained,ana,7,0,EUR,")), "{csv}");
     let (ok, entries) = books(&["entries", "--month", &now]);
     assert!(ok, "{entries}");
     assert!(entries.contains(",refund,ana,5,0,EUR,"), "{entries}");
