@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::embedded::{EmbeddedEngine, EmbeddedOptions, ModelSource};
 use crate::engine::external::{ExternalEngine, ExternalOptions};
+use crate::engine::{EmbeddedOptions, ModelSource};
 use crate::engine::{Engine, ModelRegistry};
 
 /// The `serve --config` file.
@@ -104,6 +104,32 @@ pub async fn load_models(
     Ok(registry)
 }
 
+/// mistral.rs in this process.
+#[cfg(feature = "embedded")]
+async fn embedded_engine(
+    name: &str,
+    source: ModelSource,
+    options: &EmbeddedOptions,
+) -> anyhow::Result<Arc<dyn Engine>> {
+    let engine = crate::engine::embedded::EmbeddedEngine::load(source, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("model {name}: {e}"))?;
+    Ok(Arc::new(engine))
+}
+
+/// A build without the in-process engine (the fuzz targets' and a gateway that only
+/// fronts external engines) refuses an embedded model with the reason.
+#[cfg(not(feature = "embedded"))]
+async fn embedded_engine(
+    name: &str,
+    source: ModelSource,
+    _options: &EmbeddedOptions,
+) -> anyhow::Result<Arc<dyn Engine>> {
+    anyhow::bail!(
+        "model {name} ({source}) runs in process, but this gateway was built without the `embedded` feature (mistral.rs): serve it from an external engine or build with the default features"
+    )
+}
+
 /// Loads one model's engine.
 pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> anyhow::Result<Arc<dyn Engine>> {
     Ok(match &model.engine {
@@ -116,10 +142,7 @@ pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> any
                     model.name
                 ),
             };
-            let engine = EmbeddedEngine::load(source, embedded)
-                .await
-                .map_err(|e| anyhow::anyhow!("model {}: {e}", model.name))?;
-            Arc::new(engine)
+            embedded_engine(&model.name, source, embedded).await?
         }
         EngineConfig::External {
             url,

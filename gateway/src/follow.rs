@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ModelConfig, load_engine};
 use crate::coop::{Coop, CoopObjects, CoopOptions};
-use crate::engine::embedded::EmbeddedOptions;
+use crate::engine::EmbeddedOptions;
 use crate::engine::{ModelRegistry, ServedModel};
 use crate::governance::db::DbStore;
 use crate::governance::store::GovernanceStore;

@@ -29,6 +29,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod follow;
+pub mod fuzzing;
 pub mod governance;
 pub mod metering;
 pub mod mock_upstream;

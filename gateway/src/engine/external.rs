@@ -124,18 +124,29 @@ impl ExternalEngine {
         body: &impl Serialize,
     ) -> Result<ChunkStream<T>, ApiError> {
         let response = self.post(path, body, true).await?;
-        let events = response.bytes_stream().eventsource();
-        let chunks = events
-            .take_while(|event| {
-                let more = !matches!(event, Ok(e) if e.data.trim() == "[DONE]");
-                async move { more }
-            })
-            .map(|event| match event {
-                Ok(event) => parse_event::<T>(&event.data),
-                Err(e) => Err(ApiError::BadGateway(format!("upstream stream broke: {e}"))),
-            });
-        Ok(chunks.boxed())
+        Ok(sse_chunks(response.bytes_stream()).boxed())
     }
+}
+
+/// An upstream's server-sent events as chunks, up to its `[DONE]`: each event's data is
+/// a chunk, an `{"error": ...}` object, or something the caller is told is unreadable.
+pub fn sse_chunks<T, S, B, E>(bytes: S) -> impl futures::Stream<Item = Result<T, ApiError>> + Send
+where
+    T: DeserializeOwned + Send + 'static,
+    S: futures::Stream<Item = Result<B, E>> + Send + 'static,
+    B: AsRef<[u8]> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    bytes
+        .eventsource()
+        .take_while(|event| {
+            let more = !matches!(event, Ok(e) if e.data.trim() == "[DONE]");
+            async move { more }
+        })
+        .map(|event| match event {
+            Ok(event) => parse_event::<T>(&event.data),
+            Err(e) => Err(ApiError::BadGateway(format!("upstream stream broke: {e}"))),
+        })
 }
 
 fn parse_event<T: DeserializeOwned>(data: &str) -> Result<T, ApiError> {

@@ -8,11 +8,13 @@
 //! caller did not ask), so the gateway can meter every request; the handler decides
 //! whether the caller sees the usage chunk of a stream.
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod external;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -158,5 +160,41 @@ impl ModelRegistry {
 
     pub fn len(&self) -> usize {
         self.models.read().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// Where the weights come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A folder with `config.json`, `*.safetensors`, `tokenizer.json` and a chat template.
+    Local(PathBuf),
+    /// A Hugging Face hub id such as `Qwen/Qwen2.5-0.5B-Instruct` (downloaded on first use).
+    Hub(String),
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "local folder {}", p.display()),
+            Self::Hub(id) => write!(f, "hub model {id}"),
+        }
+    }
+}
+
+/// How the embedded engine runs.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Run on the CPU even when the build has CUDA.
+    pub force_cpu: bool,
+    /// Sequences mistral.rs schedules at once.
+    pub max_num_seqs: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            force_cpu: !cfg!(feature = "cuda"),
+            max_num_seqs: 32,
+        }
     }
 }
