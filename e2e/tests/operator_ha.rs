@@ -136,3 +136,105 @@ async fn of_two_replicas_one_reconciles_and_the_other_takes_over() -> anyhow::Re
     })
     .await
 }
+
+/// A ServiceAccount with the operator's rules but for creating Allocations: as the
+/// leader it closes a proposal and then fails to apply it, which freezes a leader in
+/// the middle of a close.
+async fn stuck_client(
+    cluster: &synco_e2e::Cluster,
+    admin: &kube::Client,
+    ns: &str,
+) -> anyhow::Result<kube::Client> {
+    let full = operator_rbac(ns);
+    let rules = full
+        .split("rules:\n")
+        .nth(1)
+        .and_then(|r| r.split("---").next())
+        .ok_or_else(|| anyhow::anyhow!("the operator's rules"))?
+        .replace(
+            "- apiGroups: [synco.coop]\n  resources: [allocations]\n  verbs: [create]\n",
+            "",
+        );
+    anyhow::ensure!(
+        !rules.contains("resources: [allocations]\n  verbs: [create]"),
+        "the rule that lets the operator create Allocations was not found to take out"
+    );
+    let sa = "synco-operator-stuck";
+    apply_yaml(
+        admin,
+        Some(ns),
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {sa}-{ns}}}\nrules:\n{rules}---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {sa}-{ns}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {sa}-{ns}}}\n\
+             subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {sa}-leader, namespace: {ns}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: synco-operator-leader}}\n\
+             subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n"
+        ),
+    )
+    .await?;
+    cluster.service_account(ns, sa).await
+}
+
+/// Kills the leader between the close and the effect: it has tallied and recorded the
+/// proposal as Passed, and dies (its task aborted: no clean stop, the lease left to
+/// expire) before it could create the new Allocation. The other replica takes over and
+/// applies the effect exactly once: one new Allocation, and one event of each kind.
+#[tokio::test]
+async fn a_leader_killed_mid_close_is_replaced_and_the_effect_happens_once() -> anyhow::Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    let cluster = cluster()?;
+    let admin = &cluster.admin().await?;
+    install_crds(admin).await?;
+    with_temp_ns(admin, "op-kill", |ns| async move {
+        let client = operator_client(cluster, admin, &ns).await?;
+        let stuck = stuck_client(cluster, admin, &ns).await?;
+        coop(admin, &ns).await?;
+        let a = start(stuck, &ns, "replica-a", true);
+        wait_until("replica-a to lead", Duration::from_secs(20), || async {
+            Ok(holder(admin, &ns).await?.as_deref() == Some("replica-a"))
+        })
+        .await?;
+        let b = start(client, &ns, "replica-b", true);
+        propose(admin, &ns, "kill", 4, "    kind: Allocation\n    effect:\n      allocation:\n        floors: [{memberClass: community, sharePercent: 50}]\n").await?;
+        for m in MEMBERS {
+            vote(admin, &ns, "kill", m, "Yes").await?;
+        }
+        wait_phase(admin, &ns, "kill", &[ProposalPhase::Passed], Duration::from_secs(30)).await?;
+        // The leader tries to apply and is refused a few times.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(allocations(admin, &ns).await?.len(), 1, "the stuck leader created nothing");
+        assert_eq!(b.stats.reconciles(), 0, "the standby has not acted");
+        // No clean stop: the task is dropped where it stands and its lease left to expire.
+        a.task.abort();
+        wait_phase(admin, &ns, "kill", &[ProposalPhase::Applied], Duration::from_secs(30)).await?;
+        assert_eq!(holder(admin, &ns).await?.as_deref(), Some("replica-b"));
+        // Let B settle, then count.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let all = allocations(admin, &ns).await?;
+        let names: Vec<_> = all.iter().map(|a| a.metadata.name.clone().unwrap_or_default()).collect();
+        assert_eq!(names, ["shares-v1", "shares-v2"]);
+        assert_eq!(all[1].spec.proposal.as_deref(), Some("kill"));
+        let events = Api::<Event>::namespaced(admin.clone(), &ns).list(&ListParams::default()).await?;
+        for reason in ["VotingClosed", "AllocationCreated", "EffectApplied"] {
+            let of: Vec<&Event> = events
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("kill"))
+                .collect();
+            assert_eq!(of.len(), 1, "{reason}: {of:?}");
+            assert!(of[0].series.as_ref().is_none_or(|s| s.count <= 1), "{reason} repeated: {:?}", of[0].series);
+        }
+        b.shutdown().await?;
+        drop_rbac(admin, &ns).await;
+        for name in ["synco-operator-stuck"] {
+            use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+            let n = format!("{name}-{ns}");
+            let _ = Api::<ClusterRoleBinding>::all(admin.clone()).delete(&n, &Default::default()).await;
+            let _ = Api::<ClusterRole>::all(admin.clone()).delete(&n, &Default::default()).await;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+}
