@@ -387,3 +387,58 @@ async fn kill_9_loses_at_most_the_usage_buffer() {
     );
     let _: Value = Value::Null;
 }
+
+/// SIGTERM in the middle of streams: each stream runs to its `[DONE]`, the gateway
+/// exits cleanly, and every stream's usage record is in the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_streams_finishes_them_and_flushes_their_usage() {
+    let Some(pg) = Postgres::start() else { return };
+    // Each answer takes 3 s upstream: the streams, sent a second before the signal, are
+    // in flight when it comes.
+    let engine = mock(3_000).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        ..CoopSpec::default()
+    });
+    let url = pg.url();
+    let data = tempfile::tempdir().unwrap();
+    let mut gateway = c::standalone(
+        m.path(),
+        data.path(),
+        Some(&url),
+        &["--token-budget", "bakery=100000000", "--budget-slice", "1000000"],
+    );
+    let key = c::create_key(&["--member", "bakery"], data.path(), Some(&url));
+    let base = gateway.url("");
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            let (base, key) = (base.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut body = c::chat("open-chat", 4);
+                body["stream"] = Value::Bool(true);
+                let r = client()
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let status = tokio::task::block_in_place(|| gateway.terminate());
+    assert!(status.success(), "{}", gateway.log());
+    for s in streams {
+        let (code, text) = s.await.unwrap();
+        assert_eq!(code, 200, "{text}");
+        assert!(
+            text.trim_end().ends_with("data: [DONE]"),
+            "stream cut short: {text}"
+        );
+    }
+    let all = records(&url).await;
+    assert_eq!(all.len(), 3, "{all:?}\n{}", gateway.log());
+    assert!(all.iter().all(|r| r.outcome == "completed"), "{all:?}");
+}
