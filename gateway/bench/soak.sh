@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The soak benchmark: the gateway on Postgres under a steady load for ten minutes,
+# streamed and non-streamed requests mixed, through authentication, quota and metering.
+#
+#     gateway/bench/soak.sh
+#
+# Prints, minute by minute, the requests served, the p99 latency of each kind and the
+# gateway's resident memory; then stops the gateway (SIGTERM, so its usage buffer is
+# flushed) and checks that the usage records equal the requests served. Loopback
+# only; the load stops by itself (oha runs for a fixed time); every process started
+# here is killed on exit.
+#
+# Knobs (environment):
+#   SOAK_MINUTES=10        minutes of load
+#   SOAK_RATE=1000         requests per second in all, half of them streamed
+#   BENCH_LATENCY_MS=10    the mock upstream's fixed latency
+#   BENCH_GATEWAY_BIN=PATH use this gateway binary (else a release build)
+#   SYNCO_BENCH_CACHE=~/.cache/synco-bench  where oha and the mock are kept
+#   CARGO_TARGET_DIR=<repo>/target-bench
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+CACHE=${SYNCO_BENCH_CACHE:-$HOME/.cache/synco-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-bench}
+MINUTES=${SOAK_MINUTES:-10}
+RATE=${SOAK_RATE:-1000}
+LATENCY_MS=${BENCH_LATENCY_MS:-10}
+mkdir -p "$CACHE"
+RUN=$(mktemp -d /tmp/synco-soak.XXXXXX)
+chmod 755 "$RUN"
+log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+PIDS=()
+PG_DATA=""
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+cleanup() {
+  set +e
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  sleep 0.5
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  if [[ -n $PG_DATA ]]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1; fi
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 1 600); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  log "timed out waiting for $1"; return 1
+}
+
+# ---------------------------------------------------------------- tools
+if [[ -n ${BENCH_GATEWAY_BIN:-} ]]; then
+  GW_BIN=$BENCH_GATEWAY_BIN
+else
+  log "building synco-gateway (release, $CARGO_TARGET_DIR)"
+  cargo build --release -q -p synco-gateway --bin synco-gateway
+  GW_BIN=$CARGO_TARGET_DIR/release/synco-gateway
+fi
+MOCK_BIN=$CACHE/bench-mock
+[[ -x $MOCK_BIN ]] || (cd "$ROOT/gateway/bench/mock" && go build -o "$MOCK_BIN" .)
+OHA=$CACHE/cargo/bin/oha
+[[ -x $OHA ]] || cargo install -q oha --locked --root "$CACHE/cargo"
+[[ -n $PG_BIN ]] || { log "no Postgres under /usr/lib/postgresql (apt-get install postgresql)"; exit 1; }
+
+# ---------------------------------------------------------------- mock, Postgres, gateway
+MOCK_PORT=$(free_port)
+"$MOCK_BIN" -listen "127.0.0.1:$MOCK_PORT" -latency-ms "$LATENCY_MS" > "$RUN/mock.log" 2>&1 &
+PIDS+=($!)
+MOCK_URL=http://127.0.0.1:$MOCK_PORT/v1
+wait_http "$MOCK_URL/models"
+
+PG_DATA=$RUN/pg
+mkdir -p "$PG_DATA" && chown nobody "$PG_DATA" 2>/dev/null || true
+PG_PORT=$(free_port)
+as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U synco --auth=trust -E UTF8 > "$RUN/initdb.log" 2>&1
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w \
+  -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DATA -c fsync=on -c max_connections=200" start > /dev/null
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U synco synco
+DB_URL=postgres://synco@127.0.0.1:$PG_PORT/synco
+
+# The benchmark's co-op (the example co-op with a fast external model) and its caller.
+mkdir -p "$RUN/manifests"
+for f in 00-cooperative 10-members 20-customer 30-pool 50-allocation; do
+  cp "$ROOT/crds/examples/$f.yaml" "$RUN/manifests/"
+done
+cat > "$RUN/manifests/40-models.yaml" <<EOF
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {name: bench, namespace: riverside}
+spec:
+  servedName: bench
+  engine: {kind: External, url: "$MOCK_URL"}
+  tokensPerSecondPerReplica: 1000000
+  concurrentRequestsPerReplica: 100000
+  capabilities: {chat: true, embeddings: false}
+  access: {customers: true}
+EOF
+mapfile -t AUTH < <("$ROOT/gateway/bench/synco-auth.sh" "$GW_BIN" "$RUN")
+HDR=${AUTH[-1]}
+PORT=$(free_port)
+RUST_LOG=warn "$GW_BIN" standalone --manifests "$RUN/manifests" --data-dir "$RUN/data" \
+  --database-url "$DB_URL" --listen "127.0.0.1:$PORT" "${AUTH[@]:0:${#AUTH[@]}-1}" \
+  > "$RUN/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=($GW_PID)
+wait_http "http://127.0.0.1:$PORT/healthz"
+URL=http://127.0.0.1:$PORT/v1/chat/completions
+body() { # stream?
+  printf '{"model":"bench","messages":[{"role":"user","content":"Hello, soak"}],"max_tokens":16,"stream":%s}' "$1"
+}
+rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$GW_PID/status"; }
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); nproc: $(nproc); commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "gateway: $GW_BIN; $RATE req/s (half streamed) for $MINUTES min; mock latency ${LATENCY_MS} ms; Postgres $("$PG_BIN/postgres" --version | awk '{print $3}')"
+} >&2
+log "RSS before load: $(rss_mib) MiB"
+
+# ---------------------------------------------------------------- load, a minute at a time
+HALF=$((RATE / 2))
+echo "| minute | served | non-stream p99 (ms) | stream p99 (ms) | errors | RSS (MiB) |"
+echo "|---|---|---|---|---|---|"
+TOTAL=0
+for m in $(seq 1 "$MINUTES"); do
+  LOAD=()
+  for mode in false true; do
+    timeout 120 "$OHA" --no-tui --output-format json -z 60s -q "$HALF" -c 64 -t 30s -m POST \
+      -T application/json -H "$HDR" -d "$(body $mode)" "$URL" > "$RUN/oha-$m-$mode.json" 2> "$RUN/oha-$m-$mode.err" &
+    LOAD+=($!)
+  done
+  wait "${LOAD[@]}" || log "oha exited with an error in minute $m"
+  row=$(python3 - "$RUN/oha-$m-false.json" "$RUN/oha-$m-true.json" <<'PY'
+import json, sys
+served = errors = 0
+p99 = []
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    codes = r.get("statusCodeDistribution", {})
+    ok = int(codes.get("200", 0))
+    served += ok
+    errors += sum(int(v) for k, v in codes.items() if k != "200") + sum(int(v) for v in r.get("errorDistribution", {}).values())
+    p99.append(r["latencyPercentiles"]["p99"] * 1000)
+print(served, f"{p99[0]:.1f}", f"{p99[1]:.1f}", errors)
+PY
+)
+  read -r served p99c p99s errors <<< "$row"
+  TOTAL=$((TOTAL + served))
+  echo "| $m | $served | $p99c | $p99s | $errors | $(rss_mib) |"
+done
+
+# ---------------------------------------------------------------- nothing lost
+kill -TERM "$GW_PID"
+for _ in $(seq 1 600); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+RECORDS=$("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U synco -d synco -tAc "SELECT count(*) FROM usage_records WHERE outcome = 'completed'")
+echo
+echo "requests served: $TOTAL; usage records (completed): $RECORDS"
+if [[ $RECORDS != "$TOTAL" ]]; then
+  echo "LOST: $((TOTAL - RECORDS)) records" >&2
+  tail -20 "$RUN/gateway.log" >&2
+  exit 1
+fi
+echo "nothing lost"
