@@ -654,6 +654,19 @@ impl ProposalEffect {
         if let Some(d) = &self.patronage_distribution {
             d.check()?;
         }
+        if let Some(p) = self.bylaw.as_ref().and_then(|b| b.patronage.as_ref()) {
+            if !(20..=100).contains(&p.cash_percent) {
+                return Err(format!(
+                    "the cash share of a patronage refund is 20% to 100%, not {}%",
+                    p.cash_percent
+                ));
+            }
+            if p.basis == super::cooperative::PatronageBasis::Mix
+                && p.usage_parts.saturating_add(p.contribution_parts) == 0
+            {
+                return Err("a mixed basis needs a positive number of parts".to_owned());
+            }
+        }
         if let Some(s) = &self.surplus_price
             && s.rate_card.iter().any(|p| {
                 p.price.input_per_million < s.price_floor.input_per_million

@@ -426,7 +426,62 @@ fn bylaw_groups(prefix: &str, source: Source<'_>) -> Vec<Group> {
         };
         out.push(b.group(legend));
     }
+    out.push(patronage_rules_group(prefix, source));
     out
+}
+
+/// The bylaws' patronage rules, the ones in force filled in.
+fn patronage_rules_group(prefix: &str, source: Source<'_>) -> Group {
+    let now = source.coop().and_then(|c| c.spec.patronage.as_ref());
+    let mut b = Builder::new(prefix, source);
+    b.select(
+        "patronage-basis",
+        "Refunds in proportion to",
+        now.map(|p| format!("{:?}", p.basis)).unwrap_or_default(),
+        vec![
+            (String::new(), "(not set: no patronage refunds yet)".to_owned()),
+            ("Usage".to_owned(), "Usage, at the rate card".to_owned()),
+            ("Contribution".to_owned(), "GPU-hours contributed".to_owned()),
+            ("Mix".to_owned(), "A mix of the two".to_owned()),
+        ],
+    );
+    b.number(
+        "patronage-usage_parts",
+        "Mix: parts for usage",
+        opt(now.map(|p| p.usage_parts)),
+        Some(100),
+    );
+    b.number(
+        "patronage-contribution_parts",
+        "Mix: parts for contribution",
+        opt(now.map(|p| p.contribution_parts)),
+        Some(100),
+    );
+    b.number(
+        "patronage-cash",
+        "Share of each refund paid in cash (%, at least 20)",
+        opt(now.map(|p| p.cash_percent)),
+        Some(100),
+    );
+    b.select(
+        "patronage-surplus_to",
+        "Income from customers goes to",
+        now.map(|p| format!("{:?}", p.surplus_to)).unwrap_or_default(),
+        pairs(["Pool", "Reserve"]),
+    );
+    b.number(
+        "patronage-floor_per_gpu",
+        "Floor raised per contributed GPU (points; empty for none)",
+        opt(now.and_then(|p| p.floor_percent_per_gpu)),
+        Some(100),
+    );
+    b.number(
+        "patronage-max_floor",
+        "Most a member's floor rises by contributing (points)",
+        opt(now.and_then(|p| p.max_contribution_floor_percent)),
+        Some(100),
+    );
+    b.group("Patronage refunds")
 }
 
 /// A model to serve: its name, weights, engine, pool, capacity and who may call it.
@@ -831,14 +886,34 @@ fn bylaw(form: &Form, prefix: &str, coop: Option<&Cooperative>) -> Result<Propos
     });
     let voting_defaults = (now.as_ref().map(|n| &n.0) != Some(&defaults)).then_some(defaults);
     let member_classes = (now.as_ref().map(|n| n.1) != Some(&classes)).then_some(classes);
-    if voting_defaults.is_none() && member_classes.is_none() {
+    let patronage = match field("patronage-basis").as_str() {
+        "" => None,
+        basis => {
+            let rules = serde_json::json!({
+                "basis": basis,
+                "usageParts": number("patronage-usage_parts")?.unwrap_or(1),
+                "contributionParts": number("patronage-contribution_parts")?.unwrap_or(1),
+                "cashPercent": number("patronage-cash")?
+                    .ok_or("the cash share of a refund is needed (20% or more)")?,
+                "surplusTo": field("patronage-surplus_to"),
+                "floorPercentPerGpu": number("patronage-floor_per_gpu")?,
+                "maxContributionFloorPercent": number("patronage-max_floor")?,
+            });
+            let rules: synco_crds::PatronageBylaws =
+                serde_json::from_value(rules).map_err(|e| format!("the patronage rules: {e}"))?;
+            (coop.and_then(|c| c.spec.patronage.as_ref()) != Some(&rules)).then_some(rules)
+        }
+    };
+    if voting_defaults.is_none() && member_classes.is_none() && patronage.is_none() {
         return Err(
-            "this bylaw change changes nothing: edit the voting rules or the member classes".to_owned(),
+            "this bylaw change changes nothing: edit the voting rules, the member classes or the patronage rules"
+                .to_owned(),
         );
     }
     effect_from(serde_json::json!({"bylaw": {
         "votingDefaults": voting_defaults,
         "memberClasses": member_classes,
+        "patronage": patronage,
     }}))
 }
 

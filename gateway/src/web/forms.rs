@@ -434,36 +434,7 @@ mod tests {
         );
 
         // The bylaws as they are, with one change: admissions need a 60% quorum.
-        let rows = |admission_quorum: &str| {
-            let mut body = String::from("kind=Bylaw&title=Quorum");
-            let coop = objects.cooperative().unwrap();
-            for d in &coop.spec.voting_defaults {
-                let k = effects::kind_name(d.kind);
-                let r = &d.rules;
-                body += &format!("&rule-{k}-method={}", effects::method_name(r.method));
-                let quorum = if d.kind == synco_crds::ProposalKind::MemberAdmission {
-                    admission_quorum.to_owned()
-                } else {
-                    r.quorum_percent.map(|q| q.to_string()).unwrap_or_default()
-                };
-                body += &format!("&rule-{k}-quorum={quorum}");
-                if let Some(t) = r.threshold {
-                    body += &format!("&rule-{k}-threshold={}%2F{}", t.numerator, t.denominator);
-                }
-                body += &format!("&rule-{k}-period={}", r.voting_period.clone().unwrap_or_default());
-            }
-            for (i, c) in coop.spec.member_classes.iter().enumerate() {
-                let n = i + 1;
-                body += &format!("&class{n}-name={}&class{n}-tier={}", c.name, c.tier);
-                body += &format!(
-                    "&class{n}-description={}",
-                    form_urlencoded::byte_serialize(c.description.clone().unwrap_or_default().as_bytes())
-                        .collect::<String>()
-                );
-            }
-            body += &format!("&class{}-name=", coop.spec.member_classes.len() + 1);
-            body
-        };
+        let rows = |admission_quorum: &str| bylaw_rows(&objects, admission_quorum);
         let unchanged = proposal(&Form::parse(rows("").as_bytes()), &objects);
         assert!(unchanged.unwrap_err().contains("changes nothing"));
         let r = proposal(&Form::parse(rows("60").as_bytes()), &objects).unwrap();
@@ -479,6 +450,80 @@ mod tests {
             rules.len(),
             objects.cooperative().unwrap().spec.voting_defaults.len()
         );
+    }
+
+    /// The bylaws' form as it is filled in, with admissions' quorum set to `admission_quorum`.
+    fn bylaw_rows(objects: &CoopObjects, admission_quorum: &str) -> String {
+        let mut body = String::from("kind=Bylaw&title=Quorum");
+        let coop = objects.cooperative().unwrap();
+        for d in &coop.spec.voting_defaults {
+            let k = effects::kind_name(d.kind);
+            let r = &d.rules;
+            body += &format!("&rule-{k}-method={}", effects::method_name(r.method));
+            let quorum = if d.kind == synco_crds::ProposalKind::MemberAdmission {
+                admission_quorum.to_owned()
+            } else {
+                r.quorum_percent.map(|q| q.to_string()).unwrap_or_default()
+            };
+            body += &format!("&rule-{k}-quorum={quorum}");
+            if let Some(t) = r.threshold {
+                body += &format!("&rule-{k}-threshold={}%2F{}", t.numerator, t.denominator);
+            }
+            body += &format!("&rule-{k}-period={}", r.voting_period.clone().unwrap_or_default());
+        }
+        for (i, c) in coop.spec.member_classes.iter().enumerate() {
+            let n = i + 1;
+            body += &format!("&class{n}-name={}&class{n}-tier={}", c.name, c.tier);
+            body += &format!(
+                "&class{n}-description={}",
+                form_urlencoded::byte_serialize(c.description.clone().unwrap_or_default().as_bytes())
+                    .collect::<String>()
+            );
+        }
+        body += &format!("&class{}-name=", coop.spec.member_classes.len() + 1);
+        body
+    }
+
+    #[test]
+    fn the_bylaw_form_changes_the_patronage_rules_alone() {
+        let objects = coop("Majority");
+        let coop = objects.cooperative().unwrap();
+        let now = coop.spec.patronage.clone().unwrap();
+        let with = |cash: u32| {
+            format!(
+                "{}&patronage-basis=Mix&patronage-usage_parts=3&patronage-contribution_parts=1&patronage-cash={cash}\
+                 &patronage-surplus_to=Pool&patronage-floor_per_gpu=2&patronage-max_floor=10",
+                bylaw_rows(
+                    &objects,
+                    &coop
+                        .spec
+                        .voting_defaults
+                        .iter()
+                        .find(|d| d.kind == synco_crds::ProposalKind::MemberAdmission)
+                        .and_then(|d| d.rules.quorum_percent)
+                        .map(|q| q.to_string())
+                        .unwrap_or_default()
+                )
+            )
+        };
+        let same = proposal(&Form::parse(with(now.cash_percent).as_bytes()), &objects);
+        assert!(same.unwrap_err().contains("changes nothing"));
+        let r = proposal(&Form::parse(with(60).as_bytes()), &objects).unwrap();
+        let change = r.effect.clone().unwrap().bylaw.unwrap();
+        assert!(change.voting_defaults.is_none() && change.member_classes.is_none());
+        assert_eq!(change.patronage.unwrap().cash_percent, 60);
+        // Under 20% in cash is refused when the proposal is checked.
+        let low = proposal(&Form::parse(with(10).as_bytes()), &objects).unwrap();
+        let spec = synco_crds::ProposalSpec {
+            kind: low.kind,
+            title: "Less cash".into(),
+            body: String::new(),
+            proposer: "bakery-coop".into(),
+            options: low.options,
+            effect: low.effect,
+            split: low.split,
+        };
+        assert!(spec.check().unwrap_err().contains("20% to 100%"));
     }
 
     #[test]
