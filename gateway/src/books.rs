@@ -834,28 +834,6 @@ pub async fn record_applied(
     Ok(done)
 }
 
-/// The Ready contributed nodes of the co-op's pools: (node, member, GPUs).
-#[must_use]
-pub fn contributed_nodes(objects: &crate::coop::CoopObjects) -> Vec<(String, String, u32)> {
-    let mut nodes: BTreeMap<String, (String, u32)> = BTreeMap::new();
-    for node in objects
-        .pools
-        .iter()
-        .filter_map(|p| p.status.as_ref())
-        .flat_map(|s| s.nodes.iter())
-        .filter(|n| n.ready)
-    {
-        if let Some(member) = &node.contributed_by {
-            // A node in two pools counts once.
-            nodes.insert(node.name.clone(), (member.clone(), node.gpus));
-        }
-    }
-    nodes
-        .into_iter()
-        .map(|(node, (member, gpus))| (node, member, gpus))
-        .collect()
-}
-
 /// Keeps the books up with the co-op: records passed refunds and samples contributed
 /// nodes every `every`, until `stop`.
 pub async fn keep(
@@ -870,7 +848,7 @@ pub async fn keep(
         }
         match store.objects().await {
             Ok(objects) => {
-                let nodes = contributed_nodes(&objects);
+                let nodes = synco_policies::crd::allocation::contributed_nodes(&objects.pools);
                 if let Err(e) = sample_contributions(&db, jiff::Timestamp::now(), &nodes).await {
                     tracing::warn!(error = %e, "cannot sample the contributed nodes; retrying");
                 }

@@ -152,10 +152,10 @@ pub fn solver_input(
     }
 }
 
-/// GPUs on the Ready nodes each member contributed, over all pools (a node in two
-/// pools counts once).
+/// The Ready contributed nodes of `pools`: (node, member, GPUs), by node name (a node in
+/// two pools counts once).
 #[must_use]
-pub fn contributed_gpus(pools: &[ComputePool]) -> BTreeMap<String, u32> {
+pub fn contributed_nodes(pools: &[ComputePool]) -> Vec<(String, String, u32)> {
     let mut nodes: BTreeMap<&str, (&str, u32)> = BTreeMap::new();
     for n in pools
         .iter()
@@ -167,9 +167,18 @@ pub fn contributed_gpus(pools: &[ComputePool]) -> BTreeMap<String, u32> {
             nodes.insert(n.name.as_str(), (member.as_str(), n.gpus));
         }
     }
+    nodes
+        .into_iter()
+        .map(|(node, (member, gpus))| (node.to_owned(), member.to_owned(), gpus))
+        .collect()
+}
+
+/// GPUs on the Ready nodes each member contributed, over all pools.
+#[must_use]
+pub fn contributed_gpus(pools: &[ComputePool]) -> BTreeMap<String, u32> {
     let mut gpus = BTreeMap::new();
-    for (member, n) in nodes.into_values() {
-        *gpus.entry(member.to_owned()).or_insert(0u32) += n;
+    for (_, member, n) in contributed_nodes(pools) {
+        *gpus.entry(member).or_insert(0u32) += n;
     }
     gpus
 }
