@@ -27,6 +27,17 @@ pub enum CallerKind {
     Anonymous,
 }
 
+impl CallerKind {
+    /// As it is serialised (and stored in usage records).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Customer => "customer",
+            Self::Anonymous => "anonymous",
+        }
+    }
+}
+
 /// The resolved identity of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -442,3 +442,120 @@ async fn sigterm_mid_streams_finishes_them_and_flushes_their_usage() {
     assert_eq!(all.len(), 3, "{all:?}\n{}", gateway.log());
     assert!(all.iter().all(|r| r.outcome == "completed"), "{all:?}");
 }
+
+/// The CPU this whole machine spent (user + system, every process), in seconds, from
+/// `/proc/stat`: the gateway's writer and the database server both count.
+fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat.lines().next().unwrap();
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap())
+        .collect();
+    // user nice system (idle iowait) irq softirq steal
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+    busy / 100.0
+}
+
+fn record(n: u64) -> synco_gateway::usage::UsageRecord {
+    synco_gateway::usage::UsageRecord {
+        record_id: format!("bench-{n}"),
+        request_id: format!("req-{n}"),
+        caller_id: format!("member-{}", n % 50),
+        caller_kind: synco_gateway::admission::CallerKind::Member,
+        model: "open-chat".to_owned(),
+        engine: "external",
+        endpoint: synco_gateway::admission::Endpoint::ChatCompletions,
+        usage: synco_gateway::openai::Usage::new(12, 30),
+        latency: Duration::from_millis(11),
+        outcome: synco_gateway::usage::Outcome::Completed,
+        finished_at: jiff::Timestamp::now(),
+        charge: synco_gateway::admission::Charge::default(),
+    }
+}
+
+/// Offers `rate` records a second for `seconds` to a sink (one producer per record, as
+/// requests are) and reports what the writer kept up with: records written a second,
+/// the wait for a buffer slot (what a request would feel), and the machine's CPU per
+/// thousand records.
+async fn offer(
+    db: &sea_orm::DatabaseConnection,
+    options: synco_gateway::metering::SinkOptions,
+    rate: u64,
+    seconds: u64,
+    first: u64,
+) -> String {
+    use synco_gateway::usage::UsageSink;
+    let sink = Arc::new(synco_gateway::metering::DbUsageSink::start(db.clone(), options));
+    let total = rate * seconds;
+    let cpu = machine_cpu_seconds();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut waits = Vec::with_capacity(total as usize);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in first..first + total {
+        tick.tick().await;
+        let sink = sink.clone();
+        tasks.spawn(async move {
+            let asked = Instant::now();
+            let slot = sink.slot().await.unwrap();
+            let waited = asked.elapsed();
+            sink.record(record(n), slot);
+            waited
+        });
+        while let Some(done) = tasks.try_join_next() {
+            waits.push(done.unwrap());
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        waits.push(done.unwrap());
+    }
+    sink.flush().await;
+    let took = started.elapsed().as_secs_f64();
+    let cpu = machine_cpu_seconds() - cpu;
+    assert_eq!(sink.written(), total);
+    waits.sort();
+    let at = |q: f64| waits[((waits.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+    format!(
+        "{:>7.0} rec/s  slot wait p50 {:>7.2} ms p99 {:>7.2} ms  cpu {:>5.1} ms/1k rec",
+        total as f64 / took,
+        at(0.5),
+        at(0.99),
+        cpu * 1e6 / total as f64,
+    )
+}
+
+/// `cargo test --workspace --test coop_load -- --ignored --nocapture metering_writer`:
+/// the usage writer alone, on SQLite and Postgres, with batches of at most 64 (the
+/// writer before issue 19) against the default (the load sets the size, up to 512),
+/// offered the same rates side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: a minute of writes"]
+async fn metering_writer_throughput() {
+    let pg = Postgres::start().unwrap();
+    let sqlite = tempfile::tempdir().unwrap();
+    let dbs = [
+        (
+            "sqlite",
+            format!("sqlite://{}/bench.db?mode=rwc", sqlite.path().display()),
+        ),
+        ("postgres", pg.url()),
+    ];
+    let mut first = 0;
+    for (name, url) in &dbs {
+        let db = synco_gateway::db::connect(url).await.unwrap();
+        for rate in [2_000, 5_000, 10_000] {
+            for batch in [64, synco_gateway::metering::SinkOptions::default().batch] {
+                let options = synco_gateway::metering::SinkOptions {
+                    batch,
+                    ..Default::default()
+                };
+                let line = offer(&db, options, rate, 5, first).await;
+                first += rate * 5;
+                eprintln!("{name:>8} offered {rate:>6}/s batch<={batch:<4} {line}");
+            }
+        }
+    }
+}

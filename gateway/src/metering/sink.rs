@@ -21,16 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::db::usage_record;
 use crate::error::ApiError;
 use crate::usage::{MeterSlot, UsageRecord, UsageSink, log_record};
-
-/// Records written per insert.
-const BATCH: usize = 64;
 
 enum Message {
     Record(Box<UsageRecord>, MeterSlot),
@@ -44,8 +39,13 @@ pub struct SinkOptions {
     pub capacity: usize,
     /// How long a request waits for room in a full buffer before a 503.
     pub slot_wait: Duration,
-    /// How long a batch waits for more records before it is written.
+    /// How long a record waits for others to join its batch: the oldest record of a
+    /// batch is written at most this long after it arrived.
     pub linger: Duration,
+    /// Records written at most per insert. Under load, whatever arrived while the last
+    /// batch was being written goes in the next one, up to this size: the load sets
+    /// the batch size, and the commits per second stay few.
+    pub batch: usize,
 }
 
 impl Default for SinkOptions {
@@ -54,6 +54,7 @@ impl Default for SinkOptions {
             capacity: 1024,
             slot_wait: Duration::from_secs(30),
             linger: Duration::from_millis(100),
+            batch: 512,
         }
     }
 }
@@ -78,7 +79,7 @@ impl DbUsageSink {
         // Unbounded channel, bounded by the slots: every record holds one.
         let (tx, rx) = mpsc::unbounded_channel();
         let written = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(db, rx, options.linger, written.clone()));
+        tokio::spawn(write_loop(db, rx, options.clone(), written.clone()));
         Self {
             tx,
             slots: Arc::new(Semaphore::new(options.capacity)),
@@ -101,37 +102,57 @@ impl DbUsageSink {
 async fn write_loop(
     db: DatabaseConnection,
     mut rx: mpsc::UnboundedReceiver<Message>,
-    linger: Duration,
+    options: SinkOptions,
     written: Arc<AtomicU64>,
 ) {
+    // 2,048 rows of 14 columns stay within both databases' limits on bound values.
+    let most = options.batch.clamp(1, 2048);
     let mut batch: Vec<(UsageRecord, MeterSlot)> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    // When the batch's oldest record has lingered long enough.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let message = if batch.is_empty() && waiting.is_empty() {
-            rx.recv().await
-        } else {
-            match tokio::time::timeout(linger, rx.recv()).await {
+        let message = match due {
+            None => rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
                     write_with_retry(&db, &mut batch, &written).await;
+                    due = None;
                     for done in waiting.drain(..) {
                         let _ = done.send(());
                     }
                     continue;
                 }
+            },
+        };
+        let mut take = |message: Message, batch: &mut Vec<_>, waiting: &mut Vec<_>| match message {
+            Message::Record(r, slot) => {
+                if batch.is_empty() {
+                    due = Some(tokio::time::Instant::now() + options.linger);
+                }
+                batch.push((*r, slot));
             }
+            Message::Flush(done) => waiting.push(done),
         };
         match message {
-            Some(Message::Record(r, slot)) => batch.push((*r, slot)),
-            Some(Message::Flush(done)) => waiting.push(done),
+            Some(m) => take(m, &mut batch, &mut waiting),
             None => {
                 write_with_retry(&db, &mut batch, &written).await;
                 return;
             }
         }
-        // Everything already queued joins this batch before a flush is answered.
-        if batch.len() >= BATCH || (!waiting.is_empty() && rx.is_empty()) {
+        // Whatever else is queued joins this batch.
+        while batch.len() < most {
+            match rx.try_recv() {
+                Ok(m) => take(m, &mut batch, &mut waiting),
+                Err(_) => break,
+            }
+        }
+        // A flush is answered once everything queued before it is written.
+        if batch.len() >= most || (!waiting.is_empty() && rx.is_empty()) {
             write_with_retry(&db, &mut batch, &written).await;
+            due = None;
             if rx.is_empty() {
                 for done in waiting.drain(..) {
                     let _ = done.send(());
@@ -178,38 +199,102 @@ async fn write_with_retry(
     batch.clear();
 }
 
-async fn insert(db: &DatabaseConnection, batch: &[(UsageRecord, MeterSlot)]) -> Result<(), sea_orm::DbErr> {
-    let rows = batch.iter().map(|(r, _)| row(r));
-    usage_record::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(usage_record::Column::RecordId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await
-        .map(|_| ())
+/// The columns written, in order, with their SQL types (for Postgres's record type).
+const COLUMNS: [(&str, &str); 13] = [
+    ("request_id", "text"),
+    ("caller", "text"),
+    ("caller_kind", "text"),
+    ("model", "text"),
+    ("endpoint", "text"),
+    ("prompt_tokens", "bigint"),
+    ("completion_tokens", "bigint"),
+    ("latency_ms", "bigint"),
+    ("outcome", "text"),
+    ("finished_at", "text"),
+    ("record_id", "text"),
+    ("cost_micro", "bigint"),
+    ("currency", "text"),
+];
+
+/// The insert, one statement whatever the batch's size: the batch is bound as one JSON
+/// array that the database unpacks into rows. Each distinct statement text is prepared
+/// and kept per pooled connection (by sqlx, and by Postgres for the session), so a
+/// multi-row `VALUES` list, whose text changes with its row count, kept one prepared
+/// statement of up to a thousand parameters for every batch size seen: the gateway's
+/// memory grew for minutes under a steady load (`gateway/bench/soak.sh`).
+fn insert_sql(backend: DbBackend) -> String {
+    let names = COLUMNS.map(|(name, _)| name).join(", ");
+    match backend {
+        DbBackend::Postgres => {
+            let typed = COLUMNS.map(|(name, kind)| format!("{name} {kind}")).join(", ");
+            format!(
+                "INSERT INTO usage_records ({names}) SELECT {names} \
+                 FROM jsonb_to_recordset($1::jsonb) AS r({typed}) \
+                 ON CONFLICT (record_id) DO NOTHING"
+            )
+        }
+        // SQLite (the only other backend built).
+        _ => {
+            let values = COLUMNS
+                .map(|(name, _)| format!("json_extract(value, '$.{name}')"))
+                .join(", ");
+            // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause.
+            format!(
+                "INSERT INTO usage_records ({names}) SELECT {values} FROM json_each(?) \
+                 WHERE true ON CONFLICT (record_id) DO NOTHING"
+            )
+        }
+    }
 }
 
-fn row(r: &UsageRecord) -> usage_record::ActiveModel {
-    usage_record::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        request_id: Set(r.request_id.clone()),
-        caller: Set(r.caller_id.clone()),
-        caller_kind: Set(serde_json::to_value(r.caller_kind)
-            .ok()
-            .and_then(|v| v.as_str().map(ToOwned::to_owned))
-            .unwrap_or_default()),
-        model: Set(r.model.clone()),
-        endpoint: Set(r.endpoint.as_str().to_owned()),
-        prompt_tokens: Set(saturating_i64(r.usage.prompt_tokens)),
-        completion_tokens: Set(saturating_i64(r.usage.completion_tokens)),
-        latency_ms: Set(saturating_i64(r.latency.as_millis())),
-        outcome: Set(r.outcome.as_str().to_owned()),
-        finished_at: Set(r.finished_at.to_string()),
-        record_id: Set(Some(r.record_id.clone())),
-        cost_micro: Set(saturating_i64(r.charge.cost_micro)),
-        currency: Set(r.charge.currency.clone()),
+async fn insert(db: &DatabaseConnection, batch: &[(UsageRecord, MeterSlot)]) -> Result<(), sea_orm::DbErr> {
+    let rows: Vec<Row<'_>> = batch.iter().map(|(r, _)| Row::of(r)).collect();
+    let json = serde_json::to_string(&rows).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+    let backend = db.get_database_backend();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        insert_sql(backend),
+        [json.into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// A usage record as a row of `usage_records`.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    request_id: &'a str,
+    caller: &'a str,
+    caller_kind: &'static str,
+    model: &'a str,
+    endpoint: &'static str,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    latency_ms: i64,
+    outcome: &'static str,
+    finished_at: String,
+    record_id: &'a str,
+    cost_micro: i64,
+    currency: &'a str,
+}
+
+impl<'a> Row<'a> {
+    fn of(r: &'a UsageRecord) -> Self {
+        Self {
+            request_id: &r.request_id,
+            caller: &r.caller_id,
+            caller_kind: r.caller_kind.as_str(),
+            model: &r.model,
+            endpoint: r.endpoint.as_str(),
+            prompt_tokens: saturating_i64(r.usage.prompt_tokens),
+            completion_tokens: saturating_i64(r.usage.completion_tokens),
+            latency_ms: saturating_i64(r.latency.as_millis()),
+            outcome: r.outcome.as_str(),
+            finished_at: r.finished_at.to_string(),
+            record_id: &r.record_id,
+            cost_micro: saturating_i64(r.charge.cost_micro),
+            currency: &r.charge.currency,
+        }
     }
 }
 
@@ -249,5 +334,92 @@ impl UsageSink for DbUsageSink {
             pending = self.pending(),
             "usage flushed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{EntityTrait, QueryOrder};
+
+    use super::*;
+    use crate::admission::{CallerKind, Charge, Endpoint};
+    use crate::db::usage_record;
+    use crate::openai::Usage;
+    use crate::usage::Outcome;
+
+    fn record(id: &str, kind: CallerKind, outcome: Outcome) -> UsageRecord {
+        UsageRecord {
+            record_id: id.to_owned(),
+            request_id: format!("req-{id}"),
+            caller_id: "ana's \"shop\"".to_owned(),
+            caller_kind: kind,
+            model: "open-chat".to_owned(),
+            engine: "external",
+            endpoint: Endpoint::Embeddings,
+            usage: Usage::new(7, 0),
+            latency: Duration::from_millis(1234),
+            outcome,
+            finished_at: jiff::Timestamp::from_second(1_764_547_200).unwrap(),
+            charge: Charge {
+                cost_micro: u64::MAX,
+                currency: "EUR".to_owned(),
+            },
+        }
+    }
+
+    /// Every field arrives as it was, whatever the batch's size, and a record written
+    /// twice (a retry after an ambiguous failure) is stored once.
+    #[tokio::test]
+    async fn batches_of_any_size_are_written_field_for_field_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(dir.path()).await.unwrap();
+        let sink = DbUsageSink::start(db.clone(), SinkOptions::default());
+        let kinds = [CallerKind::Member, CallerKind::Customer, CallerKind::Anonymous];
+        let outcomes = [
+            Outcome::Completed,
+            Outcome::Cancelled,
+            Outcome::Failed("engine_error"),
+        ];
+        for n in 0..700 {
+            let slot = sink.slot().await.unwrap();
+            sink.record(
+                record(&format!("r{n:04}"), kinds[n % 3], outcomes[n % 3].clone()),
+                slot,
+            );
+        }
+        sink.flush().await;
+        let slot = sink.slot().await.unwrap();
+        sink.record(record("r0001", CallerKind::Customer, Outcome::Cancelled), slot);
+        sink.flush().await;
+        let rows = usage_record::Entity::find()
+            .order_by_asc(usage_record::Column::RecordId)
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 700);
+        let r = &rows[1];
+        assert_eq!(r.record_id.as_deref(), Some("r0001"));
+        assert_eq!(r.request_id, "req-r0001");
+        assert_eq!(r.caller, "ana's \"shop\"");
+        assert_eq!(r.caller_kind, "customer");
+        assert_eq!(r.model, "open-chat");
+        assert_eq!(r.endpoint, "embeddings");
+        assert_eq!((r.prompt_tokens, r.completion_tokens), (7, 0));
+        assert_eq!(r.latency_ms, 1234);
+        assert_eq!(r.outcome, "cancelled");
+        assert_eq!(r.finished_at, "2025-12-01T00:00:00Z");
+        assert_eq!(r.cost_micro, i64::MAX);
+        assert_eq!(r.currency, "EUR");
+        assert_eq!(rows[2].caller_kind, "anonymous");
+        assert_eq!(rows[2].outcome, "engine_error");
+        assert_eq!(rows[0].caller_kind, "member");
+        assert_eq!(sink.pending(), 0);
+    }
+
+    #[test]
+    fn caller_kinds_are_stored_as_they_serialise() {
+        for kind in [CallerKind::Member, CallerKind::Customer, CallerKind::Anonymous] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 }

@@ -5,6 +5,11 @@
 //!
 //! When a caller's limit changes (a new Allocation), what it used in the window stays
 //! used: its bucket keeps the same shortfall against the new size.
+//!
+//! The `x-ratelimit-reset-*` headers say when the limit is back: for tokens, when the
+//! bucket is full again; for requests, when the first of the caller's running
+//! requests is expected to end (its age against the caller's typical request time, a
+//! moving average of its recent requests), `0s` while a place is free.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +24,33 @@ struct Bucket {
     /// The size the bucket had when last filled.
     capacity: f64,
     at: Instant,
-    running: u32,
+    /// When each running request started.
+    running: Vec<Instant>,
+    /// A moving average of how long this caller's requests run (weight 1/8 for the
+    /// latest); none until one has ended.
+    typical: Option<Duration>,
+}
+
+/// The least a full caller is told to wait: a request past its typical time may end
+/// at any moment, but a hint of zero would invite a busy loop.
+const LEAST_REQUEST_RESET: Duration = Duration::from_millis(100);
+
+impl Bucket {
+    fn running(&self) -> u32 {
+        u32::try_from(self.running.len()).unwrap_or(u32::MAX)
+    }
+
+    /// How long until one of the running requests is expected to end.
+    fn next_place(&self, now: Instant) -> Duration {
+        let Some(typical) = self.typical else {
+            // Nothing known yet about this caller's requests.
+            return Duration::from_secs(1);
+        };
+        let oldest = self.running.iter().min().copied().unwrap_or(now);
+        typical
+            .saturating_sub(now.duration_since(oldest))
+            .max(LEAST_REQUEST_RESET)
+    }
 }
 
 #[derive(Debug)]
@@ -34,6 +65,7 @@ pub struct Ticket {
     limiter: Arc<Limiter>,
     caller: String,
     estimate: u64,
+    started: Instant,
     headers: Headers,
 }
 
@@ -42,26 +74,28 @@ pub struct Ticket {
 struct Headers {
     limit_tokens: u64,
     remaining_tokens: u64,
-    reset_tokens: u64,
+    reset_tokens: Duration,
     limit_requests: u32,
     remaining_requests: u32,
-    reset_requests: u64,
+    reset_requests: Duration,
 }
 
 impl Headers {
-    fn of(bucket: &Bucket, rate: f64, concurrency: u32) -> Self {
+    fn of(bucket: &Bucket, rate: f64, concurrency: u32, now: Instant) -> Self {
         let tokens = bucket.tokens.max(0.0);
-        let remaining_requests = concurrency.saturating_sub(bucket.running);
+        let remaining_requests = concurrency.saturating_sub(bucket.running());
         Self {
             limit_tokens: bucket.capacity as u64,
             remaining_tokens: tokens as u64,
             // Until the bucket is full again.
-            reset_tokens: ((bucket.capacity - tokens) / rate).ceil().max(0.0) as u64,
+            reset_tokens: Duration::try_from_secs_f64((bucket.capacity - tokens) / rate).unwrap_or_default(),
             limit_requests: concurrency,
             remaining_requests,
-            // A request in flight frees its place when it ends; that time is not known
-            // in advance, so a full caller is told to look again in a second.
-            reset_requests: u64::from(remaining_requests == 0),
+            reset_requests: if remaining_requests > 0 {
+                Duration::ZERO
+            } else {
+                bucket.next_place(now)
+            },
         }
     }
 
@@ -69,14 +103,31 @@ impl Headers {
         vec![
             ("x-ratelimit-limit-tokens", self.limit_tokens.to_string()),
             ("x-ratelimit-remaining-tokens", self.remaining_tokens.to_string()),
-            ("x-ratelimit-reset-tokens", format!("{}s", self.reset_tokens)),
+            ("x-ratelimit-reset-tokens", reset(self.reset_tokens)),
             ("x-ratelimit-limit-requests", self.limit_requests.to_string()),
             (
                 "x-ratelimit-remaining-requests",
                 self.remaining_requests.to_string(),
             ),
-            ("x-ratelimit-reset-requests", format!("{}s", self.reset_requests)),
+            ("x-ratelimit-reset-requests", reset(self.reset_requests)),
         ]
+    }
+}
+
+/// A wait as OpenAI writes it: `0s`, `250ms`, `7s`, `6m0s` (milliseconds below a
+/// second, else whole seconds rounded up).
+fn reset(wait: Duration) -> String {
+    if wait.is_zero() {
+        return "0s".to_owned();
+    }
+    if wait < Duration::from_secs(1) {
+        return format!("{}ms", wait.as_millis().max(1));
+    }
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else {
+        format!("{}m{}s", seconds / 60, seconds % 60)
     }
 }
 
@@ -116,7 +167,8 @@ impl Limiter {
             tokens: capacity,
             capacity,
             at: now,
-            running: 0,
+            running: Vec::new(),
+            typical: None,
         });
         if bucket.capacity != capacity {
             // A new limit: what was used stays used.
@@ -125,15 +177,16 @@ impl Limiter {
         }
         bucket.tokens = (bucket.tokens + rate * now.duration_since(bucket.at).as_secs_f64()).min(capacity);
         bucket.at = now;
-        if limits.concurrency > 0 && bucket.running >= limits.concurrency {
+        if limits.concurrency > 0 && bucket.running() >= limits.concurrency {
+            let next = bucket.next_place(now);
             return Err(rate_limited(
                 format!(
                     "Too many requests at once: {caller} may run {} at a time (its concurrency in the \
                      allocation in force).",
                     limits.concurrency
                 ),
-                1,
-                Headers::of(bucket, rate, limits.concurrency),
+                next.as_secs() + u64::from(next.subsec_nanos() > 0),
+                Headers::of(bucket, rate, limits.concurrency, now),
             ));
         }
         // A request larger than the bucket passes when the bucket is full.
@@ -148,16 +201,17 @@ impl Limiter {
                     limits.tokens_per_second.saturating_mul(self.window.as_secs())
                 ),
                 wait,
-                Headers::of(bucket, rate, limits.concurrency),
+                Headers::of(bucket, rate, limits.concurrency, now),
             ));
         }
         bucket.tokens -= estimate as f64;
-        bucket.running += 1;
+        bucket.running.push(now);
         Ok(Ticket {
             limiter: self.clone(),
             caller: caller.to_owned(),
             estimate,
-            headers: Headers::of(bucket, rate, limits.concurrency),
+            started: now,
+            headers: Headers::of(bucket, rate, limits.concurrency, now),
         })
     }
 }
@@ -184,7 +238,14 @@ impl Drop for Ticket {
         if let Ok(mut callers) = self.limiter.callers.lock()
             && let Some(bucket) = callers.get_mut(&self.caller)
         {
-            bucket.running = bucket.running.saturating_sub(1);
+            if let Some(at) = bucket.running.iter().position(|s| *s == self.started) {
+                bucket.running.swap_remove(at);
+            }
+            let took = self.started.elapsed();
+            bucket.typical = Some(match bucket.typical {
+                Some(typical) => (typical * 7 + took) / 8,
+                None => took,
+            });
         }
     }
 }
@@ -248,13 +309,79 @@ mod tests {
         };
         assert!(message.contains("2 at a time"));
         assert!(headers.contains(&("x-ratelimit-remaining-requests", "0".to_owned())));
+        // Nothing is known yet about how long ben's requests run.
         assert!(headers.contains(&("x-ratelimit-reset-requests", "1s".to_owned())));
         drop(a);
         let c = l.take("ben", &limits(1000, 2), 1).unwrap();
+        // `a` ran for next to no time: a place is expected back at once (the least hint).
         assert!(
             c.headers()
-                .contains(&("x-ratelimit-reset-requests", "1s".to_owned()))
+                .contains(&("x-ratelimit-reset-requests", "100ms".to_owned())),
+            "{:?}",
+            c.headers()
         );
         drop((b, c));
+    }
+
+    #[test]
+    fn a_full_caller_is_told_when_its_oldest_request_should_end() {
+        let now = Instant::now();
+        let bucket = Bucket {
+            tokens: 10.0,
+            capacity: 10.0,
+            at: now,
+            running: vec![
+                now - Duration::from_millis(1500),
+                now - Duration::from_millis(200),
+            ],
+            typical: Some(Duration::from_secs(4)),
+        };
+        // The oldest has run 1.5 s of a typical 4 s.
+        assert_eq!(bucket.next_place(now), Duration::from_millis(2500));
+        let headers = Headers::of(&bucket, 1.0, 2, now).list();
+        assert!(headers.contains(&("x-ratelimit-reset-requests", "3s".to_owned())));
+        // A place free: nothing to wait for.
+        let headers = Headers::of(&bucket, 1.0, 3, now).list();
+        assert!(headers.contains(&("x-ratelimit-reset-requests", "0s".to_owned())));
+        // Past its typical time: the least hint, never zero.
+        let overdue = Bucket {
+            typical: Some(Duration::from_secs(1)),
+            ..bucket
+        };
+        assert_eq!(overdue.next_place(now), LEAST_REQUEST_RESET);
+    }
+
+    #[test]
+    fn waits_are_written_as_openai_writes_them() {
+        assert_eq!(reset(Duration::ZERO), "0s");
+        assert_eq!(reset(Duration::from_micros(300)), "1ms");
+        assert_eq!(reset(Duration::from_millis(250)), "250ms");
+        assert_eq!(reset(Duration::from_millis(6200)), "7s");
+        assert_eq!(reset(Duration::from_secs(360)), "6m0s");
+    }
+
+    #[test]
+    fn the_typical_time_follows_the_requests_that_end() {
+        let l = Limiter::new(Duration::from_secs(60));
+        let t = l.take("cleo", &limits(1000, 1), 1).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        drop(t);
+        let typical = l.callers.lock().unwrap()["cleo"].typical.unwrap();
+        assert!(typical >= Duration::from_millis(30), "{typical:?}");
+        let _t = l.take("cleo", &limits(1000, 1), 1).unwrap();
+        let refused = l.take("cleo", &limits(1000, 1), 1).unwrap_err();
+        let ApiError::RateLimited {
+            headers, retry_after, ..
+        } = &refused
+        else {
+            panic!("{refused:?}")
+        };
+        let hint = &headers
+            .iter()
+            .find(|(n, _)| *n == "x-ratelimit-reset-requests")
+            .unwrap()
+            .1;
+        assert!(hint.ends_with("ms"), "{hint}");
+        assert_eq!(*retry_after, Some(1));
     }
 }
