@@ -3,6 +3,11 @@
 //!
 //! Model names change its behaviour: `break-mid-stream` sends one chunk and then a
 //! malformed event, so the gateway's mid-stream error path can be exercised.
+//!
+//! With a [`Cost`] per prompt token ([`start_with_cost`]) it behaves like an engine
+//! whose work grows with the prompt: the prompt's words are its tokens, and the
+//! answer takes the fixed time plus the per-token time for each of them (the fairness
+//! tests' saturated engine).
 
 use std::net::SocketAddr;
 
@@ -16,9 +21,38 @@ use tokio::net::TcpListener;
 
 const WORDS: [&str; 4] = ["Surplus ", "belongs ", "to the ", "members."];
 
-async fn chat(latency: axum::extract::State<std::time::Duration>, body: axum::Json<Value>) -> Response {
+/// What an answer costs in time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost {
+    /// Per request.
+    pub fixed: std::time::Duration,
+    /// Per prompt token; when zero, every prompt counts as 5 tokens.
+    pub per_prompt_token: std::time::Duration,
+}
+
+/// The words of the messages' text contents.
+fn prompt_words(body: &Value) -> u64 {
+    body["messages"]
+        .as_array()
+        .map(|messages| {
+            messages
+                .iter()
+                .filter_map(|m| m["content"].as_str())
+                .map(|text| text.split_whitespace().count() as u64)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn chat(cost: axum::extract::State<Cost>, body: axum::Json<Value>) -> Response {
+    let prompt_tokens = if cost.per_prompt_token.is_zero() {
+        5
+    } else {
+        prompt_words(&body).max(1)
+    };
+    let latency = cost.fixed + cost.per_prompt_token * u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
     if !latency.is_zero() {
-        tokio::time::sleep(*latency).await;
+        tokio::time::sleep(latency).await;
     }
     let model = body["model"].as_str().unwrap_or("mock").to_owned();
     if model == "missing" {
@@ -28,8 +62,8 @@ async fn chat(latency: axum::extract::State<std::time::Duration>, body: axum::Js
         )
             .into_response();
     }
-    let usage =
-        json!({"prompt_tokens": 5, "completion_tokens": WORDS.len(), "total_tokens": 5 + WORDS.len()});
+    let completion_tokens = WORDS.len() as u64;
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     if !body["stream"].as_bool().unwrap_or(false) {
         return axum::Json(json!({
             "id": "mock-1", "object": "chat.completion", "created": 1, "model": model,
@@ -70,9 +104,17 @@ pub fn router() -> Router {
 
 /// The mock's router, answering each request after `latency`.
 pub fn router_with_latency(latency: std::time::Duration) -> Router {
+    router_with_cost(Cost {
+        fixed: latency,
+        ..Cost::default()
+    })
+}
+
+/// The mock's router, answering each request after its [`Cost`].
+pub fn router_with_cost(cost: Cost) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
-        .with_state(latency)
+        .with_state(cost)
 }
 
 /// Starts the mock on a random loopback port; returns its address.
@@ -82,10 +124,19 @@ pub async fn start() -> std::io::Result<SocketAddr> {
 
 /// Starts a mock that takes `latency` per request (a fixed service time).
 pub async fn start_with_latency(latency: std::time::Duration) -> std::io::Result<SocketAddr> {
+    start_with_cost(Cost {
+        fixed: latency,
+        ..Cost::default()
+    })
+    .await
+}
+
+/// Starts a mock whose answers take their [`Cost`].
+pub async fn start_with_cost(cost: Cost) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router_with_latency(latency)).await {
+        if let Err(e) = axum::serve(listener, router_with_cost(cost)).await {
             tracing::error!(error = %e, "mock upstream stopped");
         }
     });

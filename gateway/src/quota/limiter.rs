@@ -257,6 +257,7 @@ mod tests {
     fn limits(rate: u64, concurrency: u32) -> CallerLimits {
         CallerLimits {
             tokens_per_second: rate,
+            floor_tokens_per_second: rate,
             monthly_budget: u64::MAX,
             concurrency,
         }

@@ -8,7 +8,8 @@
 //!    ([`ledger`]; 429 `insufficient_quota`);
 //! 4. a prepaid customer's credit: the worst-case price is reserved the same way
 //!    (429 `insufficient_quota` when the credit is spent);
-//! 5. a slot on the engine, by priority ([`priority`]).
+//! 5. a slot on the engine: by tier, and within a tier to the caller served the fewest
+//!    tokens for its floor ([`priority`]: a virtual token counter).
 //!
 //! When the request ends, however it ends, the reservation is settled with the tokens
 //! actually used (a cancelled stream pays for what it produced) and the rest given back.
@@ -36,7 +37,7 @@ use crate::error::ApiError;
 use crate::openai::Usage;
 use ledger::{Hold, Ledger, LedgerError};
 use limiter::{Limiter, Ticket};
-use priority::{Scheduler, Slot};
+use priority::{CallerWeight, Scheduler, Slot};
 
 /// Tunables of admission.
 #[derive(Debug, Clone)]
@@ -124,6 +125,7 @@ impl CoopAdmission {
             return Ok(current.clone());
         }
         let scheduler = Scheduler::new(
+            model,
             self.options.engine_slots,
             surplus_percent,
             self.options.customer_wait,
@@ -260,7 +262,7 @@ impl Admission for CoopAdmission {
         };
         let slot = self
             .scheduler(req.model, coop.surplus_percent)?
-            .acquire(caller)
+            .acquire(caller, CallerWeight::of(&limits), typical_prompt(req))
             .await?;
         Ok(Box::new(CoopReservation {
             caller: caller.clone(),
@@ -270,10 +272,23 @@ impl Admission for CoopAdmission {
             price,
             currency,
             allowance,
-            _slot: slot,
+            slot,
         }))
     }
 }
+
+/// The prompt's likely size in tokens, for the fair queue's charge at dispatch (it is
+/// corrected to the engine's count when the request ends): the model's own count when
+/// the engine gives it, else the body's bytes over four, the usual bytes per token of
+/// English text. The byte bound the budget reserves overstates prompts several times,
+/// and charging it would swing the turns while requests run.
+fn typical_prompt(req: &AdmissionRequest<'_>) -> u64 {
+    req.prompt_tokens
+        .unwrap_or(req.body_bytes as u64 / BYTES_PER_TOKEN)
+}
+
+/// Bytes of text per token, typically (English, byte-level BPE tokenizers).
+const BYTES_PER_TOKEN: u64 = 4;
 
 /// What an admitted request holds until it ends.
 #[derive(Debug)]
@@ -285,13 +300,14 @@ struct CoopReservation {
     price: Price,
     currency: String,
     allowance: Option<u64>,
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl Reservation for CoopReservation {
     fn settle(mut self: Box<Self>, usage: &Usage) -> Charge {
         let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         self.ticket.settle(tokens);
+        self.slot.settle(usage.prompt_tokens, usage.completion_tokens);
         if let Some(budget) = self.budget.take() {
             budget.settle(tokens);
         }

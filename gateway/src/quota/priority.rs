@@ -1,55 +1,190 @@
-//! Priority admission to a saturated engine.
+//! Priority admission to a saturated engine, fair in tokens within a tier.
 //!
 //! Each engine has `slots` (requests it serves at once). While a slot is free and
 //! nobody waits, a request runs at once. Otherwise it queues, and a freed slot goes
-//! to the waiting request with the lowest `(tier, tag)`: every member class before
-//! customers, lower tier numbers first (members and schools before local
-//! businesses). Within a tier the tag is a weighted-fair virtual finish time: a
-//! caller's tag advances by `1/weight` per request, so busy callers do not starve
-//! quiet ones.
+//! to a waiting request of the lowest tier: every member class before customers,
+//! lower tier numbers first (members and schools before local businesses).
+//!
+//! **Within a tier, a virtual token counter** (after VTC, Sheng et al., OSDI 2024):
+//! each caller has a counter of the service it received, in weighted tokens (input
+//! plus [`OUTPUT_WEIGHT`] × output) divided by its weight, and a freed slot goes to the
+//! waiting caller with the lowest counter. A request is charged its prompt estimate
+//! when it is dispatched and corrected to what it really used (prompt and output) when
+//! it ends. A caller that was idle comes back at the lowest counter of those waiting
+//! (or the tier's clock, the counter of the last caller served), so idleness banks
+//! no credit. Between two callers that stay backlogged, the service gap (normalised by
+//! weight) stays within a bound of about twice the largest request's cost, the paper's
+//! bound: a school sending prompts ten times longer than its neighbour gets ten times
+//! fewer requests served, not ten times the engine.
+//!
+//! Weights are the callers' floors in the Allocation in force (a member's floor is its
+//! share); see [`CallerWeight`].
+//!
+//! **Across gateway replicas** the counters are per replica: each replica shares its
+//! own slots fairly, so with `R` replicas the gap between two backlogged callers is at
+//! most `R` times the one-replica bound (and none when the load balancer spreads each
+//! caller's requests evenly).
 //!
 //! Customers may hold at most `customer_slots` (the surplus share of the slots) and
 //! wait at most `customer_wait`; with no surplus, or after the wait, they get a 429
 //! with `Retry-After`. Slots are not pre-empted, so a member that arrives when every
-//! slot is taken by lower tiers waits at most until the first of them finishes: one
-//! request's service time. And because customers never hold more than their share,
-//! members usually find a slot free at once.
+//! slot is taken by lower tiers waits at most until the first of them finishes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::admission::{Caller, CallerKind};
 use crate::error::ApiError;
 
-/// Virtual time units per request of weight 1.
-const UNIT: u64 = 1_000_000;
+/// An output token costs this many input tokens in the counters (generating is the
+/// expensive part of serving, as in the VTC paper's weights).
+pub const OUTPUT_WEIGHT: u64 = 2;
 
-type QueueKey = (u32, u64, u64);
+/// How long the fairness index is measured over before it is published.
+const FAIRNESS_WINDOW: Duration = Duration::from_secs(10);
+
+/// A caller's share within its tier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallerWeight(pub f64);
+
+impl CallerWeight {
+    /// The caller's floor in tokens per second if it has one, else its whole rate
+    /// (customers, and classes without a floor), never less than 1.
+    pub fn of(limits: &crate::coop::CallerLimits) -> Self {
+        let share = if limits.floor_tokens_per_second > 0 {
+            limits.floor_tokens_per_second
+        } else {
+            limits.tokens_per_second
+        };
+        Self(share.max(1) as f64)
+    }
+}
 
 #[derive(Debug)]
 struct Waiter {
-    customer: bool,
+    seq: u64,
+    /// The prompt estimate, charged when the request is dispatched.
+    cost: u64,
     grant: oneshot::Sender<()>,
+}
+
+#[derive(Debug, Default)]
+struct Tenant {
+    /// Weighted tokens served, divided by the weight.
+    counter: f64,
+    weight: f64,
+    queue: VecDeque<Waiter>,
+    /// Weighted tokens served in the current fairness window, and whether the caller
+    /// waited in it (only callers that waited compete for the engine).
+    window_service: f64,
+    waited: bool,
+}
+
+#[derive(Debug)]
+struct Tier {
+    tenants: HashMap<String, Tenant>,
+    /// The counter of the last caller served: where a caller coming back starts.
+    clock: f64,
+    customer: bool,
+    window_start: Instant,
+}
+
+impl Tier {
+    fn new(customer: bool) -> Self {
+        Self {
+            tenants: HashMap::new(),
+            clock: 0.0,
+            customer,
+            window_start: Instant::now(),
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        self.tenants.values().any(|t| !t.queue.is_empty())
+    }
+
+    /// The lowest counter among the callers that wait.
+    fn lowest_waiting(&self) -> Option<f64> {
+        self.tenants
+            .values()
+            .filter(|t| !t.queue.is_empty())
+            .map(|t| t.counter)
+            .min_by(f64::total_cmp)
+    }
+
+    /// Jain's index over the window's service (per unit of weight) of the callers that
+    /// waited in it; `None` with fewer than two of them.
+    fn fairness(&self) -> Option<f64> {
+        let shares: Vec<f64> = self
+            .tenants
+            .values()
+            .filter(|t| t.waited)
+            .map(|t| t.window_service / t.weight)
+            .collect();
+        jain(&shares)
+    }
+
+    fn roll_window(&mut self, model: &str, tier: u32) {
+        if self.window_start.elapsed() < FAIRNESS_WINDOW {
+            return;
+        }
+        if let Some(index) = self.fairness() {
+            metrics::gauge!(
+                "synco_gateway_fairness_jain_index",
+                "model" => model.to_owned(),
+                "tier" => tier.to_string()
+            )
+            .set(index);
+        }
+        self.window_start = Instant::now();
+        self.tenants.retain(|_, t| {
+            t.window_service = 0.0;
+            t.waited = !t.queue.is_empty();
+            // A caller with nothing waiting and its counter at or below the clock would
+            // come back at the clock anyway: forget it.
+            !t.queue.is_empty() || t.counter > self.clock
+        });
+    }
+}
+
+/// Jain's fairness index of `shares`: 1 when all are equal, `1/n` when one has all.
+pub fn jain(shares: &[f64]) -> Option<f64> {
+    if shares.len() < 2 {
+        return None;
+    }
+    let sum: f64 = shares.iter().sum();
+    let squares: f64 = shares.iter().map(|s| s * s).sum();
+    if squares == 0.0 {
+        return None;
+    }
+    Some(sum * sum / (shares.len() as f64 * squares))
 }
 
 #[derive(Debug, Default)]
 struct State {
     busy: usize,
     busy_customers: usize,
-    queue: BTreeMap<QueueKey, Waiter>,
-    /// Per tier: the tag of the last request dispatched.
-    clock: HashMap<u32, u64>,
-    /// Per caller: its last tag.
-    last: HashMap<String, u64>,
+    tiers: BTreeMap<u32, Tier>,
     seq: u64,
+}
+
+impl State {
+    /// Charges `cost` weighted tokens to `caller` in `tier`.
+    fn charge(&mut self, tier: u32, caller: &str, cost: f64) {
+        if let Some(t) = self.tiers.get_mut(&tier).and_then(|t| t.tenants.get_mut(caller)) {
+            t.counter += cost / t.weight;
+            t.window_service += cost;
+        }
+    }
 }
 
 /// One engine's slots and queue.
 #[derive(Debug)]
 pub struct Scheduler {
+    model: String,
     slots: usize,
     surplus_percent: u32,
     customer_slots: usize,
@@ -63,11 +198,16 @@ pub struct Scheduler {
 pub struct Slot {
     scheduler: Arc<Scheduler>,
     customer: bool,
+    tier: u32,
+    caller: String,
+    /// What the caller's counter was charged at dispatch.
+    charged: u64,
 }
 
 impl Scheduler {
     /// `surplus_percent`: the share of slots customers may hold at once (rounded up).
     pub fn new(
+        model: &str,
         slots: usize,
         surplus_percent: u32,
         customer_wait: Duration,
@@ -76,6 +216,7 @@ impl Scheduler {
         let slots = slots.max(1);
         let customer_slots = (slots * surplus_percent.min(100) as usize).div_ceil(100);
         Arc::new(Self {
+            model: model.to_owned(),
             slots,
             surplus_percent,
             customer_slots,
@@ -99,8 +240,14 @@ impl Scheduler {
         }
     }
 
-    /// Waits for a slot in `caller`'s turn.
-    pub async fn acquire(self: &Arc<Self>, caller: &Caller) -> Result<Slot, ApiError> {
+    /// Waits for a slot in `caller`'s turn; `prompt` is the request's prompt estimate in
+    /// tokens, charged to the caller's counter when it is dispatched.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        caller: &Caller,
+        weight: CallerWeight,
+        prompt: u64,
+    ) -> Result<Slot, ApiError> {
         let customer = caller.kind != CallerKind::Member;
         if customer && self.customer_slots == 0 {
             return Err(self.no_surplus());
@@ -108,27 +255,47 @@ impl Scheduler {
         let slot = || Slot {
             scheduler: self.clone(),
             customer,
+            tier: caller.tier,
+            caller: caller.id.clone(),
+            charged: prompt,
         };
-        let (key, rx) = {
+        let (seq, rx) = {
             let mut s = self
                 .state
                 .lock()
                 .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
-            let ahead = s.queue.keys().next().is_some_and(|k| k.0 <= caller.tier);
+            let ahead = s.tiers.range(..=caller.tier).any(|(_, t)| t.waiting());
+            let tier = s.tiers.entry(caller.tier).or_insert_with(|| Tier::new(customer));
+            tier.roll_window(&self.model, caller.tier);
+            // Idle callers come back at the lowest waiting counter (or the clock).
+            let floor = tier.lowest_waiting().unwrap_or(tier.clock);
+            let tenant = tier.tenants.entry(caller.id.clone()).or_default();
+            tenant.weight = weight.0.max(1.0);
+            if tenant.queue.is_empty() {
+                tenant.counter = tenant.counter.max(floor);
+            }
             if s.busy < self.slots && !ahead && (!customer || s.busy_customers < self.customer_slots) {
                 s.busy += 1;
                 s.busy_customers += usize::from(customer);
+                s.charge(caller.tier, &caller.id, prompt as f64);
                 return Ok(slot());
             }
-            let clock = s.clock.get(&caller.tier).copied().unwrap_or(0);
-            let last = s.last.get(&caller.id).copied().unwrap_or(0);
-            let tag = clock.max(last) + UNIT / u64::from(caller.weight.max(1));
-            s.last.insert(caller.id.clone(), tag);
             s.seq += 1;
-            let key = (caller.tier, tag, s.seq);
+            let seq = s.seq;
             let (tx, rx) = oneshot::channel();
-            s.queue.insert(key, Waiter { customer, grant: tx });
-            (key, rx)
+            if let Some(tenant) = s
+                .tiers
+                .get_mut(&caller.tier)
+                .and_then(|t| t.tenants.get_mut(&caller.id))
+            {
+                tenant.waited = true;
+                tenant.queue.push_back(Waiter {
+                    seq,
+                    cost: prompt,
+                    grant: tx,
+                });
+            }
+            (seq, rx)
         };
         let wait = if customer {
             self.customer_wait
@@ -142,7 +309,17 @@ impl Scheduler {
                 let still_queued = self
                     .state
                     .lock()
-                    .map(|mut s| s.queue.remove(&key).is_some())
+                    .map(|mut s| {
+                        let queue = s
+                            .tiers
+                            .get_mut(&caller.tier)
+                            .and_then(|t| t.tenants.get_mut(&caller.id))
+                            .map(|t| &mut t.queue);
+                        match queue.and_then(|q| q.iter().position(|w| w.seq == seq).map(|at| (q, at))) {
+                            Some((q, at)) => q.remove(at).is_some(),
+                            None => false,
+                        }
+                    })
                     .unwrap_or(true);
                 if !still_queued && rx.try_recv().is_ok() {
                     // Granted just as the wait ran out: take it.
@@ -168,26 +345,198 @@ impl Scheduler {
         if customer {
             s.busy_customers = s.busy_customers.saturating_sub(1);
         }
-        // Hand the slot to the first eligible waiter that still waits.
+        // Hand the slot on: the lowest tier with an eligible waiter, and in it the
+        // waiting caller with the lowest counter.
         while s.busy < self.slots {
-            let next = s
-                .queue
-                .iter()
-                .find(|(_, w)| !w.customer || s.busy_customers < self.customer_slots)
-                .map(|(k, _)| *k);
-            let Some(key) = next else { break };
-            let Some(waiter) = s.queue.remove(&key) else { break };
+            let customers_full = s.busy_customers >= self.customer_slots;
+            let next = s.tiers.iter().find_map(|(number, tier)| {
+                if tier.customer && customers_full {
+                    return None;
+                }
+                tier.tenants
+                    .iter()
+                    .filter(|(_, t)| !t.queue.is_empty())
+                    .min_by(|a, b| a.1.counter.total_cmp(&b.1.counter))
+                    .map(|(name, _)| (*number, name.clone(), tier.customer))
+            });
+            let Some((number, name, is_customer)) = next else {
+                break;
+            };
+            let Some(tier) = s.tiers.get_mut(&number) else {
+                break;
+            };
+            let Some(tenant) = tier.tenants.get_mut(&name) else {
+                break;
+            };
+            let Some(waiter) = tenant.queue.pop_front() else {
+                break;
+            };
+            let counter = tenant.counter;
             if waiter.grant.send(()).is_ok() {
+                tier.clock = counter;
                 s.busy += 1;
-                s.busy_customers += usize::from(waiter.customer);
-                s.clock.insert(key.0, key.1);
+                s.busy_customers += usize::from(is_customer);
+                s.charge(number, &name, waiter.cost as f64);
             }
         }
+    }
+}
+
+impl Slot {
+    /// Corrects the caller's counter to what the request really used: its prompt and
+    /// output tokens (the output weighted by [`OUTPUT_WEIGHT`]) in place of the prompt
+    /// estimate charged at dispatch. Also counts the caller's service in `/metrics`.
+    pub fn settle(&mut self, prompt_tokens: u64, completion_tokens: u64) {
+        let used = prompt_tokens.saturating_add(completion_tokens.saturating_mul(OUTPUT_WEIGHT));
+        metrics::counter!(
+            "synco_gateway_fair_service_tokens_total",
+            "model" => self.scheduler.model.clone(),
+            "tier" => self.tier.to_string(),
+            "caller" => self.caller.clone()
+        )
+        .increment(used);
+        let Ok(mut s) = self.scheduler.state.lock() else {
+            return;
+        };
+        s.charge(self.tier, &self.caller, used as f64 - self.charged as f64);
+        self.charged = used;
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.scheduler.release(self.customer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> Caller {
+        Caller {
+            id: id.to_owned(),
+            kind: CallerKind::Member,
+            class: Some("community".to_owned()),
+            tier: 0,
+            weight: 1,
+        }
+    }
+
+    #[test]
+    fn jain_is_one_when_equal_and_one_over_n_when_one_has_all() {
+        assert_eq!(jain(&[3.0, 3.0, 3.0]), Some(1.0));
+        assert_eq!(jain(&[5.0, 0.0]), Some(0.5));
+        // Ten times the service of the other.
+        let ten = jain(&[10.0, 1.0]).unwrap();
+        assert!((ten - 121.0 / 202.0).abs() < 1e-12);
+        assert_eq!(jain(&[1.0]), None);
+    }
+
+    /// Two backlogged members on one slot, one sending prompts ten times longer: the
+    /// slot goes by counters, so both are served the same tokens (within a request),
+    /// where a per-request turn would give the long prompts ten times the tokens.
+    #[tokio::test]
+    async fn a_caller_with_ten_times_longer_prompts_gets_ten_times_fewer_turns() {
+        let s = Scheduler::new("m", 1, 0, Duration::from_secs(1), Duration::from_secs(30));
+        let (short, long) = (member("short"), member("long"));
+        let weight = CallerWeight(100.0);
+        let running = s.acquire(&short, weight, 10).await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..40 {
+            for (caller, cost) in [(&short, 10), (&long, 100)] {
+                let (s, caller) = (s.clone(), caller.clone());
+                waiting.push(tokio::spawn(async move {
+                    let slot = s.acquire(&caller, weight, cost).await.unwrap();
+                    (caller.id, cost, slot)
+                }));
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(running);
+        let mut served: HashMap<String, u64> = HashMap::new();
+        let mut turns: HashMap<String, u64> = HashMap::new();
+        let mut order = Vec::new();
+        // Serve 44 requests one at a time (each uses exactly its prompt).
+        for _ in 0..44 {
+            let mut done = None;
+            while done.is_none() {
+                tokio::task::yield_now().await;
+                if let Some(at) = waiting.iter().position(tokio::task::JoinHandle::is_finished) {
+                    done = Some(waiting.swap_remove(at).await.unwrap());
+                }
+            }
+            let (id, cost, mut slot) = done.unwrap();
+            slot.settle(cost, 0);
+            *served.entry(id.clone()).or_default() += cost;
+            *turns.entry(id.clone()).or_default() += 1;
+            order.push(id);
+            drop(slot);
+        }
+        let (a, b) = (served["short"] as f64, served["long"] as f64);
+        assert!((a - b).abs() <= 100.0, "short {a}, long {b}: {order:?}");
+        assert!(turns["short"] >= 8 * turns["long"], "{turns:?}");
+        assert!(jain(&[a, b]).unwrap() > 0.99);
+        for w in waiting {
+            w.abort();
+        }
+    }
+
+    /// A caller that was idle while another was served comes back at the lowest
+    /// waiting counter: its idleness is not banked as credit.
+    #[tokio::test]
+    async fn idleness_banks_no_credit() {
+        let s = Scheduler::new("m", 1, 0, Duration::from_secs(1), Duration::from_secs(30));
+        let (busy, quiet) = (member("busy"), member("quiet"));
+        let w = CallerWeight(1.0);
+        for _ in 0..50 {
+            let mut slot = s.acquire(&busy, w, 10).await.unwrap();
+            slot.settle(10, 0);
+        }
+        let running = s.acquire(&busy, w, 10).await.unwrap();
+        let next_busy = {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire(&busy, w, 10).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        let counters = |s: &Arc<Scheduler>| {
+            let state = s.state.lock().unwrap();
+            let tier = &state.tiers[&0];
+            (
+                tier.tenants["busy"].counter,
+                tier.tenants.get("quiet").map(|t| t.counter),
+            )
+        };
+        let quiet_turn = {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire(&quiet, w, 10).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        let (busy_counter, quiet_counter) = counters(&s);
+        // quiet starts at busy's waiting counter, not at zero.
+        assert!(
+            quiet_counter.unwrap() >= busy_counter - 1e-9,
+            "{busy_counter} {quiet_counter:?}"
+        );
+        drop(running);
+        next_busy.await.unwrap().unwrap();
+        quiet_turn.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn the_weight_is_the_floor_else_the_rate() {
+        let limits = crate::coop::CallerLimits {
+            tokens_per_second: 90,
+            floor_tokens_per_second: 30,
+            monthly_budget: 1,
+            concurrency: 1,
+        };
+        assert_eq!(CallerWeight::of(&limits), CallerWeight(30.0));
+        let customer = crate::coop::CallerLimits {
+            floor_tokens_per_second: 0,
+            ..limits.clone()
+        };
+        assert_eq!(CallerWeight::of(&customer), CallerWeight(90.0));
+        assert_eq!(CallerWeight::of(&Default::default()), CallerWeight(1.0));
     }
 }

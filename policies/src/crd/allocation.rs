@@ -354,6 +354,8 @@ pub fn allocation_figures(
 pub struct CallerLimits {
     /// Tokens per second: the floor plus what the caller may borrow.
     pub tokens_per_second: u64,
+    /// Tokens per second guaranteed: the caller's share when the engine is contended.
+    pub floor_tokens_per_second: u64,
     /// Tokens per calendar month.
     pub monthly_budget: u64,
     /// Requests running at once.
@@ -369,6 +371,7 @@ pub fn enforced_limits(quota: &Quota) -> CallerLimits {
         tokens_per_second: quota
             .guaranteed_tokens_per_second
             .saturating_add(quota.borrow_limit_tokens_per_second),
+        floor_tokens_per_second: quota.guaranteed_tokens_per_second,
         monthly_budget: quota.monthly_token_budget,
         concurrency: quota.max_concurrent_requests,
     }
