@@ -451,7 +451,10 @@ pub struct IdentityArgs {
 /// Quota, priority and metering settings.
 #[derive(Debug, Clone, Args)]
 pub struct QuotaArgs {
-    /// Requests each engine serves at once; more queue by priority tier.
+    /// The most requests each engine is given at once. The limit in use is measured
+    /// from the engine's time per token (it starts at one and grows while the engine
+    /// keeps its speed); requests beyond it queue by tier and, within a tier, by tokens
+    /// served.
     #[arg(long, env = "SYNCO_ENGINE_SLOTS", default_value_t = 32)]
     pub engine_slots: usize,
     /// Seconds a customer waits for surplus capacity before a 429.

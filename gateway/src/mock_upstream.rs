@@ -28,6 +28,15 @@ pub struct Cost {
     pub fixed: std::time::Duration,
     /// Per prompt token; when zero, every prompt counts as 5 tokens.
     pub per_prompt_token: std::time::Duration,
+    /// Requests it works on at once (0: no limit); the rest wait inside it, as in an
+    /// engine's own queue, so its latency grows with what it is given.
+    pub capacity: usize,
+}
+
+#[derive(Debug)]
+struct Mock {
+    cost: Cost,
+    gate: Option<tokio::sync::Semaphore>,
 }
 
 /// The words of the messages' text contents.
@@ -44,7 +53,12 @@ fn prompt_words(body: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-async fn chat(cost: axum::extract::State<Cost>, body: axum::Json<Value>) -> Response {
+async fn chat(mock: axum::extract::State<std::sync::Arc<Mock>>, body: axum::Json<Value>) -> Response {
+    let cost = mock.cost;
+    let _working = match &mock.gate {
+        Some(gate) => gate.acquire().await.ok(),
+        None => None,
+    };
     let prompt_tokens = if cost.per_prompt_token.is_zero() {
         5
     } else {
@@ -112,9 +126,10 @@ pub fn router_with_latency(latency: std::time::Duration) -> Router {
 
 /// The mock's router, answering each request after its [`Cost`].
 pub fn router_with_cost(cost: Cost) -> Router {
+    let gate = (cost.capacity > 0).then(|| tokio::sync::Semaphore::new(cost.capacity));
     Router::new()
         .route("/v1/chat/completions", post(chat))
-        .with_state(cost)
+        .with_state(std::sync::Arc::new(Mock { cost, gate }))
 }
 
 /// Starts the mock on a random loopback port; returns its address.

@@ -25,6 +25,16 @@
 //! most `R` times the one-replica bound (and none when the load balancer spreads each
 //! caller's requests evenly).
 //!
+//! **The slots are measured, not configured.** `--engine-slots` is a ceiling; the
+//! number of slots in use follows the engine's latency per token ([`Gradient`], after
+//! the gradient concurrency limits of Netflix's `concurrency-limits`): while the
+//! recent time per token stays within [`TOLERANCE`] of the best seen, the limit grows
+//! by about its square root; past it, the limit shrinks in proportion. It starts at one
+//! request at a time, so that the best is the engine's speed unloaded. An engine that
+//! queues inside itself (its latency rises with what it is given) is thus given about
+//! as much as it serves at its best speed, and the rest waits here, where tiers and
+//! fairness decide who goes next. `synco_gateway_engine_concurrency_limit` shows it.
+//!
 //! Customers may hold at most `customer_slots` (the surplus share of the slots) and
 //! wait at most `customer_wait`; with no surplus, or after the wait, they get a 429
 //! with `Retry-After`. Slots are not pre-empted, so a member that arrives when every
@@ -42,6 +52,79 @@ use crate::error::ApiError;
 /// An output token costs this many input tokens in the counters (generating is the
 /// expensive part of serving, as in the VTC paper's weights).
 pub const OUTPUT_WEIGHT: u64 = 2;
+
+/// The recent time per token may be this many times the best seen before the limit
+/// shrinks (room for noise and for batching engines that slow a little as they fill).
+pub const TOLERANCE: f64 = 2.0;
+
+/// The engine's concurrency limit, from its latency per token.
+#[derive(Debug)]
+struct Gradient {
+    limit: f64,
+    ceiling: f64,
+    /// The best time per token seen, or the last one of a request that had the engine
+    /// to itself (so that an engine that became slower for good, say a busier GPU, is
+    /// judged by its new speed once the limit has come down to one).
+    best: Option<f64>,
+    /// A moving average of the recent times per token.
+    recent: Option<f64>,
+    /// A moving average of the recent requests' whole times, and when the limit last
+    /// changed: it changes at most once per such round trip, since a change shows in
+    /// the latency only once the requests it let in have run.
+    round_trip: Option<Duration>,
+    changed: Option<Instant>,
+}
+
+impl Gradient {
+    /// Starts at one request, so that the first samples show the engine's speed
+    /// unloaded; the limit reaches a ceiling of 64 in about 70 requests.
+    fn new(ceiling: usize) -> Self {
+        Self {
+            limit: 1.0,
+            ceiling: ceiling as f64,
+            best: None,
+            recent: None,
+            round_trip: None,
+            changed: None,
+        }
+    }
+
+    /// The slots to use now.
+    fn slots(&self) -> usize {
+        (self.limit.floor() as usize).max(1)
+    }
+
+    /// One finished request's time per token; `alone`: it was the only request given
+    /// to the engine when it was dispatched; `pressed`: requests wait, or at least half
+    /// the limit is in use. The limit grows only when pressed: a limit nobody reaches
+    /// has not been shown to be safe.
+    fn observe(&mut self, took: Duration, tokens: u64, now: Instant, alone: bool, pressed: bool) {
+        let per_token = took.as_secs_f64() / tokens.max(1) as f64;
+        if !per_token.is_finite() || per_token <= 0.0 {
+            return;
+        }
+        let round_trip = self.round_trip.map_or(took, |r| (r * 9 + took) / 10);
+        self.round_trip = Some(round_trip);
+        let best = match self.best {
+            Some(best) if !alone => best.min(per_token),
+            _ => per_token,
+        };
+        let recent = self.recent.map_or(per_token, |r| r * 0.9 + per_token * 0.1);
+        self.best = Some(best);
+        self.recent = Some(recent);
+        if self
+            .changed
+            .is_some_and(|at| now.saturating_duration_since(at) < round_trip)
+        {
+            return;
+        }
+        self.changed = Some(now);
+        let gradient = (TOLERANCE * best / recent).clamp(0.5, 1.0);
+        let growth = if pressed { self.limit.sqrt() } else { 0.0 };
+        let proposed = self.limit * gradient + growth;
+        self.limit = (self.limit * 0.5 + proposed * 0.5).clamp(1.0, self.ceiling);
+    }
+}
 
 /// How long the fairness index is measured over before it is published.
 const FAIRNESS_WINDOW: Duration = Duration::from_secs(10);
@@ -68,7 +151,8 @@ struct Waiter {
     seq: u64,
     /// The prompt estimate, charged when the request is dispatched.
     cost: u64,
-    grant: oneshot::Sender<()>,
+    /// Sent when the slot is granted: whether it is the only request on the engine.
+    grant: oneshot::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -163,8 +247,9 @@ pub fn jain(shares: &[f64]) -> Option<f64> {
     Some(sum * sum / (shares.len() as f64 * squares))
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
+    gradient: Gradient,
     busy: usize,
     busy_customers: usize,
     tiers: BTreeMap<u32, Tier>,
@@ -172,6 +257,21 @@ struct State {
 }
 
 impl State {
+    fn new(ceiling: usize) -> Self {
+        Self {
+            gradient: Gradient::new(ceiling),
+            busy: 0,
+            busy_customers: 0,
+            tiers: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// The surplus share of the slots in use now (rounded up).
+    fn customer_slots(&self, surplus_percent: u32) -> usize {
+        (self.gradient.slots() * surplus_percent.min(100) as usize).div_ceil(100)
+    }
+
     /// Charges `cost` weighted tokens to `caller` in `tier`.
     fn charge(&mut self, tier: u32, caller: &str, cost: f64) {
         if let Some(t) = self.tiers.get_mut(&tier).and_then(|t| t.tenants.get_mut(caller)) {
@@ -185,9 +285,7 @@ impl State {
 #[derive(Debug)]
 pub struct Scheduler {
     model: String,
-    slots: usize,
     surplus_percent: u32,
-    customer_slots: usize,
     customer_wait: Duration,
     member_wait: Duration,
     state: Mutex<State>,
@@ -202,10 +300,15 @@ pub struct Slot {
     caller: String,
     /// What the caller's counter was charged at dispatch.
     charged: u64,
+    dispatched: Instant,
+    /// Whether it was the only request on the engine when dispatched.
+    alone: bool,
 }
 
 impl Scheduler {
-    /// `surplus_percent`: the share of slots customers may hold at once (rounded up).
+    /// `slots`: the most requests the engine is given at once (the limit measured from
+    /// its latency stays at or under it). `surplus_percent`: the share of slots
+    /// customers may hold at once (rounded up).
     pub fn new(
         model: &str,
         slots: usize,
@@ -213,16 +316,12 @@ impl Scheduler {
         customer_wait: Duration,
         member_wait: Duration,
     ) -> Arc<Self> {
-        let slots = slots.max(1);
-        let customer_slots = (slots * surplus_percent.min(100) as usize).div_ceil(100);
         Arc::new(Self {
             model: model.to_owned(),
-            slots,
             surplus_percent,
-            customer_slots,
             customer_wait,
             member_wait,
-            state: Mutex::default(),
+            state: Mutex::new(State::new(slots.max(1))),
         })
     }
 
@@ -249,15 +348,17 @@ impl Scheduler {
         prompt: u64,
     ) -> Result<Slot, ApiError> {
         let customer = caller.kind != CallerKind::Member;
-        if customer && self.customer_slots == 0 {
+        if customer && self.surplus_percent == 0 {
             return Err(self.no_surplus());
         }
-        let slot = || Slot {
+        let slot = |alone: bool| Slot {
             scheduler: self.clone(),
             customer,
             tier: caller.tier,
             caller: caller.id.clone(),
             charged: prompt,
+            dispatched: Instant::now(),
+            alone,
         };
         let (seq, rx) = {
             let mut s = self
@@ -274,11 +375,12 @@ impl Scheduler {
             if tenant.queue.is_empty() {
                 tenant.counter = tenant.counter.max(floor);
             }
-            if s.busy < self.slots && !ahead && (!customer || s.busy_customers < self.customer_slots) {
+            let (slots, customer_slots) = (s.gradient.slots(), s.customer_slots(self.surplus_percent));
+            if s.busy < slots && !ahead && (!customer || s.busy_customers < customer_slots) {
                 s.busy += 1;
                 s.busy_customers += usize::from(customer);
                 s.charge(caller.tier, &caller.id, prompt as f64);
-                return Ok(slot());
+                return Ok(slot(s.busy == 1));
             }
             s.seq += 1;
             let seq = s.seq;
@@ -304,7 +406,7 @@ impl Scheduler {
         };
         let mut rx = rx;
         match tokio::time::timeout(wait, &mut rx).await {
-            Ok(Ok(())) => Ok(slot()),
+            Ok(Ok(alone)) => Ok(slot(alone)),
             _ => {
                 let still_queued = self
                     .state
@@ -321,9 +423,9 @@ impl Scheduler {
                         }
                     })
                     .unwrap_or(true);
-                if !still_queued && rx.try_recv().is_ok() {
+                if !still_queued && let Ok(alone) = rx.try_recv() {
                     // Granted just as the wait ran out: take it.
-                    return Ok(slot());
+                    return Ok(slot(alone));
                 }
                 Err(if customer {
                     self.no_surplus()
@@ -347,8 +449,8 @@ impl Scheduler {
         }
         // Hand the slot on: the lowest tier with an eligible waiter, and in it the
         // waiting caller with the lowest counter.
-        while s.busy < self.slots {
-            let customers_full = s.busy_customers >= self.customer_slots;
+        while s.busy < s.gradient.slots() {
+            let customers_full = s.busy_customers >= s.customer_slots(self.surplus_percent);
             let next = s.tiers.iter().find_map(|(number, tier)| {
                 if tier.customer && customers_full {
                     return None;
@@ -362,6 +464,7 @@ impl Scheduler {
             let Some((number, name, is_customer)) = next else {
                 break;
             };
+            let alone = s.busy == 0;
             let Some(tier) = s.tiers.get_mut(&number) else {
                 break;
             };
@@ -372,7 +475,7 @@ impl Scheduler {
                 break;
             };
             let counter = tenant.counter;
-            if waiter.grant.send(()).is_ok() {
+            if waiter.grant.send(alone).is_ok() {
                 tier.clock = counter;
                 s.busy += 1;
                 s.busy_customers += usize::from(is_customer);
@@ -385,7 +488,8 @@ impl Scheduler {
 impl Slot {
     /// Corrects the caller's counter to what the request really used: its prompt and
     /// output tokens (the output weighted by [`OUTPUT_WEIGHT`]) in place of the prompt
-    /// estimate charged at dispatch. Also counts the caller's service in `/metrics`.
+    /// estimate charged at dispatch. Also counts the caller's service in `/metrics`, and
+    /// gives the engine's concurrency limit the request's time per token.
     pub fn settle(&mut self, prompt_tokens: u64, completion_tokens: u64) {
         let used = prompt_tokens.saturating_add(completion_tokens.saturating_mul(OUTPUT_WEIGHT));
         metrics::counter!(
@@ -400,6 +504,20 @@ impl Slot {
         };
         s.charge(self.tier, &self.caller, used as f64 - self.charged as f64);
         self.charged = used;
+        let tokens = prompt_tokens.saturating_add(completion_tokens);
+        let pressed = s.busy as f64 >= s.gradient.limit / 2.0 || s.tiers.values().any(Tier::waiting);
+        s.gradient.observe(
+            self.dispatched.elapsed(),
+            tokens,
+            Instant::now(),
+            self.alone,
+            pressed,
+        );
+        metrics::gauge!(
+            "synco_gateway_engine_concurrency_limit",
+            "model" => self.scheduler.model.clone()
+        )
+        .set(s.gradient.limit);
     }
 }
 
@@ -521,6 +639,47 @@ mod tests {
         drop(running);
         next_busy.await.unwrap().unwrap();
         quiet_turn.await.unwrap().unwrap();
+    }
+
+    /// An engine that serves 4 at full speed and queues the rest inside itself: the
+    /// limit settles near what it serves at its best (within the tolerance), far under
+    /// the ceiling; an engine whose speed does not depend on the load keeps the ceiling.
+    #[test]
+    fn the_limit_follows_the_engines_latency() {
+        // Requests of 10 tokens; 10 ms per token when the engine has at most 4.
+        let engine = |given: usize, unit: u64| Duration::from_millis(given.div_ceil(4) as u64 * unit * 10);
+        let mut g = Gradient::new(64);
+        let mut now = Instant::now();
+        let mut run = |g: &mut Gradient, unit: u64| {
+            for _ in 0..2000 {
+                let given = g.slots();
+                let took = engine(given, unit);
+                // A request ends every took / given.
+                now += took / given as u32;
+                g.observe(took, 10, now, given == 1, true);
+            }
+        };
+        run(&mut g, 1);
+        assert!((4..=12).contains(&g.slots()), "{g:?}");
+        // The engine becomes five times slower for good: the limit comes down to one,
+        // a request alone shows the new speed, and the limit settles as before.
+        run(&mut g, 5);
+        assert!((4..=12).contains(&g.slots()), "{g:?}");
+        let mut flat = Gradient::new(64);
+        let ms = Duration::from_millis(1);
+        for i in 0..2000 {
+            flat.observe(ms * 10, 10, Instant::now() + ms * 20 * i, false, true);
+        }
+        assert_eq!(flat.slots(), 64);
+        // A request that took no time changes nothing.
+        flat.observe(Duration::ZERO, 10, Instant::now() + ms * 50_000, true, true);
+        assert_eq!(flat.slots(), 64);
+        // A limit nobody uses does not grow.
+        let mut idle = Gradient::new(64);
+        for i in 0..2000 {
+            idle.observe(ms * 10, 10, Instant::now() + ms * 20 * i, true, false);
+        }
+        assert_eq!(idle.slots(), 1);
     }
 
     #[test]
