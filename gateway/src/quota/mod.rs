@@ -112,16 +112,17 @@ impl CoopAdmission {
         }
     }
 
-    /// The model's scheduler; a new one when the surplus share changed (requests
-    /// running keep their slots in the old one).
+    /// The model's scheduler, with the surplus share in force (changed in place, so that
+    /// its fairness counters and measured limit carry over a new Allocation).
     fn scheduler(&self, model: &str, surplus_percent: u32) -> Result<Arc<Scheduler>, ApiError> {
         let mut schedulers = self
             .schedulers
             .lock()
             .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
-        if let Some(current) = schedulers.get(model)
-            && current.surplus_percent() == surplus_percent
-        {
+        if let Some(current) = schedulers.get(model) {
+            if current.surplus_percent() != surplus_percent {
+                current.set_surplus_percent(surplus_percent);
+            }
             return Ok(current.clone());
         }
         let scheduler = Scheduler::new(

@@ -41,6 +41,7 @@
 //! slot is taken by lower tiers waits at most until the first of them finishes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -285,7 +286,9 @@ impl State {
 #[derive(Debug)]
 pub struct Scheduler {
     model: String,
-    surplus_percent: u32,
+    /// Changes with the Allocation in force, in place: the counters and the measured
+    /// limit carry over.
+    surplus_percent: AtomicU32,
     customer_wait: Duration,
     member_wait: Duration,
     state: Mutex<State>,
@@ -318,7 +321,7 @@ impl Scheduler {
     ) -> Arc<Self> {
         Arc::new(Self {
             model: model.to_owned(),
-            surplus_percent,
+            surplus_percent: AtomicU32::new(surplus_percent),
             customer_wait,
             member_wait,
             state: Mutex::new(State::new(slots.max(1))),
@@ -327,7 +330,13 @@ impl Scheduler {
 
     /// The surplus share it was made with.
     pub fn surplus_percent(&self) -> u32 {
-        self.surplus_percent
+        self.surplus_percent.load(Ordering::Relaxed)
+    }
+
+    /// A new surplus share (a new Allocation): customers' requests already running keep
+    /// their slots; new ones are admitted within the new share.
+    pub fn set_surplus_percent(&self, percent: u32) {
+        self.surplus_percent.store(percent, Ordering::Relaxed);
     }
 
     fn no_surplus(&self) -> ApiError {
@@ -348,7 +357,7 @@ impl Scheduler {
         prompt: u64,
     ) -> Result<Slot, ApiError> {
         let customer = caller.kind != CallerKind::Member;
-        if customer && self.surplus_percent == 0 {
+        if customer && self.surplus_percent() == 0 {
             return Err(self.no_surplus());
         }
         let slot = |alone: bool| Slot {
@@ -375,7 +384,7 @@ impl Scheduler {
             if tenant.queue.is_empty() {
                 tenant.counter = tenant.counter.max(floor);
             }
-            let (slots, customer_slots) = (s.gradient.slots(), s.customer_slots(self.surplus_percent));
+            let (slots, customer_slots) = (s.gradient.slots(), s.customer_slots(self.surplus_percent()));
             if s.busy < slots && !ahead && (!customer || s.busy_customers < customer_slots) {
                 s.busy += 1;
                 s.busy_customers += usize::from(customer);
@@ -450,7 +459,7 @@ impl Scheduler {
         // Hand the slot on: the lowest tier with an eligible waiter, and in it the
         // waiting caller with the lowest counter.
         while s.busy < s.gradient.slots() {
-            let customers_full = s.busy_customers >= s.customer_slots(self.surplus_percent);
+            let customers_full = s.busy_customers >= s.customer_slots(self.surplus_percent());
             let next = s.tiers.iter().find_map(|(number, tier)| {
                 if tier.customer && customers_full {
                     return None;
@@ -680,6 +689,28 @@ mod tests {
             idle.observe(ms * 10, 10, Instant::now() + ms * 20 * i, true, false);
         }
         assert_eq!(idle.slots(), 1);
+    }
+
+    /// A new surplus share changes the scheduler in place: the counters stay.
+    #[tokio::test]
+    async fn a_new_surplus_share_keeps_the_counters() {
+        let s = Scheduler::new("m", 4, 50, Duration::from_secs(1), Duration::from_secs(30));
+        let buyer = Caller {
+            id: "buyer".to_owned(),
+            kind: CallerKind::Customer,
+            class: None,
+            tier: u32::MAX,
+            weight: 1,
+        };
+        let mut slot = s.acquire(&member("ana"), CallerWeight(1.0), 10).await.unwrap();
+        slot.settle(10, 0);
+        drop(slot);
+        assert!(s.acquire(&buyer, CallerWeight(1.0), 1).await.is_ok());
+        s.set_surplus_percent(0);
+        assert_eq!(s.surplus_percent(), 0);
+        assert!(s.acquire(&buyer, CallerWeight(1.0), 1).await.is_err());
+        let counter = s.state.lock().unwrap().tiers[&0].tenants["ana"].counter;
+        assert!((counter - 10.0).abs() < 1e-9, "{counter}");
     }
 
     #[test]
