@@ -63,15 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url [seconds] [header]
-  local url=$1 secs=${2:-60} hdr=${3:-x-bench: 1}
-  for _ in $(seq 1 $((secs * 10))); do
-    if curl -fsS -o /dev/null -H "$hdr" "$url" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "timed out waiting for $url"; return 1
-}
+source "$ROOT/gateway/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools
 if [[ -n ${BENCH_GATEWAY_BIN:-} ]]; then

@@ -33,8 +33,7 @@ log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 PIDS=()
 PG_DATA=""
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+source "$ROOT/gateway/bench/lib.sh"
 cleanup() {
   set +e
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
@@ -44,11 +43,6 @@ cleanup() {
   rm -rf "$RUN"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  for _ in $(seq 1 600); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  log "timed out waiting for $1"; return 1
-}
 
 # ---------------------------------------------------------------- tools
 if [[ -n ${BENCH_GATEWAY_BIN:-} ]]; then
@@ -71,14 +65,8 @@ PIDS+=($!)
 MOCK_URL=http://127.0.0.1:$MOCK_PORT/v1
 wait_http "$MOCK_URL/models"
 
-PG_DATA=$RUN/pg
-mkdir -p "$PG_DATA" && chown nobody "$PG_DATA" 2>/dev/null || true
-PG_PORT=$(free_port)
-as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U synco --auth=trust -E UTF8 > "$RUN/initdb.log" 2>&1
-as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w \
-  -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DATA -c fsync=on -c max_connections=200" start > /dev/null
-"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U synco synco
-DB_URL=postgres://synco@127.0.0.1:$PG_PORT/synco
+start_postgres
+DB_URL=$PG_URL
 
 # The benchmark's co-op (the example co-op with a fast external model) and its caller.
 mkdir -p "$RUN/manifests"

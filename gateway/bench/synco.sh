@@ -85,8 +85,6 @@ start_standalone synco-sqlite "$RUN/data-sqlite" "Synco standalone: $SYNCO_FEATU
   || echo "synco-sqlite: failed to start (see log)" >> "$OUT/skipped.txt"
 
 # --- Postgres, only when the gateway can use it
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u nobody -- "$@"; else "$@"; fi; }
 PG_FLAG=""
 for f in --database-url --db-url --postgres-url --metering-url; do
   if has_flag "$f"; then PG_FLAG=$f; break; fi
@@ -96,14 +94,8 @@ if [[ -z $PG_FLAG ]]; then
 elif [[ -z $PG_BIN ]]; then
   echo "synco-postgres: no Postgres binaries under /usr/lib/postgresql (apt-get install postgresql)" >> "$OUT/skipped.txt"
 else
-  PG_DATA=$RUN/pg
-  mkdir -p "$PG_DATA" && chown nobody "$PG_DATA" 2>/dev/null || true
-  PG_PORT=$(free_port)
-  as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U synco --auth=trust -E UTF8 > "$RUN/initdb.log" 2>&1
-  as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w \
-    -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DATA -c fsync=on -c max_connections=200" start > /dev/null
-  "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U synco synco
+  start_postgres
   start_standalone synco-postgres "$RUN/data-pg" "Synco standalone: ${SYNCO_FEATURES/sqlite/postgres}" \
-    "$PG_FLAG" "postgres://synco@127.0.0.1:$PG_PORT/synco" \
+    "$PG_FLAG" "$PG_URL" \
     || echo "synco-postgres: failed to start (see log)" >> "$OUT/skipped.txt"
 fi
