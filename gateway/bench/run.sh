@@ -51,39 +51,10 @@ RUN=$(mktemp -d /tmp/synco-bench.XXXXXX)
 chmod 755 "$RUN"
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-PIDS=()
-PG_DATA=""
-cleanup() {
-  set +e
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
-  if [[ -n $PG_DATA ]]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1; fi
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-
 source "$ROOT/gateway/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools
-if [[ -n ${BENCH_GATEWAY_BIN:-} ]]; then
-  GW_BIN=$BENCH_GATEWAY_BIN   # a gateway binary built elsewhere (say which profile in the docs)
-  PROFILE=${BENCH_PROFILE:-given}
-else
-  PROFILE=release
-  log "building synco-gateway (release, $CARGO_TARGET_DIR)"
-  cargo build --release -q -p synco-gateway --bin synco-gateway
-  GW_BIN=$CARGO_TARGET_DIR/release/synco-gateway
-fi
-log "building the mock upstream (Go standard library only)"
-MOCK_BIN=$CACHE/bench-mock
-(cd "$ROOT/gateway/bench/mock" && go build -o "$MOCK_BIN" .)
-
-OHA=$CACHE/cargo/bin/oha
-if [[ ! -x $OHA ]]; then
-  log "installing oha from crates.io into $CACHE/cargo"
-  cargo install -q oha --locked --root "$CACHE/cargo"
-fi
+bench_tools
 VENV=$CACHE/litellm-venv
 if [[ ! -x $VENV/bin/litellm ]] || ! "$VENV/bin/python" -c 'import matplotlib, prisma' 2>/dev/null; then
   log "installing litellm[proxy]==$LITELLM_VERSION and matplotlib into $VENV"
@@ -110,11 +81,7 @@ PY=$VENV/bin/python
 cat "$OUT/machine.txt" >&2
 
 # ---------------------------------------------------------------- mock upstream
-MOCK_PORT=$(free_port)
-"$MOCK_BIN" -listen "127.0.0.1:$MOCK_PORT" -latency-ms "$LATENCY_MS" > "$RUN/mock.log" 2>&1 &
-PIDS+=($!)
-MOCK_URL=http://127.0.0.1:$MOCK_PORT/v1
-wait_http "$MOCK_URL/models" 30
+start_mock "$LATENCY_MS"
 
 declare -A URL PID HDR NOTE
 add_target() { # name url pid header note

@@ -31,39 +31,14 @@ RUN=$(mktemp -d /tmp/synco-soak.XXXXXX)
 chmod 755 "$RUN"
 log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-PIDS=()
-PG_DATA=""
 source "$ROOT/gateway/bench/lib.sh"
-cleanup() {
-  set +e
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
-  if [[ -n $PG_DATA ]]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1; fi
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
 
 # ---------------------------------------------------------------- tools
-if [[ -n ${BENCH_GATEWAY_BIN:-} ]]; then
-  GW_BIN=$BENCH_GATEWAY_BIN
-else
-  log "building synco-gateway (release, $CARGO_TARGET_DIR)"
-  cargo build --release -q -p synco-gateway --bin synco-gateway
-  GW_BIN=$CARGO_TARGET_DIR/release/synco-gateway
-fi
-MOCK_BIN=$CACHE/bench-mock
-[[ -x $MOCK_BIN ]] || (cd "$ROOT/gateway/bench/mock" && go build -o "$MOCK_BIN" .)
-OHA=$CACHE/cargo/bin/oha
-[[ -x $OHA ]] || cargo install -q oha --locked --root "$CACHE/cargo"
+bench_tools
 [[ -n $PG_BIN ]] || { log "no Postgres under /usr/lib/postgresql (apt-get install postgresql)"; exit 1; }
 
 # ---------------------------------------------------------------- mock, Postgres, gateway
-MOCK_PORT=$(free_port)
-"$MOCK_BIN" -listen "127.0.0.1:$MOCK_PORT" -latency-ms "$LATENCY_MS" > "$RUN/mock.log" 2>&1 &
-PIDS+=($!)
-MOCK_URL=http://127.0.0.1:$MOCK_PORT/v1
-wait_http "$MOCK_URL/models"
+start_mock "$LATENCY_MS"
 
 start_postgres
 DB_URL=$PG_URL

@@ -123,12 +123,17 @@ fn reset(wait: Duration) -> String {
     if wait < Duration::from_secs(1) {
         return format!("{}ms", wait.as_millis().max(1));
     }
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds_up(wait);
     if seconds < 60 {
         format!("{seconds}s")
     } else {
         format!("{}m{}s", seconds / 60, seconds % 60)
     }
+}
+
+/// Whole seconds, rounded up (what `Retry-After` can say).
+fn seconds_up(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 fn rate_limited(message: String, retry_after: u64, headers: Headers) -> ApiError {
@@ -178,14 +183,13 @@ impl Limiter {
         bucket.tokens = (bucket.tokens + rate * now.duration_since(bucket.at).as_secs_f64()).min(capacity);
         bucket.at = now;
         if limits.concurrency > 0 && bucket.running() >= limits.concurrency {
-            let next = bucket.next_place(now);
             return Err(rate_limited(
                 format!(
                     "Too many requests at once: {caller} may run {} at a time (its concurrency in the \
                      allocation in force).",
                     limits.concurrency
                 ),
-                next.as_secs() + u64::from(next.subsec_nanos() > 0),
+                seconds_up(bucket.next_place(now)),
                 Headers::of(bucket, rate, limits.concurrency, now),
             ));
         }

@@ -120,9 +120,7 @@ impl CoopAdmission {
             .lock()
             .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
         if let Some(current) = schedulers.get(model) {
-            if current.surplus_percent() != surplus_percent {
-                current.set_surplus_percent(surplus_percent);
-            }
+            current.set_surplus_percent(surplus_percent);
             return Ok(current.clone());
         }
         let scheduler = Scheduler::new(

@@ -171,6 +171,9 @@ struct Tenant {
 #[derive(Debug)]
 struct Tier {
     tenants: HashMap<String, Tenant>,
+    /// Requests waiting in the tier (the sum of the tenants' queues), so that whether
+    /// anyone waits is known without looking at every tenant.
+    queued: usize,
     /// The counter of the last caller served: where a caller coming back starts.
     clock: f64,
     customer: bool,
@@ -181,6 +184,7 @@ impl Tier {
     fn new(customer: bool) -> Self {
         Self {
             tenants: HashMap::new(),
+            queued: 0,
             clock: 0.0,
             customer,
             window_start: Instant::now(),
@@ -188,7 +192,35 @@ impl Tier {
     }
 
     fn waiting(&self) -> bool {
-        self.tenants.values().any(|t| !t.queue.is_empty())
+        self.queued > 0
+    }
+
+    fn enqueue(&mut self, caller: &str, waiter: Waiter) {
+        if let Some(tenant) = self.tenants.get_mut(caller) {
+            tenant.waited = true;
+            tenant.queue.push_back(waiter);
+            self.queued += 1;
+        }
+    }
+
+    /// The caller's first waiting request.
+    fn pop(&mut self, caller: &str) -> Option<Waiter> {
+        let waiter = self.tenants.get_mut(caller)?.queue.pop_front()?;
+        self.queued -= 1;
+        Some(waiter)
+    }
+
+    /// Takes the waiting request `seq` out of the queue; false if it is not there.
+    fn withdraw(&mut self, caller: &str, seq: u64) -> bool {
+        let Some(queue) = self.tenants.get_mut(caller).map(|t| &mut t.queue) else {
+            return false;
+        };
+        let Some(at) = queue.iter().position(|w| w.seq == seq) else {
+            return false;
+        };
+        queue.remove(at);
+        self.queued -= 1;
+        true
     }
 
     /// The lowest counter among the callers that wait.
@@ -394,17 +426,15 @@ impl Scheduler {
             s.seq += 1;
             let seq = s.seq;
             let (tx, rx) = oneshot::channel();
-            if let Some(tenant) = s
-                .tiers
-                .get_mut(&caller.tier)
-                .and_then(|t| t.tenants.get_mut(&caller.id))
-            {
-                tenant.waited = true;
-                tenant.queue.push_back(Waiter {
-                    seq,
-                    cost: prompt,
-                    grant: tx,
-                });
+            if let Some(tier) = s.tiers.get_mut(&caller.tier) {
+                tier.enqueue(
+                    &caller.id,
+                    Waiter {
+                        seq,
+                        cost: prompt,
+                        grant: tx,
+                    },
+                );
             }
             (seq, rx)
         };
@@ -421,15 +451,9 @@ impl Scheduler {
                     .state
                     .lock()
                     .map(|mut s| {
-                        let queue = s
-                            .tiers
+                        s.tiers
                             .get_mut(&caller.tier)
-                            .and_then(|t| t.tenants.get_mut(&caller.id))
-                            .map(|t| &mut t.queue);
-                        match queue.and_then(|q| q.iter().position(|w| w.seq == seq).map(|at| (q, at))) {
-                            Some((q, at)) => q.remove(at).is_some(),
-                            None => false,
-                        }
+                            .is_some_and(|t| t.withdraw(&caller.id, seq))
                     })
                     .unwrap_or(true);
                 if !still_queued && let Ok(alone) = rx.try_recv() {
@@ -477,13 +501,10 @@ impl Scheduler {
             let Some(tier) = s.tiers.get_mut(&number) else {
                 break;
             };
-            let Some(tenant) = tier.tenants.get_mut(&name) else {
+            let Some(waiter) = tier.pop(&name) else {
                 break;
             };
-            let Some(waiter) = tenant.queue.pop_front() else {
-                break;
-            };
-            let counter = tenant.counter;
+            let counter = tier.tenants.get(&name).map_or(tier.clock, |t| t.counter);
             if waiter.grant.send(alone).is_ok() {
                 tier.clock = counter;
                 s.busy += 1;
