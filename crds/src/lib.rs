@@ -22,7 +22,8 @@ pub use resources::compute_pool::{
 };
 pub use resources::cooperative::{
     ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, PatronageBasis,
-    PatronageBylaws, Peer, Price, PriceCard, SurplusDestination, SurplusPolicy, VotingDefault,
+    PatronageBylaws, Peer, PeerPrice, PeerTerms, Price, PriceCard, Reciprocity, SurplusDestination,
+    SurplusPolicy, VotingDefault,
 };
 pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};
 pub use resources::delegation::{Delegation, DelegationSpec};

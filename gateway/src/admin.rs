@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::admission::CallerKind;
 use crate::auth::keys;
 use crate::books::{self, NewEntry, Verdict};
-use crate::cli::{BooksCommand, DbArgs, KeysCommand, UsageCommand};
+use crate::cli::{BooksCommand, DbArgs, FederationCommand, KeysCommand, UsageCommand};
 use crate::metering::export;
 
 async fn connect(db: &DbArgs) -> anyhow::Result<sea_orm::DatabaseConnection> {
@@ -18,6 +18,51 @@ fn out(text: &str) -> anyhow::Result<()> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// `federation ...`
+pub async fn federation(command: FederationCommand) -> anyhow::Result<()> {
+    use crate::federation::{keys as signing, settlement};
+    match command {
+        FederationCommand::Keygen { out: path } => {
+            anyhow::ensure!(!path.exists(), "{} exists; not overwriting a key", path.display());
+            let (pem, public) = signing::generate()?;
+            let mut file = std::fs::OpenOptions::new();
+            file.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+            file.open(&path)?.write_all(pem.as_bytes())?;
+            out(&format!("{public}\n"))
+        }
+        FederationCommand::PublicKey { key } => {
+            out(&format!("{}\n", signing::SigningKey::read(&key)?.public))
+        }
+        FederationCommand::Settlement {
+            peer,
+            month,
+            db: args,
+        } => {
+            let db = connect(&args).await?;
+            let coop = crate::coop::Coop::from_objects(&objects_of(&args, &db).await?, &Default::default())?;
+            let currency = coop
+                .peers
+                .get(&peer)
+                .and_then(|p| p.terms.price.as_ref())
+                .map(|p| p.currency.clone())
+                .unwrap_or_default();
+            let ledger = settlement::settlement(&db, &coop.name, &peer, &month, &currency).await?;
+            out(&format!("{}\n", serde_json::to_string_pretty(&ledger)?))
+        }
+        FederationCommand::Records { peer, month, db } => {
+            let db = connect(&db).await?;
+            let mut text = String::new();
+            for entry in settlement::records(&db, &peer, &month).await? {
+                text.push_str(&serde_json::to_string(&entry)?);
+                text.push('\n');
+            }
+            out(&text)
+        }
+    }
 }
 
 /// `keys ...`

@@ -25,6 +25,8 @@ pub enum CallerKind {
     Customer,
     /// No identity (standalone mode without keys).
     Anonymous,
+    /// A peer co-op borrowing capacity (federation).
+    Peer,
 }
 
 impl CallerKind {
@@ -34,6 +36,7 @@ impl CallerKind {
             Self::Member => "member",
             Self::Customer => "customer",
             Self::Anonymous => "anonymous",
+            Self::Peer => "peer",
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct Caller {
     pub tier: u32,
     /// Weight for fair sharing within a tier.
     pub weight: u32,
+    /// Residency: its prompts are never sent to a peer co-op.
+    pub local_only: bool,
 }
 
 impl Caller {
@@ -60,6 +65,7 @@ impl Caller {
             class: None,
             tier: u32::MAX,
             weight: 1,
+            local_only: true,
         }
     }
 }
@@ -78,6 +84,19 @@ pub struct AdmissionRequest<'a> {
     /// The prompt's tokens as the model's tokenizer counts them, when the engine can
     /// count before running (the embedded engine can; an external one cannot).
     pub prompt_tokens: Option<u64>,
+    /// Whether the request may be served by a peer co-op instead (federation).
+    pub overflow: Overflow,
+}
+
+/// Whether, and when, a request may leave for a peer co-op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// It is served here.
+    Never,
+    /// The model is not served here: only a peer can serve it.
+    Only,
+    /// It goes to a peer if no local slot is free within this time.
+    After(std::time::Duration),
 }
 
 /// The API endpoint a request used.
@@ -119,12 +138,22 @@ pub trait Reservation: Send + Sync + Debug {
     fn completion_allowance(&self) -> Option<u64> {
         None
     }
+    /// Whether the request was admitted to run at a peer co-op (no local slot).
+    fn at_peer(&self) -> bool {
+        false
+    }
 }
 
 /// Decides whether a request may run now.
 #[async_trait]
 pub trait Admission: Send + Sync + Debug {
     async fn admit(&self, request: &AdmissionRequest<'_>) -> Result<Box<dyn Reservation>, ApiError>;
+
+    /// Requests for `model` this gateway would start now for the peer co-op `peer`
+    /// (free slots within the share lent to it); `None` when it does not know.
+    fn room_for_peer(&self, _model: &str, _peer: &Caller) -> Option<u32> {
+        None
+    }
 }
 
 /// Admits everything; the default until quotas exist (issue 6).

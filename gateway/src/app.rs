@@ -51,6 +51,8 @@ pub struct AppState {
     pub accounts: Option<Accounts>,
     /// The members' governance (both modes, whenever the gateway serves a co-op).
     pub governance: Option<Arc<crate::governance::Governance>>,
+    /// Peer co-ops, when the gateway has a federation key.
+    pub federation: Option<Arc<crate::federation::Federation>>,
 }
 
 /// What `/v1/usage` and authentication read.
@@ -74,6 +76,7 @@ impl AppState {
             metrics: None,
             accounts: None,
             governance: None,
+            federation: None,
         }
     }
 }

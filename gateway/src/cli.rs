@@ -39,6 +39,65 @@ pub enum Command {
     /// comments and delegations (acting as a member with --as), results, and the recount
     /// of a published record.
     Governance(GovernanceArgs),
+    /// Federation with peer co-ops: make the co-op's signing key, and read the
+    /// settlement ledger with a peer.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FederationCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM) and print its public key, which peer
+    /// co-ops put in their bylaws (`publicKey`).
+    Keygen {
+        /// Where to write the key (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key of a signing key.
+    PublicKey {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// The ledger with a peer for a month, as JSON: tokens lent and borrowed and their
+    /// cost under the bylaws' price.
+    Settlement {
+        #[arg(long)]
+        peer: String,
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Every federated request with a peer in a month, one JSON object a line (request
+    /// id, direction, tokens, cost), to compare record by record with the peer's.
+    Records {
+        #[arg(long)]
+        peer: String,
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Federation with peer co-ops (on with a signing key).
+#[derive(Debug, Clone, Args)]
+pub struct FederationArgs {
+    /// The co-op's Ed25519 signing key (`synco-gateway federation keygen`): turns on the
+    /// federation endpoints and overflow to the peers in the bylaws.
+    #[arg(long, env = "SYNCO_FEDERATION_KEY")]
+    pub federation_key: Option<PathBuf>,
+    /// Milliseconds between catalogue exchanges with each peer (a failed peer is tried
+    /// again at the next one).
+    #[arg(long, env = "SYNCO_FEDERATION_EXCHANGE_MS", default_value_t = 5000)]
+    pub federation_exchange_ms: u64,
+    /// Milliseconds a member's request waits for a local slot before it goes to a peer
+    /// that serves the model.
+    #[arg(long, env = "SYNCO_FEDERATION_OVERFLOW_AFTER_MS", default_value_t = 2000)]
+    pub federation_overflow_after_ms: u64,
 }
 
 /// Where governance state is: the database (standalone mode, the default), or the API
@@ -379,6 +438,8 @@ pub struct StandaloneArgs {
     pub identity: IdentityArgs,
     #[command(flatten)]
     pub quota: QuotaArgs,
+    #[command(flatten)]
+    pub federation: FederationArgs,
     /// Serve a tiny random-weight model (generated into the data directory) in place of
     /// every in-process model's configured source: works offline, answers noise.
     #[arg(long, env = "SYNCO_TINY_MODEL", default_value_t = false)]
@@ -404,6 +465,8 @@ pub struct ClusterArgs {
     pub identity: IdentityArgs,
     #[command(flatten)]
     pub quota: QuotaArgs,
+    #[command(flatten)]
+    pub federation: FederationArgs,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -188,9 +188,12 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         coop,
         db,
         Some(governance),
-        &args.identity,
-        &args.quota,
-        &args.server,
+        crate::server::CoopArgs {
+            identity: &args.identity,
+            quota: &args.quota,
+            federation: &args.federation,
+            server: &args.server,
+        },
     )
     .await;
     follow.abort();

@@ -108,6 +108,10 @@ pub struct Coop {
     pub prepaid_credit_minor: BTreeMap<String, u64>,
     /// The name of the Allocation in force, whose quotas these limits are.
     pub allocation: Option<String>,
+    /// The co-op's name (its Cooperative's): what it calls itself to peer co-ops.
+    pub name: String,
+    /// The peer co-ops in the bylaws, by name.
+    pub peers: BTreeMap<String, synco_crds::Peer>,
 }
 
 /// The co-op as last read, shared by admission, authentication and `/v1/usage`.
@@ -147,14 +151,17 @@ impl Coop {
     /// gateway in standalone mode), through [`synco_policies::crd::enforced_limits`].
     pub fn from_objects(objects: &CoopObjects, options: &CoopOptions) -> anyhow::Result<Self> {
         let coop = objects.cooperative()?;
-        let mut out = Self::default();
-        let tier_of = |class: &str| {
-            coop.spec
-                .member_classes
+        let mut out = Self {
+            name: coop.metadata.name.clone().unwrap_or_default(),
+            peers: coop
+                .spec
+                .peers
                 .iter()
-                .find(|c| c.name == class)
-                .map(|c| c.tier)
+                .map(|p| (p.name.clone(), p.clone()))
+                .collect(),
+            ..Self::default()
         };
+        let class_of = |class: &str| coop.spec.member_classes.iter().find(|c| c.name == class);
         for m in &objects.members {
             let Some(name) = m.metadata.name.clone() else {
                 continue;
@@ -162,15 +169,16 @@ impl Coop {
             if m.spec.standing != synco_crds::resources::member::Standing::Active {
                 continue;
             }
-            let Some(tier) = tier_of(&m.spec.class) else {
+            let Some(class) = class_of(&m.spec.class) else {
                 continue;
             };
             let caller = Caller {
                 id: name.clone(),
                 kind: CallerKind::Member,
                 class: Some(m.spec.class.clone()),
-                tier,
+                tier: class.tier,
                 weight: m.spec.voting_weight.max(1),
+                local_only: class.local_only || m.spec.local_only,
             };
             out.callers_by_identity
                 .insert(m.spec.identity.clone(), caller.clone());
@@ -189,6 +197,9 @@ impl Coop {
                 class: None,
                 tier: CUSTOMER_TIER,
                 weight: 1,
+                // Customers buy this co-op's surplus: their requests are not passed on
+                // to peers (the bylaws lend and borrow for members).
+                local_only: true,
             };
             if c.spec.billing == Billing::Prepaid {
                 let credit = c.spec.prepaid_credit_minor.unwrap_or(0).max(0);
@@ -272,6 +283,10 @@ impl Coop {
                 a.classes.is_empty() || caller.class.as_ref().is_some_and(|c| a.classes.contains(c))
             }),
             CallerKind::Customer => access.is_some_and(|a| a.customers),
+            CallerKind::Peer => self
+                .peers
+                .get(&caller.id)
+                .is_some_and(|p| p.lend.iter().any(|m| m == model)),
             CallerKind::Anonymous => false,
         }
     }

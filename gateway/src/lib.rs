@@ -13,6 +13,8 @@
 //! - [`standalone`], [`cluster`]: where the co-op's resources come from (a folder and
 //!   the database, or the API server); [`follow`]: keeping up with their changes;
 //!   [`db`]: the database (SQLite or Postgres).
+//! - [`federation`]: peer co-ops lending each other capacity (tokens, catalogue
+//!   exchange, overflow, the settlement ledger).
 //! - [`admin`]: the `keys` and `usage` commands.
 //! - [`tiny_model`]: a random-weight model folder for offline use.
 
@@ -28,6 +30,7 @@ pub mod coop;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod federation;
 pub mod follow;
 pub mod fuzzing;
 pub mod governance;
@@ -59,7 +62,8 @@ impl Cli {
             | Command::Keys(_)
             | Command::Usage(_)
             | Command::Books(_)
-            | Command::Governance(_) => TelemetryOptions::default(),
+            | Command::Governance(_)
+            | Command::Federation(_) => TelemetryOptions::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
@@ -73,6 +77,7 @@ impl Cli {
                 Command::Usage(command) => admin::usage(command).await,
                 Command::Books(command) => admin::books(command).await,
                 Command::Governance(args) => governance::cli::run(args).await,
+                Command::Federation(command) => admin::federation(command).await,
             };
             if let Err(e) = &result {
                 tracing::error!("{e:#}");

@@ -31,6 +31,9 @@ pub struct Cost {
     /// Requests it works on at once (0: no limit); the rest wait inside it, as in an
     /// engine's own queue, so its latency grows with what it is given.
     pub capacity: usize,
+    /// A streamed answer's pause before each chunk after the first (zero: the whole
+    /// stream is sent at once), so that a stream can be caught in the middle.
+    pub per_output_token: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -108,7 +111,25 @@ async fn chat(mock: axum::extract::State<std::sync::Arc<Mock>>, body: axum::Json
         text.push_str(&format!("data: {chunk}\n\n"));
     }
     text.push_str("data: [DONE]\n\n");
-    ([(header::CONTENT_TYPE, "text/event-stream")], Body::from(text)).into_response()
+    if cost.per_output_token.is_zero() {
+        return ([(header::CONTENT_TYPE, "text/event-stream")], Body::from(text)).into_response();
+    }
+    let pause = cost.per_output_token;
+    let events: Vec<String> = text.split_inclusive("\n\n").map(ToOwned::to_owned).collect();
+    let paced = futures::StreamExt::then(
+        futures::stream::iter(events.into_iter().enumerate()),
+        move |(i, event)| async move {
+            if i > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            Ok::<_, std::convert::Infallible>(event)
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(paced),
+    )
+        .into_response()
 }
 
 /// The mock's router.

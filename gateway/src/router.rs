@@ -24,9 +24,17 @@ use crate::routes::{admin, governance, openai, ops, usage};
 
 /// The routes anyone may call without a key: health, readiness and metrics, the
 /// members' web pages under `/governance`, which authenticate by their own session
-/// cookie instead (see [`crate::web`]), and the admin API, which checks the admin token
-/// (see [`admin`]).
-pub const UNAUTHENTICATED: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/governance/*", "/admin/*"];
+/// cookie instead (see [`crate::web`]), the admin API, which checks the admin token
+/// (see [`admin`]), and the federation endpoints, which check peer co-ops' tokens (see
+/// [`crate::routes::federation`]).
+pub const UNAUTHENTICATED: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/governance/*",
+    "/admin/*",
+    "/federation/*",
+];
 
 fn public() -> Router<AppState> {
     Router::new()
@@ -86,9 +94,13 @@ pub fn router(state: AppState) -> Router {
     let admin = admin::routes()
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)));
+    let federation = crate::routes::federation::routes(&state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)));
     public()
         .merge(pages)
         .merge(admin)
+        .merge(federation)
         .merge(api)
         .fallback(fallback)
         .with_state(state)

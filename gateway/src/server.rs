@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use crate::app::{Accounts, AppState, Settings};
 use crate::auth::Auth;
 use crate::auth::jwt::JwtVerifier;
-use crate::cli::{IdentityArgs, QuotaArgs, ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs};
+use crate::cli::{
+    FederationArgs, IdentityArgs, QuotaArgs, ServeArgs, ServerArgs, StandaloneArgs, TinyModelArgs,
+};
 use crate::config::{GatewayConfig, load_models};
 use crate::coop::{Coop, CoopHandle, CoopOptions};
 use crate::engine::EmbeddedOptions;
@@ -121,9 +123,12 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         coop,
         db,
         Some(governance),
-        &args.identity,
-        &args.quota,
-        &args.server,
+        CoopArgs {
+            identity: &args.identity,
+            quota: &args.quota,
+            federation: &args.federation,
+            server: &args.server,
+        },
     )
     .await;
     stop.cancel();
@@ -139,6 +144,15 @@ pub const BOOKS_EVERY: Duration = Duration::from_secs(60);
 /// database (the admin CLI, other replicas).
 const POLL: Duration = Duration::from_millis(500);
 
+/// The settings [`serve_coop`] takes from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct CoopArgs<'a> {
+    pub identity: &'a IdentityArgs,
+    pub quota: &'a QuotaArgs,
+    pub federation: &'a FederationArgs,
+    pub server: &'a ServerArgs,
+}
+
 /// Serves the co-op's API (both modes): identity, quotas, priority and metering in
 /// `db`, around the models in `models`. Returns when the server has drained.
 pub async fn serve_coop(
@@ -146,14 +160,35 @@ pub async fn serve_coop(
     coop: CoopHandle,
     db: sea_orm::DatabaseConnection,
     governance: Option<Arc<crate::governance::Governance>>,
-    identity: &IdentityArgs,
-    quota: &QuotaArgs,
-    server: &ServerArgs,
+    args: CoopArgs<'_>,
 ) -> anyhow::Result<()> {
+    let CoopArgs {
+        identity,
+        quota,
+        federation,
+        server,
+    } = args;
     let jwt = jwt_verifier(identity).await?;
     let mut state = AppState::new(models);
     state.settings = settings(server);
     state.governance = governance;
+    let stop_exchange = CancellationToken::new();
+    let mut exchange = None;
+    if let Some(path) = &federation.federation_key {
+        let key = crate::federation::keys::SigningKey::read(path)?;
+        let federation = crate::federation::Federation::new(
+            coop.clone(),
+            key,
+            crate::federation::FederationOptions {
+                exchange_every: Duration::from_millis(federation.federation_exchange_ms.max(1)),
+                overflow_after: Duration::from_millis(federation.federation_overflow_after_ms),
+                ..crate::federation::FederationOptions::default()
+            },
+        )?;
+        tracing::info!(coop = %federation.name(), peers = coop.current().peers.len(), "federation on");
+        exchange = Some(tokio::spawn(federation.clone().run(stop_exchange.clone())));
+        state.federation = Some(federation);
+    }
     let sink = DbUsageSink::start(
         db.clone(),
         SinkOptions {
@@ -193,6 +228,10 @@ pub async fn serve_coop(
         )),
     });
     let result = serve_until_signal(state, server).await;
+    stop_exchange.cancel();
+    if let Some(exchange) = exchange {
+        let _ = exchange.await;
+    }
     ledger.release_all().await;
     result
 }

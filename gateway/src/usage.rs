@@ -54,6 +54,17 @@ pub struct UsageRecord {
     pub finished_at: jiff::Timestamp,
     /// What the caller was charged (customers; zero for members).
     pub charge: Charge,
+    /// Federation: the peer co-op on the other side, and the request's cost between
+    /// the two co-ops.
+    pub peer: Option<PeerUse>,
+}
+
+/// The peer co-op a request was served by or for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerUse {
+    pub peer: String,
+    /// Millionths of a minor unit, at the bylaws' price for the peer.
+    pub cost_micro: u64,
 }
 
 /// A place in a bounded usage buffer, taken before a request runs and given back
@@ -131,6 +142,8 @@ pub struct UsageGuard {
     reservation: Option<Box<dyn Reservation>>,
     slot: MeterSlot,
     sink: Arc<dyn UsageSink>,
+    /// Federation: the peer on the other side and its price.
+    peer: Option<(String, crate::coop::Price)>,
 }
 
 impl UsageGuard {
@@ -161,7 +174,13 @@ impl UsageGuard {
             reservation: Some(reservation),
             slot: MeterSlot::default(),
             sink,
+            peer: None,
         }
+    }
+
+    /// The request was served by (or for) the peer co-op `peer`, at `price`.
+    pub fn set_peer(&mut self, peer: String, price: crate::coop::Price) {
+        self.peer = Some((peer, price));
     }
 
     /// Adds usage the engine reported. Several reports (one per choice) add their
@@ -228,6 +247,10 @@ impl Drop for UsageGuard {
                 outcome,
                 finished_at: jiff::Timestamp::now(),
                 charge,
+                peer: self.peer.take().map(|(peer, price)| PeerUse {
+                    peer,
+                    cost_micro: price.cost_micro(self.usage.prompt_tokens, self.usage.completion_tokens),
+                }),
             },
             std::mem::take(&mut self.slot),
         );

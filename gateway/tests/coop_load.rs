@@ -493,6 +493,7 @@ fn record(n: u64) -> synco_gateway::usage::UsageRecord {
         outcome: synco_gateway::usage::Outcome::Completed,
         finished_at: jiff::Timestamp::now(),
         charge: synco_gateway::admission::Charge::default(),
+        peer: None,
     }
 }
 
@@ -604,6 +605,7 @@ async fn fairness(run: Duration) -> Fairness {
         fixed: Duration::from_millis(2),
         per_prompt_token: Duration::from_millis(1),
         capacity: 0,
+        ..Cost::default()
     })
     .await;
     let m = manifests(&CoopSpec {
@@ -746,6 +748,7 @@ async fn the_engine_limit_is_measured_and_the_queue_forms_where_tiers_apply() {
         fixed: Duration::from_millis(100),
         per_prompt_token: Duration::ZERO,
         capacity: 4,
+        ..Cost::default()
     })
     .await;
     let m = manifests(&CoopSpec {

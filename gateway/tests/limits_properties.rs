@@ -66,6 +66,7 @@ fn objects(c: &Case) -> CoopObjects {
                     tier: i,
                     voting_power_percent: None,
                     description: None,
+                    local_only: false,
                 })
                 .collect(),
             surplus: None,
@@ -92,6 +93,7 @@ fn objects(c: &Case) -> CoopObjects {
                     },
                     identity: format!("m{i}"),
                     contact: None,
+                    local_only: false,
                 },
             )
         })

@@ -30,6 +30,7 @@ use super::voting::VotingRules;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!self.memberClasses.exists(c, has(c.votingPowerPercent)) || self.memberClasses.all(c, has(c.votingPowerPercent))").message("either every member class has votingPowerPercent or none does"))]
 #[x_kube(validation = kube::core::Rule::new("!self.memberClasses.all(c, has(c.votingPowerPercent)) || self.memberClasses.map(c, c.votingPowerPercent).sum() == 100").message("class voting power must add up to 100%"))]
+#[x_kube(validation = kube::core::Rule::new("self.peers.all(p, self.memberClasses.all(c, p.tier > c.tier))").message("a peer's tier comes after every member class"))]
 pub struct CooperativeSpec {
     /// The co-op's name as people write it.
     #[schemars(length(min = 1))]
@@ -50,7 +51,7 @@ pub struct CooperativeSpec {
     /// How patronage refunds are worked out when a month closes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patronage: Option<PatronageBylaws>,
-    /// Peer co-ops whose models may be reached as external engines.
+    /// Peer co-ops in the federation: capacity borrowed and lent on the terms set here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
@@ -85,6 +86,9 @@ pub struct MemberClass {
     /// What the class is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Residency: the class's prompts never leave the co-op (never sent to a peer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_only: bool,
 }
 
 /// A class's share of voting power, as the operator computed it.
@@ -199,16 +203,83 @@ pub enum SurplusDestination {
     Reserve,
 }
 
-/// A peer co-op whose OpenAI-compatible endpoint can serve as an external engine.
+/// A peer co-op in the federation: how it proves who it is, which models flow each way,
+/// how much of our capacity it may hold, the tier its requests get here, and the terms.
+/// Adding, changing or removing a peer is a Bylaw proposal.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.publicKey) != has(self.jwksUrl)").message("a peer proves who it is with exactly one of publicKey and jwksUrl"))]
 pub struct Peer {
-    /// A short name for the peer.
+    /// The peer co-op's federation name: the issuer of its tokens (usually its
+    /// Cooperative's name).
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// The peer's base URL (`https://…/v1`).
+    /// The base URL of the peer's gateway (`https://gateway.peer.example`); the
+    /// federation endpoints are under `/federation`.
     #[schemars(regex(pattern = r"^https?://"))]
     pub url: String,
+    /// The peer's Ed25519 public key: the 32 bytes in unpadded base64url (a JWK's `x`),
+    /// as `synco-gateway federation keygen` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{43}$"))]
+    pub public_key: Option<String>,
+    /// Or a URL serving the peer's JWKS (its gateway serves one at `/federation/jwks.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub jwks_url: Option<String>,
+    /// The peer's models our members may be sent to (served names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub borrow: Vec<String>,
+    /// Our models the peer may use (served names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub lend: Vec<String>,
+    /// The largest share of a lent model's capacity (its engine's measured slots) the
+    /// peer's requests may hold at once (percent).
+    #[serde(default)]
+    #[schemars(range(max = 100))]
+    pub max_lend_percent: u32,
+    /// The priority tier the peer's requests get here: after every member class (the
+    /// Cooperative checks this) and before customers.
+    pub tier: u32,
+    /// What lending costs: a price, or reciprocity.
+    pub terms: PeerTerms,
+}
+
+/// The terms between two co-ops.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.price) != has(self.reciprocal)").message("terms are exactly one of price and reciprocal"))]
+pub struct PeerTerms {
+    /// Tokens are paid for at these prices per million, in `currency`'s minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<PeerPrice>,
+    /// Tokens are repaid in tokens: the peer may borrow up to what it lent us in the
+    /// month plus this allowance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reciprocal: Option<Reciprocity>,
+}
+
+/// A price between peers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerPrice {
+    /// ISO 4217 currency, such as EUR.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+    /// The prices.
+    #[serde(flatten)]
+    pub price: Price,
+}
+
+/// The reciprocity rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reciprocity {
+    /// Tokens the peer may borrow in a month beyond what it lent us in that month.
+    #[schemars(range(min = 0))]
+    pub allowance_tokens: i64,
 }
 
 /// What the operator observed of the co-op.

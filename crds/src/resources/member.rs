@@ -49,6 +49,10 @@ pub struct MemberSpec {
     /// Where to reach the member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<String>,
+    /// Residency: this member's prompts never leave the co-op (never sent to a peer),
+    /// whatever its class allows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_only: bool,
 }
 
 fn one() -> u32 {

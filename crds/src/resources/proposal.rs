@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Conditions;
 use super::allocation::AllocationPlan;
-use super::cooperative::{MemberClass, PatronageBylaws, SurplusPolicy, VotingDefault};
+use super::cooperative::{MemberClass, PatronageBylaws, Peer, SurplusPolicy, VotingDefault};
 use super::inference_model::InferenceModelSpec;
 use super::member::MemberSpec;
 use super::voting::VotingRules;
@@ -284,6 +284,10 @@ pub struct BylawChange {
     /// New patronage rules, replacing the old ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patronage: Option<PatronageBylaws>,
+    /// New peers, replacing the old list (adds, changes and removes peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub peers: Option<Vec<Peer>>,
 }
 
 /// A model to create when a ModelAdoption proposal passes.

@@ -43,11 +43,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 pub fn kind_str(kind: CallerKind) -> &'static str {
-    match kind {
-        CallerKind::Member => "member",
-        CallerKind::Customer => "customer",
-        CallerKind::Anonymous => "anonymous",
-    }
+    kind.as_str()
 }
 
 fn kind_of(s: &str) -> Option<CallerKind> {

@@ -28,6 +28,14 @@ pub mod usage_record {
         /// unit (tokens × price per million tokens is exact in these units). 0 for members.
         pub cost_micro: i64,
         pub currency: String,
+        /// Federation: the peer co-op that served the request (a member's request sent
+        /// out) or that sent it (`caller_kind` `peer`).
+        #[sea_orm(nullable)]
+        pub peer: Option<String>,
+        /// What the request costs between the two co-ops under the bylaws' price for
+        /// the peer, in millionths of a minor unit (0 under reciprocity).
+        #[sea_orm(default_value = 0)]
+        pub peer_cost_micro: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -248,6 +248,49 @@ impl MigrationTrait for Patronage {
     }
 }
 
+/// Federation: which peer co-op a record was served by (borrowed) or for (lent), and
+/// what it costs between the two co-ops.
+struct Federation;
+
+impl MigrationName for Federation {
+    fn name(&self) -> &str {
+        "m20261205_000001_federation"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Federation {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Databases created since have the columns (the table is built from the entity).
+        if !manager.has_column("usage_records", "peer").await? {
+            let t = Alias::new("usage_records");
+            for mut column in [
+                ColumnDef::new(Alias::new("peer")).string().null().to_owned(),
+                ColumnDef::new(Alias::new("peer_cost_micro"))
+                    .big_integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+            ] {
+                manager
+                    .alter_table(Table::alter().table(t.clone()).add_column(&mut column).to_owned())
+                    .await?;
+            }
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .name("usage_records_peer_time")
+                    .table(Alias::new("usage_records"))
+                    .col(Alias::new("peer"))
+                    .col(Alias::new("finished_at"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
@@ -261,6 +304,7 @@ impl MigratorTrait for Migrator {
             Box::new(WebSessions),
             Box::new(Ledger),
             Box::new(Patronage),
+            Box::new(Federation),
         ]
     }
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -80,12 +81,14 @@ impl ExternalEngine {
         self.options.upstream_model.clone().unwrap_or(served)
     }
 
-    /// Sends a POST, retrying only when the connection could not be made.
+    /// Sends a POST with `extra` headers, retrying only when the connection could not
+    /// be made.
     async fn post(
         &self,
         path: &str,
         body: &impl Serialize,
         stream: bool,
+        extra: &[(&'static str, String)],
     ) -> Result<reqwest::Response, ApiError> {
         let url = self.url(path);
         let mut attempt = 0;
@@ -96,6 +99,9 @@ impl ExternalEngine {
             }
             if let Some(key) = &self.options.api_key {
                 request = request.bearer_auth(key);
+            }
+            for (name, value) in extra {
+                request = request.header(*name, value);
             }
             match request.send().await {
                 Ok(response) => return check_status(response).await,
@@ -110,21 +116,64 @@ impl ExternalEngine {
         }
     }
 
-    async fn post_json<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ApiError> {
-        let response = self.post(path, body, false).await?;
-        response
+    async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        extra: &[(&'static str, String)],
+    ) -> Result<(T, HeaderMap), ApiError> {
+        let response = self.post(path, body, false, extra).await?;
+        let headers = response.headers().clone();
+        let answer = response
             .json::<T>()
             .await
-            .map_err(|e| ApiError::BadGateway(format!("upstream sent an unreadable answer: {e}")))
+            .map_err(|e| ApiError::BadGateway(format!("upstream sent an unreadable answer: {e}")))?;
+        Ok((answer, headers))
     }
 
     async fn post_stream<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         body: &impl Serialize,
-    ) -> Result<ChunkStream<T>, ApiError> {
-        let response = self.post(path, body, true).await?;
-        Ok(sse_chunks(response.bytes_stream()).boxed())
+        extra: &[(&'static str, String)],
+    ) -> Result<(ChunkStream<T>, HeaderMap), ApiError> {
+        let response = self.post(path, body, true, extra).await?;
+        let headers = response.headers().clone();
+        Ok((sse_chunks(response.bytes_stream()).boxed(), headers))
+    }
+
+    /// A chat completion sent with `extra` headers; also returns the answer's headers.
+    pub async fn chat_with(
+        &self,
+        mut req: ChatCompletionRequest,
+        extra: &[(&'static str, String)],
+    ) -> Result<(Reply<ChatCompletion, ChatCompletionChunk>, HeaderMap), ApiError> {
+        req.model = self.upstream_model(req.model);
+        if req.is_stream() {
+            req.stream_options = Some(StreamOptions { include_usage: true });
+            let (chunks, headers) = self.post_stream("chat/completions", &req, extra).await?;
+            Ok((Reply::Stream(chunks), headers))
+        } else {
+            let (full, headers) = self.post_json("chat/completions", &req, extra).await?;
+            Ok((Reply::Full(full), headers))
+        }
+    }
+
+    /// A text completion sent with `extra` headers; also returns the answer's headers.
+    pub async fn completion_with(
+        &self,
+        mut req: CompletionRequest,
+        extra: &[(&'static str, String)],
+    ) -> Result<(Reply<TextCompletion, TextCompletion>, HeaderMap), ApiError> {
+        req.model = self.upstream_model(req.model);
+        if req.is_stream() {
+            req.stream_options = Some(StreamOptions { include_usage: true });
+            let (chunks, headers) = self.post_stream("completions", &req, extra).await?;
+            Ok((Reply::Stream(chunks), headers))
+        } else {
+            let (full, headers) = self.post_json("completions", &req, extra).await?;
+            Ok((Reply::Full(full), headers))
+        }
     }
 }
 
@@ -208,32 +257,20 @@ impl Engine for ExternalEngine {
 
     async fn chat(
         &self,
-        mut req: ChatCompletionRequest,
+        req: ChatCompletionRequest,
     ) -> Result<Reply<ChatCompletion, ChatCompletionChunk>, ApiError> {
-        req.model = self.upstream_model(req.model);
-        if req.is_stream() {
-            req.stream_options = Some(StreamOptions { include_usage: true });
-            Ok(Reply::Stream(self.post_stream("chat/completions", &req).await?))
-        } else {
-            Ok(Reply::Full(self.post_json("chat/completions", &req).await?))
-        }
+        Ok(self.chat_with(req, &[]).await?.0)
     }
 
     async fn completion(
         &self,
-        mut req: CompletionRequest,
+        req: CompletionRequest,
     ) -> Result<Reply<TextCompletion, TextCompletion>, ApiError> {
-        req.model = self.upstream_model(req.model);
-        if req.is_stream() {
-            req.stream_options = Some(StreamOptions { include_usage: true });
-            Ok(Reply::Stream(self.post_stream("completions", &req).await?))
-        } else {
-            Ok(Reply::Full(self.post_json("completions", &req).await?))
-        }
+        Ok(self.completion_with(req, &[]).await?.0)
     }
 
     async fn embeddings(&self, mut req: EmbeddingsRequest) -> Result<EmbeddingsResponse, ApiError> {
         req.model = self.upstream_model(req.model);
-        self.post_json("embeddings", &req).await
+        Ok(self.post_json("embeddings", &req, &[]).await?.0)
     }
 }

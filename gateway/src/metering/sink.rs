@@ -199,7 +199,7 @@ async fn write_with_retry(
 }
 
 /// The columns written, in order, with their SQL types (for Postgres's record type).
-const COLUMNS: [(&str, &str); 13] = [
+const COLUMNS: [(&str, &str); 15] = [
     ("request_id", "text"),
     ("caller", "text"),
     ("caller_kind", "text"),
@@ -213,6 +213,8 @@ const COLUMNS: [(&str, &str); 13] = [
     ("record_id", "text"),
     ("cost_micro", "bigint"),
     ("currency", "text"),
+    ("peer", "text"),
+    ("peer_cost_micro", "bigint"),
 ];
 
 /// The insert, one statement whatever the batch's size: the batch is bound as one JSON
@@ -275,6 +277,8 @@ struct Row<'a> {
     record_id: &'a str,
     cost_micro: i64,
     currency: &'a str,
+    peer: Option<&'a str>,
+    peer_cost_micro: i64,
 }
 
 impl<'a> Row<'a> {
@@ -293,6 +297,8 @@ impl<'a> Row<'a> {
             record_id: &r.record_id,
             cost_micro: saturating_i64(r.charge.cost_micro),
             currency: &r.charge.currency,
+            peer: r.peer.as_ref().map(|p| p.peer.as_str()),
+            peer_cost_micro: r.peer.as_ref().map_or(0, |p| saturating_i64(p.cost_micro)),
         }
     }
 }
@@ -363,6 +369,10 @@ mod tests {
                 cost_micro: u64::MAX,
                 currency: "EUR".to_owned(),
             },
+            peer: (kind == CallerKind::Peer).then(|| crate::usage::PeerUse {
+                peer: "hillside".to_owned(),
+                cost_micro: 42,
+            }),
         }
     }
 
@@ -373,7 +383,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::open(dir.path()).await.unwrap();
         let sink = DbUsageSink::start(db.clone(), SinkOptions::default());
-        let kinds = [CallerKind::Member, CallerKind::Customer, CallerKind::Anonymous];
+        let kinds = [
+            CallerKind::Member,
+            CallerKind::Customer,
+            CallerKind::Anonymous,
+            CallerKind::Peer,
+        ];
         let outcomes = [
             Outcome::Completed,
             Outcome::Cancelled,
@@ -382,7 +397,7 @@ mod tests {
         for n in 0..700 {
             let slot = sink.slot().await.unwrap();
             sink.record(
-                record(&format!("r{n:04}"), kinds[n % 3], outcomes[n % 3].clone()),
+                record(&format!("r{n:04}"), kinds[n % 4], outcomes[n % 3].clone()),
                 slot,
             );
         }
@@ -410,6 +425,10 @@ mod tests {
         assert_eq!(r.cost_micro, i64::MAX);
         assert_eq!(r.currency, "EUR");
         assert_eq!(rows[2].caller_kind, "anonymous");
+        assert_eq!(rows[3].caller_kind, "peer");
+        assert_eq!(rows[3].peer.as_deref(), Some("hillside"));
+        assert_eq!(rows[3].peer_cost_micro, 42);
+        assert_eq!((rows[2].peer.as_deref(), rows[2].peer_cost_micro), (None, 0));
         assert_eq!(rows[2].outcome, "engine_error");
         assert_eq!(rows[0].caller_kind, "member");
         assert_eq!(sink.pending(), 0);

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::admission::{Admission, AdmissionRequest, Caller, CallerKind, Charge, Reservation};
+use crate::admission::{Admission, AdmissionRequest, Caller, CallerKind, Charge, Overflow, Reservation};
 use crate::coop::{CoopHandle, Price};
 use crate::error::ApiError;
 use crate::openai::Usage;
@@ -84,6 +84,9 @@ pub fn credit_account(customer: &str) -> String {
 /// Millionths of a minor unit per minor unit.
 pub const MICRO: u64 = 1_000_000;
 
+/// Tokens (lent to, borrowed from) a peer co-op in a month.
+type Balance = (u64, u64);
+
 /// The co-op's admission policy.
 #[derive(Debug)]
 pub struct CoopAdmission {
@@ -94,6 +97,8 @@ pub struct CoopAdmission {
     options: QuotaOptions,
     /// Customers' top-ups from the books, read again after [`TOPUPS_FRESH_FOR`].
     topups: Mutex<HashMap<String, (std::time::Instant, u64)>>,
+    /// Peers' tokens (lent, borrowed) this month, read again after [`TOPUPS_FRESH_FOR`].
+    balances: Mutex<HashMap<String, (std::time::Instant, Balance)>>,
 }
 
 /// How long a customer's total of top-ups is used before the books are read again (a
@@ -109,6 +114,7 @@ impl CoopAdmission {
             schedulers: Mutex::default(),
             options,
             topups: Mutex::default(),
+            balances: Mutex::default(),
         }
     }
 
@@ -180,8 +186,100 @@ impl CoopAdmission {
     }
 }
 
+impl CoopAdmission {
+    /// A peer co-op's request: the model must be lent to it, the reciprocity rule must
+    /// allow it, and it runs at the peer's tier within the share lent to it. The peer's
+    /// own quotas are its own co-op's business; no budget is kept for it here.
+    async fn admit_peer(
+        &self,
+        coop: &crate::coop::Coop,
+        req: &AdmissionRequest<'_>,
+    ) -> Result<Box<dyn Reservation>, ApiError> {
+        let caller = req.caller;
+        let Some(peer) = coop.peers.get(&caller.id) else {
+            return Err(ApiError::PermissionDenied(format!(
+                "{} is not a peer of {}.",
+                caller.id, coop.name
+            )));
+        };
+        if !coop.may_use(caller, req.model) {
+            return Err(ApiError::PermissionDenied(format!(
+                "{} does not lend the model `{}` to {} (its bylaws lend: {}).",
+                coop.name,
+                req.model,
+                caller.id,
+                if peer.lend.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    peer.lend.join(", ")
+                }
+            )));
+        }
+        if let Some(rule) = &peer.terms.reciprocal {
+            let month = month_of(jiff::Timestamp::now());
+            let (lent, borrowed) = self.peer_balance(&caller.id, &month).await?;
+            let allowance = u64::try_from(rule.allowance_tokens).unwrap_or(0);
+            if lent > borrowed.saturating_add(allowance) {
+                return Err(insufficient(format!(
+                    "{} has borrowed {lent} tokens from {} in {month} and lent {borrowed}; \
+                     the bylaws allow {allowance} more than it lent.",
+                    caller.id, coop.name
+                )));
+            }
+        }
+        let surplus = coop.surplus_percent;
+        let slot = self
+            .scheduler(req.model, surplus)?
+            .acquire_lent(caller, peer.max_lend_percent, typical_prompt(req))
+            .await?;
+        Ok(Box::new(LentReservation { slot }))
+    }
+
+    /// Tokens lent to and borrowed from `peer` this month, read again after
+    /// [`TOPUPS_FRESH_FOR`].
+    async fn peer_balance(&self, peer: &str, month: &str) -> Result<(u64, u64), ApiError> {
+        let key = format!("{peer}:{month}");
+        let known = self.balances.lock().ok().and_then(|t| t.get(&key).copied());
+        if let Some((at, balance)) = known
+            && at.elapsed() < TOPUPS_FRESH_FOR
+        {
+            return Ok(balance);
+        }
+        let (lent, borrowed) = crate::federation::settlement::balance(self.ledger.db(), peer, month)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, peer, "the settlement ledger cannot be read");
+                ApiError::Unavailable("The settlement ledger cannot be read; try again shortly.".to_owned())
+            })?;
+        if let Ok(mut t) = self.balances.lock() {
+            t.insert(key, (std::time::Instant::now(), (lent, borrowed)));
+        }
+        Ok((lent, borrowed))
+    }
+}
+
+/// What a peer co-op's request holds: a slot within the share lent to it.
+#[derive(Debug)]
+struct LentReservation {
+    slot: Slot,
+}
+
+impl Reservation for LentReservation {
+    fn settle(mut self: Box<Self>, usage: &Usage) -> Charge {
+        self.slot.settle(usage.prompt_tokens, usage.completion_tokens);
+        Charge::default()
+    }
+}
+
 #[async_trait]
 impl Admission for CoopAdmission {
+    fn room_for_peer(&self, model: &str, peer: &Caller) -> Option<u32> {
+        let coop = self.coop.current();
+        let lent = coop.peers.get(&peer.id)?;
+        let scheduler = self.scheduler(model, coop.surplus_percent).ok()?;
+        Some(scheduler.room_for(&peer.id, lent.max_lend_percent))
+    }
+
     async fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Reservation>, ApiError> {
         let caller = req.caller;
         if caller.kind == CallerKind::Anonymous {
@@ -190,6 +288,9 @@ impl Admission for CoopAdmission {
             ));
         }
         let coop = self.coop.current();
+        if caller.kind == CallerKind::Peer {
+            return self.admit_peer(&coop, req).await;
+        }
         if !coop.may_use(caller, req.model) {
             return Err(ApiError::PermissionDenied(format!(
                 "{} may not use the model `{}`: the co-op has not opened it to {}.",
@@ -259,10 +360,25 @@ impl Admission for CoopAdmission {
             ),
             _ => None,
         };
-        let slot = self
-            .scheduler(req.model, coop.surplus_percent)?
-            .acquire(caller, CallerWeight::of(&limits), typical_prompt(req))
-            .await?;
+        let weight = CallerWeight::of(&limits);
+        let slot = match req.overflow {
+            Overflow::Never => Some(
+                self.scheduler(req.model, coop.surplus_percent)?
+                    .acquire(caller, weight, typical_prompt(req))
+                    .await?,
+            ),
+            // Not served here: a peer serves it (budget and rate are still this
+            // co-op's to keep).
+            Overflow::Only => None,
+            Overflow::After(wait) => {
+                let scheduler = self.scheduler(req.model, coop.surplus_percent)?;
+                match tokio::time::timeout(wait, scheduler.acquire(caller, weight, typical_prompt(req))).await
+                {
+                    Ok(slot) => Some(slot?),
+                    Err(_) => None,
+                }
+            }
+        };
         Ok(Box::new(CoopReservation {
             caller: caller.clone(),
             ticket,
@@ -299,14 +415,17 @@ struct CoopReservation {
     price: Price,
     currency: String,
     allowance: Option<u64>,
-    slot: Slot,
+    /// The local engine's slot; `None` when the request runs at a peer co-op.
+    slot: Option<Slot>,
 }
 
 impl Reservation for CoopReservation {
     fn settle(mut self: Box<Self>, usage: &Usage) -> Charge {
         let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         self.ticket.settle(tokens);
-        self.slot.settle(usage.prompt_tokens, usage.completion_tokens);
+        if let Some(slot) = &mut self.slot {
+            slot.settle(usage.prompt_tokens, usage.completion_tokens);
+        }
         if let Some(budget) = self.budget.take() {
             budget.settle(tokens);
         }
@@ -329,5 +448,9 @@ impl Reservation for CoopReservation {
 
     fn completion_allowance(&self) -> Option<u64> {
         self.allowance
+    }
+
+    fn at_peer(&self) -> bool {
+        self.slot.is_none()
     }
 }

@@ -37,7 +37,8 @@
 //!
 //! Customers may hold at most `customer_slots` (the surplus share of the slots) and
 //! wait at most `customer_wait`; with no surplus, or after the wait, they get a 429
-//! with `Retry-After`. Slots are not pre-empted, so a member that arrives when every
+//! with `Retry-After`. A peer co-op's requests are capped the same way, at the share
+//! the bylaws lend that peer ([`Share::Peer`]). Slots are not pre-empted, so a member that arrives when every
 //! slot is taken by lower tiers waits at most until the first of them finishes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -156,6 +157,35 @@ struct Waiter {
     grant: oneshot::Sender<bool>,
 }
 
+/// A capped part of the slots that some callers' requests count against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Share {
+    /// Every customer together, within the surplus share.
+    Customers,
+    /// One peer co-op, within the share the bylaws lend it (percent).
+    Peer(String, u32),
+}
+
+impl Share {
+    /// The share a caller's requests count against, if any (a peer's percent is given
+    /// by the caller of [`Scheduler::acquire_lent`]).
+    fn of(caller: &Caller) -> Option<Self> {
+        match caller.kind {
+            CallerKind::Member => None,
+            CallerKind::Peer => Some(Self::Peer(caller.id.clone(), 0)),
+            CallerKind::Customer | CallerKind::Anonymous => Some(Self::Customers),
+        }
+    }
+
+    /// The key its running requests are counted under.
+    fn key(&self) -> &str {
+        match self {
+            Self::Customers => "",
+            Self::Peer(name, _) => name,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tenant {
     /// Weighted tokens served, divided by the weight.
@@ -166,6 +196,8 @@ struct Tenant {
     /// waited in it (only callers that waited compete for the engine).
     window_service: f64,
     waited: bool,
+    /// The capped share its requests count against.
+    share: Option<Share>,
 }
 
 #[derive(Debug)]
@@ -176,17 +208,15 @@ struct Tier {
     queued: usize,
     /// The counter of the last caller served: where a caller coming back starts.
     clock: f64,
-    customer: bool,
     window_start: Instant,
 }
 
 impl Tier {
-    fn new(customer: bool) -> Self {
+    fn new() -> Self {
         Self {
             tenants: HashMap::new(),
             queued: 0,
             clock: 0.0,
-            customer,
             window_start: Instant::now(),
         }
     }
@@ -284,9 +314,15 @@ pub fn jain(shares: &[f64]) -> Option<f64> {
 struct State {
     gradient: Gradient,
     busy: usize,
-    busy_customers: usize,
+    /// Running requests per capped share (by [`Share::key`]; customers under "").
+    held: HashMap<String, usize>,
     tiers: BTreeMap<u32, Tier>,
     seq: u64,
+}
+
+/// `percent` of `slots`, rounded up.
+fn part_of(slots: usize, percent: u32) -> usize {
+    (slots * percent.min(100) as usize).div_ceil(100)
 }
 
 impl State {
@@ -294,15 +330,28 @@ impl State {
         Self {
             gradient: Gradient::new(ceiling),
             busy: 0,
-            busy_customers: 0,
+            held: HashMap::new(),
             tiers: BTreeMap::new(),
             seq: 0,
         }
     }
 
-    /// The surplus share of the slots in use now (rounded up).
-    fn customer_slots(&self, surplus_percent: u32) -> usize {
-        (self.gradient.slots() * surplus_percent.min(100) as usize).div_ceil(100)
+    /// Whether `share` may take one more slot now: customers within the surplus share
+    /// of the slots in use, a peer within the share lent to it (both rounded up).
+    fn share_has_room(&self, share: Option<&Share>, surplus_percent: u32) -> bool {
+        let Some(share) = share else { return true };
+        let cap = match share {
+            Share::Customers => part_of(self.gradient.slots(), surplus_percent),
+            Share::Peer(_, percent) => part_of(self.gradient.slots(), *percent),
+        };
+        self.held.get(share.key()).copied().unwrap_or(0) < cap
+    }
+
+    fn hold(&mut self, share: Option<&Share>) {
+        self.busy += 1;
+        if let Some(share) = share {
+            *self.held.entry(share.key().to_owned()).or_default() += 1;
+        }
     }
 
     /// Charges `cost` weighted tokens to `caller` in `tier`.
@@ -330,7 +379,7 @@ pub struct Scheduler {
 #[derive(Debug)]
 pub struct Slot {
     scheduler: Arc<Scheduler>,
-    customer: bool,
+    share: Option<Share>,
     tier: u32,
     caller: String,
     /// What the caller's counter was charged at dispatch.
@@ -388,13 +437,68 @@ impl Scheduler {
         weight: CallerWeight,
         prompt: u64,
     ) -> Result<Slot, ApiError> {
+        self.acquire_in(caller, weight, prompt, Share::of(caller)).await
+    }
+
+    /// Waits for a slot for a peer co-op's request, within `percent` of the slots (the
+    /// share the bylaws lend it).
+    pub async fn acquire_lent(
+        self: &Arc<Self>,
+        peer: &Caller,
+        percent: u32,
+        prompt: u64,
+    ) -> Result<Slot, ApiError> {
+        if percent == 0 {
+            return Err(self.peer_share_full(&peer.id));
+        }
+        let share = Share::Peer(peer.id.clone(), percent);
+        self.acquire_in(peer, CallerWeight(1.0), prompt, Some(share))
+            .await
+    }
+
+    /// Requests the peer co-op `peer` could start now: free slots within the `percent`
+    /// lent to it, and none while anyone waits.
+    pub fn room_for(&self, peer: &str, percent: u32) -> u32 {
+        let Ok(s) = self.state.lock() else { return 0 };
+        if s.tiers.values().any(Tier::waiting) {
+            return 0;
+        }
+        let slots = s.gradient.slots();
+        let free = slots.saturating_sub(s.busy);
+        let share = part_of(slots, percent).saturating_sub(s.held.get(peer).copied().unwrap_or(0));
+        u32::try_from(free.min(share)).unwrap_or(u32::MAX)
+    }
+
+    fn peer_share_full(&self, peer: &str) -> ApiError {
+        ApiError::RateLimited {
+            message: format!(
+                "The share of `{}` lent to {peer} is in use; retry later.",
+                self.model
+            ),
+            code: "peer_share_full".to_owned(),
+            retry_after: Some(self.customer_wait.as_secs().max(1)),
+            headers: Vec::new(),
+        }
+    }
+
+    async fn acquire_in(
+        self: &Arc<Self>,
+        caller: &Caller,
+        weight: CallerWeight,
+        prompt: u64,
+        share: Option<Share>,
+    ) -> Result<Slot, ApiError> {
         let customer = caller.kind != CallerKind::Member;
-        if customer && self.surplus_percent() == 0 {
+        if share == Some(Share::Customers) && self.surplus_percent() == 0 {
             return Err(self.no_surplus());
         }
+        let refusal = || match &share {
+            Some(Share::Peer(name, _)) => self.peer_share_full(name),
+            _ => self.no_surplus(),
+        };
         let slot = |alone: bool| Slot {
             scheduler: self.clone(),
-            customer,
+            share: share.clone(),
             tier: caller.tier,
             caller: caller.id.clone(),
             charged: prompt,
@@ -407,19 +511,21 @@ impl Scheduler {
                 .lock()
                 .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
             let ahead = s.tiers.range(..=caller.tier).any(|(_, t)| t.waiting());
-            let tier = s.tiers.entry(caller.tier).or_insert_with(|| Tier::new(customer));
+            let tier = s.tiers.entry(caller.tier).or_insert_with(Tier::new);
             tier.roll_window(&self.model, caller.tier);
             // Idle callers come back at the lowest waiting counter (or the clock).
             let floor = tier.lowest_waiting().unwrap_or(tier.clock);
             let tenant = tier.tenants.entry(caller.id.clone()).or_default();
             tenant.weight = weight.0.max(1.0);
+            tenant.share = share.clone();
             if tenant.queue.is_empty() {
                 tenant.counter = tenant.counter.max(floor);
             }
-            let (slots, customer_slots) = (s.gradient.slots(), s.customer_slots(self.surplus_percent()));
-            if s.busy < slots && !ahead && (!customer || s.busy_customers < customer_slots) {
-                s.busy += 1;
-                s.busy_customers += usize::from(customer);
+            if s.busy < s.gradient.slots()
+                && !ahead
+                && s.share_has_room(share.as_ref(), self.surplus_percent())
+            {
+                s.hold(share.as_ref());
                 s.charge(caller.tier, &caller.id, prompt as f64);
                 return Ok(slot(s.busy == 1));
             }
@@ -461,7 +567,7 @@ impl Scheduler {
                     return Ok(slot(alone));
                 }
                 Err(if customer {
-                    self.no_surplus()
+                    refusal()
                 } else {
                     ApiError::RateLimited {
                         message: "The model is saturated; retry shortly.".to_owned(),
@@ -474,27 +580,27 @@ impl Scheduler {
         }
     }
 
-    fn release(&self, customer: bool) {
+    fn release(&self, share: Option<&Share>) {
         let Ok(mut s) = self.state.lock() else { return };
         s.busy = s.busy.saturating_sub(1);
-        if customer {
-            s.busy_customers = s.busy_customers.saturating_sub(1);
+        if let Some(share) = share
+            && let Some(held) = s.held.get_mut(share.key())
+        {
+            *held = held.saturating_sub(1);
         }
-        // Hand the slot on: the lowest tier with an eligible waiter, and in it the
-        // waiting caller with the lowest counter.
+        let surplus = self.surplus_percent();
+        // Hand the slot on: the lowest tier with an eligible waiter (one whose capped
+        // share has room), and in it the waiting caller with the lowest counter.
         while s.busy < s.gradient.slots() {
-            let customers_full = s.busy_customers >= s.customer_slots(self.surplus_percent());
-            let next = s.tiers.iter().find_map(|(number, tier)| {
-                if tier.customer && customers_full {
-                    return None;
-                }
+            let state = &*s;
+            let next = state.tiers.iter().find_map(|(number, tier)| {
                 tier.tenants
                     .iter()
-                    .filter(|(_, t)| !t.queue.is_empty())
+                    .filter(|(_, t)| !t.queue.is_empty() && state.share_has_room(t.share.as_ref(), surplus))
                     .min_by(|a, b| a.1.counter.total_cmp(&b.1.counter))
-                    .map(|(name, _)| (*number, name.clone(), tier.customer))
+                    .map(|(name, t)| (*number, name.clone(), t.share.clone()))
             });
-            let Some((number, name, is_customer)) = next else {
+            let Some((number, name, share)) = next else {
                 break;
             };
             let alone = s.busy == 0;
@@ -507,8 +613,7 @@ impl Scheduler {
             let counter = tier.tenants.get(&name).map_or(tier.clock, |t| t.counter);
             if waiter.grant.send(alone).is_ok() {
                 tier.clock = counter;
-                s.busy += 1;
-                s.busy_customers += usize::from(is_customer);
+                s.hold(share.as_ref());
                 s.charge(number, &name, waiter.cost as f64);
             }
         }
@@ -553,7 +658,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.scheduler.release(self.customer);
+        self.scheduler.release(self.share.as_ref());
     }
 }
 
@@ -568,6 +673,7 @@ mod tests {
             class: Some("community".to_owned()),
             tier: 0,
             weight: 1,
+            local_only: false,
         }
     }
 
@@ -722,6 +828,7 @@ mod tests {
             class: None,
             tier: u32::MAX,
             weight: 1,
+            local_only: true,
         };
         let mut slot = s.acquire(&member("ana"), CallerWeight(1.0), 10).await.unwrap();
         slot.settle(10, 0);
@@ -732,6 +839,48 @@ mod tests {
         assert!(s.acquire(&buyer, CallerWeight(1.0), 1).await.is_err());
         let counter = s.state.lock().unwrap().tiers[&0].tenants["ana"].counter;
         assert!((counter - 10.0).abs() < 1e-9, "{counter}");
+    }
+
+    /// A peer holds at most the share lent to it; members behind it are served first,
+    /// and a slot the peer frees goes to a member before the peer's next request.
+    #[tokio::test]
+    async fn a_peer_holds_at_most_its_lent_share() {
+        let s = Scheduler::new("m", 4, 0, Duration::from_millis(200), Duration::from_secs(30));
+        // The measured limit starts at one; let it be four for the test.
+        s.state.lock().unwrap().gradient.limit = 4.0;
+        let peer = Caller {
+            id: "hillside".to_owned(),
+            kind: CallerKind::Peer,
+            class: None,
+            tier: 5,
+            weight: 1,
+            local_only: true,
+        };
+        let first = s.acquire_lent(&peer, 50, 1).await.unwrap();
+        let _second = s.acquire_lent(&peer, 50, 1).await.unwrap();
+        let refused = s.acquire_lent(&peer, 50, 1).await.unwrap_err();
+        assert!(refused.to_string().contains("lent to hillside"), "{refused}");
+        assert!(s.acquire_lent(&peer, 0, 1).await.is_err(), "nothing lent");
+        // Members still have the other half.
+        let _a = s.acquire(&member("ana"), CallerWeight(1.0), 1).await.unwrap();
+        let _b = s.acquire(&member("ben"), CallerWeight(1.0), 1).await.unwrap();
+        // Full: a member and the peer wait; the freed slot goes to the member.
+        let waiting_member = {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire(&member("cy"), CallerWeight(1.0), 1).await })
+        };
+        let waiting_peer = {
+            let (s, peer) = (s.clone(), peer.clone());
+            tokio::spawn(async move { s.acquire_lent(&peer, 50, 1).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        // The member keeps the slot it was given.
+        let _kept = waiting_member.await.unwrap().unwrap();
+        assert!(
+            waiting_peer.await.unwrap().is_err(),
+            "the peer timed out behind the member"
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn parse_sha256(hex_digest: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 /// The books, for a caller holding the admin token.
-fn admin<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Accounts, ApiError> {
+pub(crate) fn admin<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Accounts, ApiError> {
     let accounts = state
         .accounts
         .as_ref()

@@ -47,6 +47,9 @@ fn member(
         CallerKind::Customer => Err(ApiError::PermissionDenied(
             "Only members take part in governance; customers buy surplus capacity.".to_owned(),
         )),
+        CallerKind::Peer => Err(ApiError::PermissionDenied(
+            "Peer co-ops borrow capacity; they do not take part in this co-op's governance.".to_owned(),
+        )),
         CallerKind::Anonymous => Err(ApiError::Unauthenticated(
             "An API key or token is required.".to_owned(),
         )),

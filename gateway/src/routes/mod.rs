@@ -2,6 +2,7 @@
 //! goes where, and which few need no key.
 
 pub mod admin;
+pub mod federation;
 pub mod governance;
 pub mod openai;
 pub mod ops;

@@ -4,6 +4,7 @@
 //! Each inference request: parse and validate, find the model (404), ask admission, call
 //! the engine, and keep a [`UsageGuard`] alive until the answer has been sent.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -13,10 +14,12 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::admission::{AdmissionRequest, Caller, Endpoint};
+use crate::admission::{AdmissionRequest, Caller, CallerKind, Endpoint, Overflow};
 use crate::app::AppState;
+use crate::engine::external::ExternalEngine;
 use crate::engine::{Engine, PromptRef, Reply, ServedModel};
 use crate::error::{ApiError, ApiJson};
+use crate::federation::{COOP_HEADER, ENGINE_HEADER, Federation, MODEL_HEADER};
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, EmbeddingsRequest,
     ModelCard, ModelList, TextCompletion, Usage,
@@ -45,9 +48,17 @@ fn started(headers: &axum::http::HeaderMap, caller: Option<Extension<Caller>>) -
     }
 }
 
+/// Where an admitted request runs.
+enum Place {
+    Here(ServedModel),
+    /// At a peer co-op (federation).
+    Peer(Arc<Federation>),
+}
+
 /// What admission gives a request to run with.
 struct Admitted {
-    served: ServedModel,
+    place: Place,
+    request_id: String,
     guard: UsageGuard,
     /// `x-ratelimit-*` headers for the response.
     headers: Vec<(&'static str, String)>,
@@ -69,6 +80,42 @@ fn json_size<T: serde::Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
+/// Whether a request for `model` may go to a peer co-op: only a member's that is not
+/// local only, only for chat and text completions, and only when a peer serves the model.
+fn overflow(
+    state: &AppState,
+    caller: &Caller,
+    model: &str,
+    endpoint: Endpoint,
+    here: Result<&ServedModel, &ApiError>,
+) -> Result<Overflow, ApiError> {
+    let elsewhere =
+        endpoint != Endpoint::Embeddings && state.federation.as_ref().is_some_and(|f| f.can_serve(model));
+    let may_leave = caller.kind == CallerKind::Member && !caller.local_only;
+    Ok(match (here, elsewhere, may_leave) {
+        (Ok(_), true, true) => Overflow::After(
+            state
+                .federation
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |f| f.overflow_after()),
+        ),
+        (Ok(_), _, _) => Overflow::Never,
+        (Err(_), true, true) => Overflow::Only,
+        (Err(_), true, false) => {
+            return Err(ApiError::PermissionDenied(format!(
+                "The model `{model}` is served only by peer co-ops, and {}'s prompts stay in this co-op.",
+                caller.id
+            )));
+        }
+        (Err(_), false, true) if state.federation.as_ref().is_some_and(|f| f.borrows(model)) => {
+            return Err(ApiError::Unavailable(format!(
+                "The model `{model}` is not served here, and no peer co-op that serves it can be reached now; retry later."
+            )));
+        }
+        (Err(_), false, _) => return Err(ApiError::ModelNotFound(model.to_owned())),
+    })
+}
+
 /// Finds the model and admits the request; returns the guard that meters it.
 async fn admit(
     state: &AppState,
@@ -78,13 +125,17 @@ async fn admit(
     max_completion_tokens: Option<u64>,
     prompt: PromptRef<'_>,
 ) -> Result<Admitted, ApiError> {
-    let served = state.models.get(model)?;
+    let here = state.models.get(model);
+    let overflow = overflow(state, &start.caller, model, endpoint, here.as_ref())?;
     let body_bytes = match prompt {
         PromptRef::Chat(req) => json_size(req),
         PromptRef::Completion(req) => json_size(req),
         PromptRef::Embeddings(req) => json_size(req),
     };
-    let prompt_tokens = served.engine.count_prompt_tokens(prompt).await;
+    let prompt_tokens = match &here {
+        Ok(served) => served.engine.count_prompt_tokens(prompt).await,
+        Err(_) => None,
+    };
     // Room in the usage buffer first: a backed-up metering database slows callers
     // down instead of losing their records.
     let slot = state.usage.slot().await?;
@@ -98,29 +149,153 @@ async fn admit(
             max_completion_tokens,
             body_bytes,
             prompt_tokens,
+            overflow,
         })
         .await?;
+    let place = match (reservation.at_peer(), state.federation.clone(), here) {
+        (true, Some(federation), _) => Place::Peer(federation),
+        (false, _, Ok(served)) => Place::Here(served),
+        (_, _, Err(e)) => return Err(e),
+        (true, None, Ok(served)) => Place::Here(served),
+    };
+    let engine_kind = match &place {
+        Place::Here(served) => served.engine.kind(),
+        Place::Peer(_) => "peer",
+    };
     let headers = reservation.headers();
     let allowance = reservation
         .completion_allowance()
         .map(|a| u32::try_from(a).unwrap_or(u32::MAX));
+    let request_id = start.request_id.clone();
+    let lent_to = (start.caller.kind == CallerKind::Peer).then(|| start.caller.id.clone());
     let mut guard = UsageGuard::new(
         start.request_id,
         start.caller,
         model.to_owned(),
-        served.engine.kind(),
+        engine_kind,
         endpoint,
         start.at,
         reservation,
         state.usage.clone(),
     );
     guard.set_slot(slot);
+    if let Some(peer) = lent_to
+        && let Some(accounts) = &state.accounts
+    {
+        let price = accounts
+            .coop
+            .current()
+            .peers
+            .get(&peer)
+            .map(crate::federation::price_of)
+            .unwrap_or_default();
+        guard.set_peer(peer, price);
+    }
     Ok(Admitted {
-        served,
+        place,
+        request_id,
         guard,
         headers,
         allowance,
     })
+}
+
+/// The provenance headers of an answer produced here.
+fn provenance_here(state: &AppState, model: &str, engine: &dyn Engine) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        (MODEL_HEADER, model.to_owned()),
+        (ENGINE_HEADER, engine.kind().to_owned()),
+    ];
+    if let Some(accounts) = &state.accounts {
+        let name = accounts.coop.current().name.clone();
+        if !name.is_empty() {
+            out.push((COOP_HEADER, name));
+        }
+    }
+    out
+}
+
+/// The provenance a peer's answer gave (its co-op, model and engine), else its name.
+fn provenance_of_peer(
+    headers: &reqwest::header::HeaderMap,
+    peer: &str,
+    model: &str,
+) -> Vec<(&'static str, String)> {
+    let get = |name: &str, default: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| default.to_owned(), ToOwned::to_owned)
+    };
+    vec![
+        (COOP_HEADER, get(COOP_HEADER, peer)),
+        (MODEL_HEADER, get(MODEL_HEADER, model)),
+        (ENGINE_HEADER, get(ENGINE_HEADER, "peer")),
+    ]
+}
+
+/// Whether a peer's failure means it is down (skipped until it answers again), rather
+/// than a refusal of this one request.
+fn peer_is_down(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::BadGateway(_) | ApiError::Timeout(_) | ApiError::Unavailable(_)
+    ) || matches!(e, ApiError::Upstream { status, .. } if *status >= 500)
+}
+
+/// Sends the request to the best peer that takes it; a peer that fails before
+/// answering is marked down and the next is tried. Returns the answer and its
+/// provenance. A stream that breaks later ends with an error event (it is never moved)
+/// and marks its peer down.
+async fn forward<R: CompletionKind>(
+    federation: &Arc<Federation>,
+    req: R,
+    request_id: &str,
+    guard: &mut UsageGuard,
+) -> Result<(Reply<R::Full, R::Chunk>, Vec<(&'static str, String)>), ApiError> {
+    let model = req.model().to_owned();
+    let mut last = None;
+    for route in federation.routes(&model) {
+        let extra = [
+            (
+                "authorization",
+                format!("Bearer {}", federation.token_for(&route.peer)?),
+            ),
+            ("x-request-id", request_id.to_owned()),
+        ];
+        match req.clone().forward(&route.engine, &extra).await {
+            Ok((reply, headers)) => {
+                guard.set_peer(route.peer.clone(), route.price);
+                let reply = match reply {
+                    Reply::Full(full) => Reply::Full(full),
+                    Reply::Stream(chunks) => {
+                        let (federation, peer) = (federation.clone(), route.peer.clone());
+                        Reply::Stream(futures::StreamExt::boxed(futures::StreamExt::inspect(
+                            chunks,
+                            move |item| {
+                                if let Err(e) = item {
+                                    federation.failed(&peer, &e.to_string());
+                                }
+                            },
+                        )))
+                    }
+                };
+                return Ok((reply, provenance_of_peer(&headers, &route.peer, &model)));
+            }
+            Err(e) => {
+                if peer_is_down(&e) {
+                    federation.failed(&route.peer, &e.to_string());
+                }
+                tracing::info!(peer = %route.peer, error = %e, "peer did not take the request");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        ApiError::Unavailable(format!(
+            "No peer co-op can serve `{model}` now, and it is not served here."
+        ))
+    }))
 }
 
 /// A whole completion: the gateway stamps its id and model and sets the usage it metered.
@@ -153,7 +328,7 @@ impl Completed for TextCompletion {
 
 /// What the completion handler needs of a chat or a text completion request.
 #[async_trait]
-pub trait CompletionKind: DeserializeOwned + Send + Sync + 'static {
+pub trait CompletionKind: DeserializeOwned + Clone + Send + Sync + 'static {
     type Full: Completed + Send;
     type Chunk: Chunk;
     const ENDPOINT: Endpoint;
@@ -171,6 +346,12 @@ pub trait CompletionKind: DeserializeOwned + Send + Sync + 'static {
     fn include_usage(&self) -> bool;
     fn prompt(&self) -> PromptRef<'_>;
     async fn run(self, engine: &dyn Engine) -> Result<Reply<Self::Full, Self::Chunk>, ApiError>;
+    /// Sends the request to a peer's gateway with `extra` headers.
+    async fn forward(
+        self,
+        engine: &ExternalEngine,
+        extra: &[(&'static str, String)],
+    ) -> Result<(Reply<Self::Full, Self::Chunk>, reqwest::header::HeaderMap), ApiError>;
 }
 
 #[async_trait]
@@ -203,6 +384,13 @@ impl CompletionKind for ChatCompletionRequest {
     }
     async fn run(self, engine: &dyn Engine) -> Result<Reply<Self::Full, Self::Chunk>, ApiError> {
         engine.chat(self).await
+    }
+    async fn forward(
+        self,
+        engine: &ExternalEngine,
+        extra: &[(&'static str, String)],
+    ) -> Result<(Reply<Self::Full, Self::Chunk>, reqwest::header::HeaderMap), ApiError> {
+        engine.chat_with(self, extra).await
     }
 }
 
@@ -237,6 +425,13 @@ impl CompletionKind for CompletionRequest {
     async fn run(self, engine: &dyn Engine) -> Result<Reply<Self::Full, Self::Chunk>, ApiError> {
         engine.completion(self).await
     }
+    async fn forward(
+        self,
+        engine: &ExternalEngine,
+        extra: &[(&'static str, String)],
+    ) -> Result<(Reply<Self::Full, Self::Chunk>, reqwest::header::HeaderMap), ApiError> {
+        engine.completion_with(self, extra).await
+    }
 }
 
 /// `POST /v1/chat/completions` and `POST /v1/completions`.
@@ -251,9 +446,10 @@ pub async fn complete<R: CompletionKind>(
     let max = req.max_tokens().map(|m| u64::from(m) * u64::from(req.choices()));
     let model = req.model().to_owned();
     let Admitted {
-        served,
+        place,
+        request_id,
         mut guard,
-        headers,
+        mut headers,
         allowance,
     } = admit(&state, start, &model, R::ENDPOINT, max, req.prompt()).await?;
     if req.max_tokens().is_none() {
@@ -261,7 +457,20 @@ pub async fn complete<R: CompletionKind>(
     }
     let id = format!("{}-{}", R::ID_PREFIX, uuid::Uuid::new_v4().simple());
     let include_usage = req.include_usage();
-    let result = match req.run(served.engine.as_ref()).await {
+    let ran = match place {
+        Place::Here(served) => {
+            headers.extend(provenance_here(&state, &model, served.engine.as_ref()));
+            req.run(served.engine.as_ref()).await
+        }
+        Place::Peer(federation) => match forward(&federation, req, &request_id, &mut guard).await {
+            Ok((reply, provenance)) => {
+                headers.extend(provenance);
+                Ok(reply)
+            }
+            Err(e) => Err(e),
+        },
+    };
+    let result = match ran {
         Ok(Reply::Full(mut done)) => {
             if let Some(usage) = done.reported_usage() {
                 guard.add_reported(usage);
@@ -296,9 +505,9 @@ pub async fn embeddings(
     let start = started(&headers, caller);
     let model = req.model.clone();
     let Admitted {
-        served,
+        place,
         mut guard,
-        headers,
+        mut headers,
         ..
     } = admit(
         &state,
@@ -309,6 +518,10 @@ pub async fn embeddings(
         PromptRef::Embeddings(&req),
     )
     .await?;
+    let Place::Here(served) = place else {
+        return Err(ApiError::ModelNotFound(model));
+    };
+    headers.extend(provenance_here(&state, &model, served.engine.as_ref()));
     let result = match served.engine.embeddings(req).await {
         Ok(mut done) => {
             guard.add_reported(done.usage);
@@ -324,11 +537,20 @@ pub async fn embeddings(
     result.map(|response| with_headers(response, &headers))
 }
 
-/// `GET /v1/models`
+/// `GET /v1/models`: the models served here, then those a peer co-op serves for this
+/// co-op's members (owned by the peer).
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    let mut data = state.models.cards();
+    if let Some(federation) = &state.federation {
+        for (model, peer) in federation.borrowable() {
+            if !data.iter().any(|c| c.id == model) {
+                data.push(crate::engine::ModelRegistry::card(&model, &peer));
+            }
+        }
+    }
     Json(ModelList {
         object: "list".to_owned(),
-        data: state.models.cards(),
+        data,
     })
 }
 

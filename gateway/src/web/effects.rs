@@ -419,6 +419,13 @@ fn bylaw_groups(prefix: &str, source: Source<'_>) -> Vec<Group> {
             format!("Class {n}: what it is for"),
             opt(class.and_then(|c| c.description.clone())),
         );
+        let key = format!("class{n}-local-only");
+        b.checkbox(
+            &key,
+            &key,
+            format!("Class {n}: local only (its prompts are never sent to a peer co-op)"),
+            class.is_some_and(|c| c.local_only),
+        );
         let legend = if class.is_some() {
             format!("Member class {n} (empty its name to remove it)")
         } else {
@@ -875,6 +882,7 @@ fn bylaw(form: &Form, prefix: &str, coop: Option<&Cooperative>) -> Result<Propos
             tier: number(&format!("class{n}-tier"))?.unwrap_or(0),
             voting_power_percent: number(&format!("class{n}-power"))?,
             description: (!description.is_empty()).then_some(description),
+            local_only: !field(&format!("class{n}-local-only")).is_empty(),
         });
     }
     // The order of the rules does not matter; the order of the classes is the bylaws'.

@@ -233,5 +233,7 @@ pub fn usage_record(
         record_id: Set(Some(format!("rec-{caller}-{at}"))),
         cost_micro: Set(cost_micro),
         currency: Set(if kind == "customer" { "EUR" } else { "" }.to_owned()),
+        peer: Set(None),
+        peer_cost_micro: Set(0),
     }
 }

@@ -67,12 +67,23 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with these environment variables set for the child.
     pub fn start_with_env(dir: tempfile::TempDir, args: &[String], env: &[(&str, &str)]) -> Self {
+        Self::start_listening(dir, args, env, "127.0.0.1:0")
+    }
+
+    /// Like [`Gateway::start_with_env`], listening on `listen` (a port chosen before
+    /// the gateway starts, for peers that must know it in advance).
+    pub fn start_listening(
+        dir: tempfile::TempDir,
+        args: &[String],
+        env: &[(&str, &str)],
+        listen: &str,
+    ) -> Self {
         let port_file = dir.path().join("addr");
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
         let child = Command::new(binary())
             .args(args)
             .envs(env.iter().copied())
-            .args(["--listen", "127.0.0.1:0", "--port-file"])
+            .args(["--listen", listen, "--port-file"])
             .arg(&port_file)
             .env("RUST_LOG", "info,synco_gateway=debug")
             .stdout(Stdio::null())

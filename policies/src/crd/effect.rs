@@ -132,6 +132,9 @@ pub fn change(
             if let Some(patronage) = bylaw.patronage {
                 spec.patronage = Some(patronage);
             }
+            if let Some(peers) = bylaw.peers {
+                spec.peers = peers;
+            }
             Change::Cooperative(Box::new(spec))
         }
         ProposalKind::SurplusPrice => {
@@ -176,5 +179,46 @@ mod tests {
         assert_eq!(allocation_base(Some("founding"), "riverside"), "founding");
         assert_eq!(allocation_base(Some("a-vx"), "riverside"), "a-vx");
         assert_eq!(allocation_base(None, "riverside"), "riverside-allocation");
+    }
+
+    /// Adding, changing and removing a peer co-op is a Bylaw proposal: the passed
+    /// proposal's list of peers replaces the bylaws' and leaves the rest alone.
+    #[test]
+    fn a_bylaw_proposal_replaces_the_peers() {
+        let coop: Cooperative = serde_json::from_value(serde_json::json!({
+            "apiVersion": "synco.coop/v1alpha1", "kind": "Cooperative",
+            "metadata": {"name": "riverside", "namespace": "riverside"},
+            "spec": {
+                "displayName": "Riverside",
+                "memberClasses": [{"name": "community", "tier": 0}],
+                "peers": [{"name": "old", "url": "https://old.example", "publicKey": "x",
+                           "tier": 3, "terms": {"reciprocal": {"allowanceTokens": 0}}}]
+            }
+        }))
+        .unwrap();
+        let effect: ProposalEffect = serde_json::from_value(serde_json::json!({"bylaw": {"peers": [
+            {"name": "hillside", "url": "https://gateway.hillside.example", "publicKey": "k",
+             "borrow": ["qwen-coder"], "lend": ["qwen-chat"], "maxLendPercent": 25, "tier": 5,
+             "terms": {"price": {"currency": "EUR", "inputPerMillion": 1, "outputPerMillion": 2}}}
+        ]}}))
+        .unwrap();
+        let Some(Change::Cooperative(spec)) = change(ProposalKind::Bylaw, &effect, "p1", &coop, &[]).unwrap()
+        else {
+            panic!("a Bylaw proposal changes the Cooperative");
+        };
+        assert_eq!(spec.peers.len(), 1);
+        assert_eq!(spec.peers[0].name, "hillside");
+        assert_eq!(spec.peers[0].lend, ["qwen-chat"]);
+        assert_eq!(spec.member_classes, coop.spec.member_classes);
+        // A Bylaw proposal without peers keeps them.
+        let effect: ProposalEffect = serde_json::from_value(
+            serde_json::json!({"bylaw": {"memberClasses": [{"name": "all", "tier": 0}]}}),
+        )
+        .unwrap();
+        let Some(Change::Cooperative(spec)) = change(ProposalKind::Bylaw, &effect, "p2", &coop, &[]).unwrap()
+        else {
+            panic!("a Bylaw proposal changes the Cooperative");
+        };
+        assert_eq!(spec.peers, coop.spec.peers);
     }
 }
