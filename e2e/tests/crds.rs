@@ -139,3 +139,64 @@ async fn a_proposals_spec_cannot_change_and_its_effect_must_fit_its_kind() -> an
     })
     .await
 }
+
+const PEERED: &str = r"
+apiVersion: synco.coop/v1alpha1
+kind: Cooperative
+metadata: {name: riverside}
+spec:
+  displayName: Riverside
+  memberClasses:
+  - {name: community, tier: 0}
+  - {name: business, tier: 2, localOnly: true}
+  peers:
+  - name: hillside
+    url: https://gateway.hillside.example
+    publicKey: 11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo
+    borrow: [qwen-coder]
+    lend: [qwen-chat]
+    maxLendPercent: 25
+    tier: 5
+    terms: {price: {currency: EUR, inputPerMillion: 100, outputPerMillion: 200}}
+";
+
+/// A peer proves who it is one way, pays one way, and comes after every member class.
+#[tokio::test]
+async fn a_peer_has_one_key_one_kind_of_terms_and_a_tier_after_the_members() -> anyhow::Result<()> {
+    if skip_without_crds() {
+        return Ok(());
+    }
+    let cluster = cluster()?;
+    let admin = cluster.admin().await?;
+    apply_crds(&admin).await?;
+    with_temp_ns(&admin.clone(), "crd-peers", |ns| async move {
+        apply_yaml(&admin, Some(&ns), PEERED).await?;
+        for (broken, rule) in [
+            (
+                PEERED.replace(
+                    "    publicKey: 11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\n",
+                    "    publicKey: 11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\n    jwksUrl: https://hillside.example/jwks.json\n",
+                ),
+                "exactly one of publicKey and jwksUrl",
+            ),
+            (
+                PEERED.replace(
+                    "inputPerMillion: 100, outputPerMillion: 200}}",
+                    "inputPerMillion: 100, outputPerMillion: 200}, reciprocal: {allowanceTokens: 5}}",
+                ),
+                "exactly one of price and reciprocal",
+            ),
+            (PEERED.replace("    tier: 5\n", "    tier: 1\n"), "after every member class"),
+        ] {
+            let err = apply_yaml(&admin, Some(&ns), &broken.replace("name: riverside", "name: broken"))
+                .await
+                .err()
+                .ok_or_else(|| anyhow::anyhow!("accepted: {broken}"))?;
+            let (code, message) = api_error(&err).unwrap_or_default();
+            assert_eq!(code, 422, "{err:#}");
+            assert!(message.contains(rule), "{message}");
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+}

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::coop::{self as c};
+use common::postgres::Postgres;
 use common::{Gateway, binary};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -59,6 +60,8 @@ struct Coop {
     public: String,
     manifests: tempfile::TempDir,
     data: tempfile::TempDir,
+    /// Postgres instead of SQLite.
+    database_url: Option<String>,
     gateway: Option<Gateway>,
 }
 
@@ -73,6 +76,7 @@ impl Coop {
             public,
             manifests,
             data: tempfile::tempdir().unwrap(),
+            database_url: None,
             gateway: None,
         }
     }
@@ -143,7 +147,7 @@ spec:
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        args.extend(c::db_args(self.data.path(), None));
+        args.extend(c::db_args(self.data.path(), self.database_url.as_deref()));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         self.gateway = Some(Gateway::start_listening(
             tempfile::tempdir().unwrap(),
@@ -161,7 +165,7 @@ spec:
     fn settlement(&self, peer: &str) -> Value {
         let out = std::process::Command::new(binary())
             .args(["federation", "settlement", "--peer", peer, "--month", &c::month()])
-            .args(c::db_args(self.data.path(), None))
+            .args(c::db_args(self.data.path(), self.database_url.as_deref()))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -172,7 +176,7 @@ spec:
     fn records(&self, peer: &str) -> Vec<Value> {
         let out = std::process::Command::new(binary())
             .args(["federation", "records", "--peer", peer, "--month", &c::month()])
-            .args(c::db_args(self.data.path(), None))
+            .args(c::db_args(self.data.path(), self.database_url.as_deref()))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -617,4 +621,164 @@ async fn three_coops_lend_borrow_settle_and_fail_over() {
     // Riverside's own model still serves, at home.
     let (status, coop, _) = ask(&client, a.gw(), &ana, "shared-chat").await;
     assert_eq!((status, coop.as_str()), (200, A));
+}
+
+/// The latency a federated hop adds: the same chat request, one at a time, to
+/// hillside directly (as its member) and through riverside (as riverside's member, the
+/// model served only at hillside), interleaved, over a mock engine that answers at
+/// once. Bounded: `FEDERATION_BENCH_REQUESTS` (default 2,000) of each.
+///
+/// `BENCH_GATEWAY_BIN=<release synco-gateway> cargo test --workspace --test federation
+/// -- --ignored --nocapture federated_hop`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: thousands of requests"]
+async fn federated_hop_latency() {
+    let n: usize = std::env::var("FEDERATION_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let engine = start_with_cost(Cost::default()).await.unwrap();
+    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
+    let a_peers = format!(
+        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {PRICE}}}",
+        b.url(),
+        b.public
+    );
+    let b_peers = format!(
+        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: 100, tier: 5, terms: {PRICE}}}",
+        a.url(),
+        a.public
+    );
+    b.start(&b_peers, &model(B, "m", engine), &[]);
+    a.start(&a_peers, &model(A, "local", engine), &[]);
+    let client = reqwest::Client::new();
+    let (ana, bea) = (a.token("ana"), b.token("ana"));
+    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    let body = serde_json::to_vec(&chat_body("m", false)).unwrap();
+    let time = |url: String, token: String| {
+        let (client, body) = (client.clone(), body.clone());
+        async move {
+            let started = Instant::now();
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.bytes().await.unwrap();
+            started.elapsed()
+        }
+    };
+    let (direct_url, hop_url) = (
+        b.gw().url("/v1/chat/completions"),
+        a.gw().url("/v1/chat/completions"),
+    );
+    // Warm up both paths (connections, budget leases).
+    for _ in 0..50 {
+        time(direct_url.clone(), bea.clone()).await;
+        time(hop_url.clone(), ana.clone()).await;
+    }
+    let (mut direct, mut hop) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        direct.push(time(direct_url.clone(), bea.clone()).await);
+        hop.push(time(hop_url.clone(), ana.clone()).await);
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    let row = |name: &str, v: &mut Vec<Duration>| {
+        let (p50, p90, p99) = (pct(v, 0.5), pct(v, 0.9), pct(v, 0.99));
+        println!("{name:<32} p50 {p50:7.3} ms  p90 {p90:7.3} ms  p99 {p99:7.3} ms");
+        p50
+    };
+    println!("federated hop, {n} sequential chat requests each, mock engine answering at once:");
+    let d = row("direct to hillside (its member)", &mut direct);
+    let h = row("via riverside (federated)", &mut hop);
+    println!("the hop adds {:.3} ms at p50 (goal: under 1 ms)", h - d);
+    // Every federated request was metered on both sides.
+    let started = Instant::now();
+    loop {
+        let (mine, theirs) = (a.settlement(B), b.settlement(A));
+        if mine["borrowed"] == theirs["lent"]
+            && mine["borrowed"]["requests"].as_u64() == Some((n + 50) as u64)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{mine:#}\n{theirs:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The ledgers agree when the lender keeps its records in Postgres (the borrower in
+/// SQLite): whole and streamed answers, priced.
+#[tokio::test(flavor = "multi_thread")]
+async fn ledgers_agree_with_a_postgres_lender() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let engine = start_with_cost(Cost::default()).await.unwrap();
+    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
+    b.database_url = Some(pg.url());
+    let a_peers = format!(
+        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {PRICE}}}",
+        b.url(),
+        b.public
+    );
+    let b_peers = format!(
+        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: 50, tier: 5, terms: {PRICE}}}",
+        a.url(),
+        a.public
+    );
+    b.start(&b_peers, &model(B, "m", engine), &[]);
+    a.start(&a_peers, &model(A, "local", engine), &[]);
+    let client = reqwest::Client::new();
+    let ana = a.token("ana");
+    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    for stream in [false, true, false, true, false] {
+        let response = client
+            .post(a.gw().url("/v1/chat/completions"))
+            .bearer_auth(&ana)
+            .json(&chat_body("m", stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["x-synco-coop"], B);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("Surplus"), "{text}");
+    }
+    let started = Instant::now();
+    loop {
+        let (mine, theirs) = (a.settlement(B), b.settlement(A));
+        if mine["borrowed"] == theirs["lent"] && mine["borrowed"]["requests"] == 5 {
+            // 5 prompt and 4 completion tokens each, at 0.1 and 0.2 EUR per million.
+            assert_eq!(mine["borrowed"]["tokens"], 45);
+            assert_eq!(mine["borrowed"]["cost_micro"], 5 * (5 * 100_000 + 4 * 200_000));
+            assert_eq!(mine["balance_micro"], -(5 * (5 * 100_000 + 4 * 200_000)));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{mine:#}\n{theirs:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(a.records(B).len(), 5);
+    assert_eq!(
+        a.records(B)
+            .iter()
+            .map(|r| r["request_id"].clone())
+            .collect::<Vec<_>>(),
+        b.records(A)
+            .iter()
+            .map(|r| r["request_id"].clone())
+            .collect::<Vec<_>>()
+    );
 }

@@ -450,3 +450,77 @@ impl Federation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, borrow: &[&str]) -> synco_crds::Peer {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "url": format!("http://{name}.example"), "publicKey": "k",
+            "borrow": borrow, "tier": 5, "terms": {"reciprocal": {"allowanceTokens": 0}}
+        }))
+        .unwrap()
+    }
+
+    /// Peers with room come first, then the fastest; down peers, peers that did not
+    /// offer the model, and peers the bylaws do not borrow it from are left out.
+    #[tokio::test]
+    async fn routes_prefer_room_then_latency() {
+        let mut coop = crate::coop::Coop::default();
+        coop.name = "riverside".to_owned();
+        coop.peers = [
+            peer("near-full", &["m"]),
+            peer("far", &["m"]),
+            peer("near", &["m"]),
+            peer("down", &["m"]),
+            peer("silent", &["m"]),
+            peer("not-borrowed", &[]),
+        ]
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+        let (pem, _) = keys::generate().unwrap();
+        let federation = Federation::new(
+            CoopHandle::fixed(coop),
+            SigningKey::from_pem(pem.as_bytes()).unwrap(),
+            FederationOptions::default(),
+        )
+        .unwrap();
+        {
+            let mut peers = federation.peers.lock().unwrap();
+            for (name, room, rtt_ms, down, offers) in [
+                ("near-full", 0, 1, false, true),
+                ("far", 3, 40, false, true),
+                ("near", 1, 2, false, true),
+                ("down", 9, 1, true, true),
+                ("silent", 9, 1, false, false),
+                ("not-borrowed", 9, 1, false, true),
+            ] {
+                peers.insert(
+                    name.to_owned(),
+                    PeerState {
+                        url: format!("http://{name}.example"),
+                        engine: Some(federation.engine_for(&format!("http://{name}.example")).unwrap()),
+                        models: if offers {
+                            [("m".to_owned(), room)].into()
+                        } else {
+                            HashMap::new()
+                        },
+                        rtt: Some(Duration::from_millis(rtt_ms)),
+                        down,
+                        last_error: None,
+                    },
+                );
+            }
+        }
+        let order: Vec<String> = federation.routes("m").into_iter().map(|r| r.peer).collect();
+        assert_eq!(order, ["near", "far", "near-full"]);
+        assert!(federation.routes("other").is_empty());
+        assert!(federation.borrows("m") && !federation.borrows("other"));
+        federation.failed("near", "it broke a stream");
+        let order: Vec<String> = federation.routes("m").into_iter().map(|r| r.peer).collect();
+        assert_eq!(order, ["far", "near-full"]);
+        assert_eq!(federation.borrowable(), [("m".to_owned(), "far".to_owned())]);
+    }
+}

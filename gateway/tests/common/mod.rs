@@ -14,8 +14,13 @@ use std::time::{Duration, Instant};
 
 pub const MODEL: &str = "tiny";
 
+/// The gateway binary: this build's, or `$BENCH_GATEWAY_BIN` (a release build, for the
+/// benchmarks).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_synco-gateway")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BENCH_GATEWAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_synco-gateway").to_owned())
+    })
 }
 
 /// A tiny model folder, written once per test binary by the binary's own subcommand.
