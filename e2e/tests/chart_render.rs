@@ -64,6 +64,10 @@ const VARIATIONS: &[(&str, &[&str])] = &[
     ),
     ("namespaced-gateway", &["--set", "gateway.namespace=riverside"]),
     (
+        "federation",
+        &["--set", "gateway.federation.existingSecret=riverside-federation"],
+    ),
+    (
         "no-crds-no-admission",
         &["--set", "crds.enabled=false", "--set", "admission.enabled=false"],
     ),
@@ -364,6 +368,33 @@ fn variations_render_what_they_promise() -> Result<()> {
         .err()
         .ok_or_else(|| anyhow!("jwks without source"))?;
     ensure!(err.contains("exactly one of gateway.auth.jwks.url"), "{err}");
+
+    // A federation key: mounted read-only from its Secret and named to the gateway.
+    let objects = render(
+        "synco",
+        NS,
+        &["--set", "gateway.federation.existingSecret=riverside-federation"],
+    )?;
+    let gateway = find(&objects, "Deployment", "-gateway")?;
+    let env = container(gateway)?["env"].clone();
+    ensure!(
+        env_value(&env, "SYNCO_FEDERATION_KEY") == Some(json!("/etc/synco/federation/federation.pem")),
+        "{env}"
+    );
+    ensure!(env_value(&env, "SYNCO_FEDERATION_OVERFLOW_AFTER_MS") == Some(json!("2000")));
+    let volumes = gateway["spec"]["template"]["spec"]["volumes"].clone();
+    ensure!(
+        volumes.as_array().is_some_and(|v| v
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "riverside-federation")),
+        "{volumes}"
+    );
+    let defaults = render("synco", NS, &[])?;
+    let env = container(find(&defaults, "Deployment", "-gateway")?)?["env"].clone();
+    ensure!(
+        env_value(&env, "SYNCO_FEDERATION_KEY").is_none(),
+        "off by default"
+    );
 
     // The gateway reads only its co-op's namespace: the release's by default.
     for (args, served) in [
