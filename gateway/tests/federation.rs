@@ -782,3 +782,50 @@ async fn ledgers_agree_with_a_postgres_lender() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Under reciprocity a peer borrows at most what it lent in the month plus the
+/// allowance: past it, the lender refuses with the rule's numbers, and the borrower's
+/// member sees that refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn reciprocity_caps_what_a_peer_borrows() {
+    let engine = start_with_cost(Cost::default()).await.unwrap();
+    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
+    let terms = "{reciprocal: {allowanceTokens: 30}}";
+    let a_peers = format!(
+        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {terms}}}",
+        b.url(),
+        b.public
+    );
+    let b_peers = format!(
+        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: 50, tier: 5, terms: {terms}}}",
+        a.url(),
+        a.public
+    );
+    b.start(&b_peers, &model(B, "m", engine), &[]);
+    a.start(&a_peers, &model(A, "local", engine), &[]);
+    let client = reqwest::Client::new();
+    let ana = a.token("ana");
+    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    // Each answer is 9 tokens; lending is refused once more than 30 were lent (the
+    // lender reads its ledger every two seconds, so the refusal may come a little late).
+    let started = Instant::now();
+    let refusal = loop {
+        let (status, coop, body) = ask(&client, a.gw(), &ana, "m").await;
+        if status == 429 {
+            break body;
+        }
+        assert_eq!((status, coop.as_str()), (200, B), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(30), "never refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let message = refusal["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the bylaws allow 30 more than it lent"),
+        "{refusal}"
+    );
+    assert_eq!(refusal["error"]["code"], "insufficient_quota");
+    let lent = b.settlement(A)["lent"]["tokens"].as_u64().unwrap();
+    assert!(lent > 30, "refused only past the allowance: {lent}");
+    assert_eq!(b.settlement(A)["currency"], "");
+    assert_eq!(b.settlement(A)["lent"]["cost_micro"], 0);
+}

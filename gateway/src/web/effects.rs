@@ -434,7 +434,166 @@ fn bylaw_groups(prefix: &str, source: Source<'_>) -> Vec<Group> {
         out.push(b.group(legend));
     }
     out.push(patronage_rules_group(prefix, source));
+    out.extend(peer_groups(prefix, source));
     out
+}
+
+/// The peer co-ops, one group each and one more for a new peer (the ones in force
+/// filled in).
+fn peer_groups(prefix: &str, source: Source<'_>) -> Vec<Group> {
+    let peers: Vec<synco_crds::Peer> = source.coop().map(|c| c.spec.peers.clone()).unwrap_or_default();
+    (0..=peers.len())
+        .map(|i| {
+            let peer = peers.get(i);
+            let n = i + 1;
+            let mut b = Builder::new(prefix, source);
+            let key = |k: &str| format!("peer{n}-{k}");
+            b.text(
+                &key("name"),
+                format!("Peer {n}: its co-op's name"),
+                opt(peer.map(|p| p.name.clone())),
+            );
+            b.text(
+                &key("url"),
+                format!("Peer {n}: its gateway's URL (https://…)"),
+                opt(peer.map(|p| p.url.clone())),
+            );
+            b.text(
+                &key("public_key"),
+                format!("Peer {n}: its public key (or a JWKS URL below)"),
+                opt(peer.and_then(|p| p.public_key.clone())),
+            );
+            b.text(
+                &key("jwks_url"),
+                format!("Peer {n}: its JWKS URL"),
+                opt(peer.and_then(|p| p.jwks_url.clone())),
+            );
+            b.text(
+                &key("borrow"),
+                format!("Peer {n}: models we may borrow from it (comma-separated)"),
+                peer.map(|p| p.borrow.join(", ")).unwrap_or_default(),
+            );
+            b.text(
+                &key("lend"),
+                format!("Peer {n}: our models it may use (comma-separated)"),
+                peer.map(|p| p.lend.join(", ")).unwrap_or_default(),
+            );
+            b.number(
+                &key("max_lend"),
+                format!("Peer {n}: the most of a lent model's capacity it may hold (%)"),
+                opt(peer.map(|p| p.max_lend_percent)),
+                Some(100),
+            );
+            b.number(
+                &key("tier"),
+                format!("Peer {n}: the tier its requests get here (after every member class)"),
+                opt(peer.map(|p| p.tier)),
+                None,
+            );
+            let price = peer.and_then(|p| p.terms.price.as_ref());
+            b.select(
+                &key("terms"),
+                format!("Peer {n}: terms"),
+                if price.is_some() { "price" } else { "reciprocal" }.to_owned(),
+                vec![
+                    (
+                        "reciprocal".to_owned(),
+                        "Reciprocity: tokens repaid in tokens".to_owned(),
+                    ),
+                    ("price".to_owned(), "A price per million tokens".to_owned()),
+                ],
+            );
+            b.number(
+                &key("allowance"),
+                format!("Peer {n}: reciprocity: tokens it may borrow beyond what it lent, a month"),
+                opt(peer
+                    .and_then(|p| p.terms.reciprocal.as_ref())
+                    .map(|r| r.allowance_tokens)),
+                None,
+            );
+            b.text(
+                &key("currency"),
+                format!("Peer {n}: price: currency (such as EUR)"),
+                opt(price.map(|p| p.currency.clone())),
+            );
+            b.number(
+                &key("input"),
+                format!("Peer {n}: price: minor units per million input tokens"),
+                opt(price.map(|p| p.price.input_per_million)),
+                None,
+            );
+            b.number(
+                &key("output"),
+                format!("Peer {n}: price: minor units per million output tokens"),
+                opt(price.map(|p| p.price.output_per_million)),
+                None,
+            );
+            b.group(if peer.is_some() {
+                format!("Peer co-op {n} (empty its name to remove it)")
+            } else {
+                format!("Peer co-op {n}: a new peer (leave empty for none)")
+            })
+        })
+        .collect()
+}
+
+/// The peers the bylaw form describes; `None` when the form has no peer fields.
+fn peers_of(form: &Form, prefix: &str) -> Result<Option<Vec<synco_crds::Peer>>, String> {
+    if !form.has(&format!("{prefix}peer1-name")) {
+        return Ok(None);
+    }
+    let field = |n: usize, key: &str| form.one(&format!("{prefix}peer{n}-{key}")).trim().to_owned();
+    let list = |n: usize, key: &str| -> Vec<String> {
+        field(n, key)
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(ToOwned::to_owned)
+            .collect()
+    };
+    let mut peers = Vec::new();
+    for n in 1.. {
+        if !form.has(&format!("{prefix}peer{n}-name")) {
+            break;
+        }
+        let name = field(n, "name");
+        if name.is_empty() {
+            continue;
+        }
+        let number = |key: &str| maybe(form, &format!("{prefix}peer{n}-{key}"));
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let terms = match field(n, "terms").as_str() {
+            "price" => serde_json::json!({"price": {
+                "currency": field(n, "currency"),
+                "inputPerMillion": number("input")?.unwrap_or(0),
+                "outputPerMillion": number("output")?.unwrap_or(0),
+            }}),
+            _ => serde_json::json!({"reciprocal": {"allowanceTokens": number("allowance")?.unwrap_or(0)}}),
+        };
+        let peer = serde_json::json!({
+            "name": name,
+            "url": field(n, "url"),
+            "publicKey": some(field(n, "public_key")),
+            "jwksUrl": some(field(n, "jwks_url")),
+            "borrow": list(n, "borrow"),
+            "lend": list(n, "lend"),
+            "maxLendPercent": number("max_lend")?.unwrap_or(0),
+            "tier": number("tier")?.ok_or_else(|| format!("peer {name} needs a tier"))?,
+            "terms": terms,
+        });
+        let peer: synco_crds::Peer = serde_json::from_value(peer).map_err(|e| format!("peer {name}: {e}"))?;
+        if peer.public_key.is_some() == peer.jwks_url.is_some() {
+            return Err(format!(
+                "peer {}: give exactly one of its public key and its JWKS URL",
+                peer.name
+            ));
+        }
+        if !peer.url.starts_with("http://") && !peer.url.starts_with("https://") {
+            return Err(format!("peer {}: its URL starts with https://", peer.name));
+        }
+        peers.push(peer);
+    }
+    Ok(Some(peers))
 }
 
 /// The bylaws' patronage rules, the ones in force filled in.
@@ -912,9 +1071,10 @@ fn bylaw(form: &Form, prefix: &str, coop: Option<&Cooperative>) -> Result<Propos
             (coop.and_then(|c| c.spec.patronage.as_ref()) != Some(&rules)).then_some(rules)
         }
     };
-    if voting_defaults.is_none() && member_classes.is_none() && patronage.is_none() {
+    let peers = peers_of(form, prefix)?.filter(|peers| Some(peers) != coop.map(|c| &c.spec.peers));
+    if voting_defaults.is_none() && member_classes.is_none() && patronage.is_none() && peers.is_none() {
         return Err(
-            "this bylaw change changes nothing: edit the voting rules, the member classes or the patronage rules"
+            "this bylaw change changes nothing: edit the voting rules, the member classes, the patronage rules or the peers"
                 .to_owned(),
         );
     }
@@ -922,6 +1082,7 @@ fn bylaw(form: &Form, prefix: &str, coop: Option<&Cooperative>) -> Result<Propos
         "votingDefaults": voting_defaults,
         "memberClasses": member_classes,
         "patronage": patronage,
+        "peers": peers,
     }}))
 }
 

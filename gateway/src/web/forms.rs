@@ -526,6 +526,104 @@ mod tests {
         assert!(spec.check().unwrap_err().contains("20% to 100%"));
     }
 
+    /// A peer's fields as the bylaw form sends them.
+    fn peer_row(n: usize, p: &synco_crds::Peer) -> String {
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut row = format!(
+            "&peer{n}-name={}&peer{n}-url={}&peer{n}-public_key={}&peer{n}-jwks_url={}\
+             &peer{n}-borrow={}&peer{n}-lend={}&peer{n}-max_lend={}&peer{n}-tier={}",
+            p.name,
+            enc(&p.url),
+            p.public_key.clone().unwrap_or_default(),
+            enc(&p.jwks_url.clone().unwrap_or_default()),
+            enc(&p.borrow.join(", ")),
+            enc(&p.lend.join(", ")),
+            p.max_lend_percent,
+            p.tier
+        );
+        match (&p.terms.price, &p.terms.reciprocal) {
+            (Some(price), _) => {
+                row += &format!(
+                    "&peer{n}-terms=price&peer{n}-currency={}&peer{n}-input={}&peer{n}-output={}",
+                    price.currency, price.price.input_per_million, price.price.output_per_million
+                );
+            }
+            (None, Some(r)) => {
+                row += &format!(
+                    "&peer{n}-terms=reciprocal&peer{n}-allowance={}",
+                    r.allowance_tokens
+                )
+            }
+            (None, None) => {}
+        }
+        row
+    }
+
+    /// The bylaw form adds, keeps and removes peer co-ops (a Bylaw proposal is how the
+    /// federation changes), and refuses a peer with two keys.
+    #[test]
+    fn the_bylaw_form_adds_and_removes_peers() {
+        let objects = coop("Majority");
+        let coop = objects.cooperative().unwrap();
+        let hillside = coop.spec.peers[0].clone();
+        let rows = bylaw_rows(&objects, "");
+        let html_fields: Vec<String> = effects::groups(
+            synco_crds::ProposalKind::Bylaw,
+            "",
+            effects::Source {
+                objects: &objects,
+                typed: None,
+            },
+        )
+        .into_iter()
+        .flat_map(|g| g.fields.into_iter().map(|f| f.name))
+        .collect();
+        assert!(html_fields.iter().any(|f| f == "peer1-public_key"));
+        assert!(
+            html_fields.iter().any(|f| f == "peer2-name"),
+            "a row for a new peer"
+        );
+        // Kept as it is: nothing changes.
+        let same = format!("{rows}{}&peer2-name=", peer_row(1, &hillside));
+        assert!(
+            proposal(&Form::parse(same.as_bytes()), &objects)
+                .unwrap_err()
+                .contains("changes nothing")
+        );
+        // A second peer, priced.
+        let mut valley = hillside.clone();
+        valley.name = "valley".into();
+        valley.public_key = None;
+        valley.jwks_url = Some("https://gateway.valley.example/federation/jwks.json".into());
+        valley.terms = serde_json::from_value(
+            serde_json::json!({"price": {"currency": "EUR", "inputPerMillion": 100, "outputPerMillion": 300}}),
+        )
+        .unwrap();
+        let added = format!("{rows}{}{}", peer_row(1, &hillside), peer_row(2, &valley));
+        let r = proposal(&Form::parse(added.as_bytes()), &objects).unwrap();
+        let change = r.effect.unwrap().bylaw.unwrap();
+        assert!(change.member_classes.is_none() && change.patronage.is_none());
+        assert_eq!(change.peers.unwrap(), [hillside.clone(), valley.clone()]);
+        // hillside removed (its name emptied).
+        let removed = format!("{rows}&peer1-name={}", peer_row(2, &valley));
+        let change = proposal(&Form::parse(removed.as_bytes()), &objects)
+            .unwrap()
+            .effect
+            .unwrap()
+            .bylaw
+            .unwrap();
+        assert_eq!(change.peers.unwrap(), [valley.clone()]);
+        // Two keys: refused with a clear message.
+        let mut two_keys = hillside.clone();
+        two_keys.jwks_url = Some("https://x.example/jwks".into());
+        let both = format!("{rows}{}", peer_row(1, &two_keys));
+        assert!(
+            proposal(&Form::parse(both.as_bytes()), &objects)
+                .unwrap_err()
+                .contains("exactly one of its public key and its JWKS URL")
+        );
+    }
+
     #[test]
     fn member_admission_and_surplus_price_forms_become_effects() {
         let objects = coop("Majority");
