@@ -356,9 +356,12 @@ async fn three_coops_lend_borrow_settle_and_fail_over() {
     places.sort();
     assert!(places.contains(&A.to_owned()), "{places:?}");
     assert!(places.contains(&B.to_owned()), "{places:?}");
+    // Requests hillside served for riverside, as their answers say.
+    let mut lent = places.iter().filter(|p| *p == B).count() as u64;
     // A model only peers serve goes to the one that offers it.
     let (status, coop, body) = ask(&client, a.gw(), &ana, "big-chat").await;
     assert_eq!((status, coop.as_str()), (200, B), "{body}");
+    lent += 1;
 
     // 2. Residency: lou is local only. Saturated, its requests wait at home (never at
     //    hillside); a model only peers serve is refused.
@@ -429,12 +432,13 @@ async fn three_coops_lend_borrow_settle_and_fail_over() {
     // behind the peer's queue of twelve.
     assert!(slowest_own < Duration::from_millis(1500), "{own:?}");
     assert!(slowest_own < slowest_peer, "own {own:?}, peer's {served:?}");
+    lent += served.len() as u64;
 
     // 4. The ledgers agree to the token (records are written within a second).
     let started = Instant::now();
     let (a_ledger, b_ledger) = loop {
         let (a_ledger, b_ledger) = (a.settlement(B), b.settlement(A));
-        if a_ledger["borrowed"] == b_ledger["lent"] && a_ledger["borrowed"]["requests"].as_u64() > Some(0) {
+        if a_ledger["borrowed"]["requests"] == lent && b_ledger["lent"]["requests"] == lent {
             break (a_ledger, b_ledger);
         }
         assert!(
@@ -444,6 +448,7 @@ async fn three_coops_lend_borrow_settle_and_fail_over() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     eprintln!("settlement: {a_ledger:#}\n{b_ledger:#}");
+    assert_eq!(a_ledger["borrowed"], b_ledger["lent"], "to the token");
     assert_eq!(a_ledger["borrowed"]["cost_micro"], b_ledger["lent"]["cost_micro"]);
     assert!(
         a_ledger["borrowed"]["cost_micro"].as_u64().unwrap() > 0,

@@ -30,7 +30,7 @@ use super::voting::VotingRules;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!self.memberClasses.exists(c, has(c.votingPowerPercent)) || self.memberClasses.all(c, has(c.votingPowerPercent))").message("either every member class has votingPowerPercent or none does"))]
 #[x_kube(validation = kube::core::Rule::new("!self.memberClasses.all(c, has(c.votingPowerPercent)) || self.memberClasses.map(c, c.votingPowerPercent).sum() == 100").message("class voting power must add up to 100%"))]
-#[x_kube(validation = kube::core::Rule::new("self.peers.all(p, self.memberClasses.all(c, p.tier > c.tier))").message("a peer's tier comes after every member class"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.peers) || self.peers.all(p, self.memberClasses.all(c, p.tier > c.tier))").message("a peer's tier comes after every member class"))]
 pub struct CooperativeSpec {
     /// The co-op's name as people write it.
     #[schemars(length(min = 1))]

@@ -175,18 +175,27 @@ pub fn verify(
 /// The `jti`s seen, kept until their tokens expire.
 #[derive(Debug, Default)]
 pub struct Replays {
-    seen: Mutex<HashMap<(String, String), i64>>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    ids: HashMap<(String, String), i64>,
+    /// The second of the last sweep of expired ids.
+    swept: i64,
 }
 
 impl Replays {
     fn first_use(&self, issuer: &str, jti: &str, exp: i64) -> Result<(), TokenError> {
         let mut seen = self.seen.lock().map_err(|_| TokenError::Replayed)?;
         let now = jiff::Timestamp::now().as_second();
-        if seen.len() > 1024 {
-            // Expired tokens are refused by their `exp`: their ids need not be kept.
-            seen.retain(|_, exp| *exp + 10 >= now);
+        if now > seen.swept {
+            // Once a second: expired tokens are refused by their `exp` (beyond the
+            // leeway), so their ids need not be kept.
+            seen.swept = now;
+            seen.ids.retain(|_, exp| *exp + 10 >= now);
         }
-        match seen.entry((issuer.to_owned(), jti.to_owned())) {
+        match seen.ids.entry((issuer.to_owned(), jti.to_owned())) {
             std::collections::hash_map::Entry::Occupied(_) => Err(TokenError::Replayed),
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(exp);
@@ -197,7 +206,7 @@ impl Replays {
 
     /// Token ids held now.
     pub fn len(&self) -> usize {
-        self.seen.lock().map_or(0, |s| s.len())
+        self.seen.lock().map_or(0, |s| s.ids.len())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -370,13 +370,11 @@ impl Admission for CoopAdmission {
             // Not served here: a peer serves it (budget and rate are still this
             // co-op's to keep).
             Overflow::Only => None,
+            // No slot within the wait: a peer serves it.
             Overflow::After(wait) => {
-                let scheduler = self.scheduler(req.model, coop.surplus_percent)?;
-                match tokio::time::timeout(wait, scheduler.acquire(caller, weight, typical_prompt(req))).await
-                {
-                    Ok(slot) => Some(slot?),
-                    Err(_) => None,
-                }
+                self.scheduler(req.model, coop.surplus_percent)?
+                    .acquire_within(caller, weight, typical_prompt(req), wait)
+                    .await?
             }
         };
         Ok(Box::new(CoopReservation {

@@ -59,6 +59,9 @@ pub const OUTPUT_WEIGHT: u64 = 2;
 /// shrinks (room for noise and for batching engines that slow a little as they fill).
 pub const TOLERANCE: f64 = 2.0;
 
+/// The code of a member's 429 when no slot came within its wait.
+const SATURATED: &str = "engine_saturated";
+
 /// The engine's concurrency limit, from its latency per token.
 #[derive(Debug)]
 struct Gradient {
@@ -437,7 +440,26 @@ impl Scheduler {
         weight: CallerWeight,
         prompt: u64,
     ) -> Result<Slot, ApiError> {
-        self.acquire_in(caller, weight, prompt, Share::of(caller)).await
+        let share = Share::of(caller);
+        self.acquire_in(caller, weight, prompt, share, None).await
+    }
+
+    /// Like [`Scheduler::acquire`], but waits at most `wait` (when a peer co-op could
+    /// serve the request instead): `Ok(None)` when no slot came in time, the request
+    /// taken out of the queue.
+    pub async fn acquire_within(
+        self: &Arc<Self>,
+        caller: &Caller,
+        weight: CallerWeight,
+        prompt: u64,
+        wait: Duration,
+    ) -> Result<Option<Slot>, ApiError> {
+        let share = Share::of(caller);
+        match self.acquire_in(caller, weight, prompt, share, Some(wait)).await {
+            Ok(slot) => Ok(Some(slot)),
+            Err(ApiError::RateLimited { code, .. }) if code == SATURATED => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits for a slot for a peer co-op's request, within `percent` of the slots (the
@@ -452,7 +474,7 @@ impl Scheduler {
             return Err(self.peer_share_full(&peer.id));
         }
         let share = Share::Peer(peer.id.clone(), percent);
-        self.acquire_in(peer, CallerWeight(1.0), prompt, Some(share))
+        self.acquire_in(peer, CallerWeight(1.0), prompt, Some(share), None)
             .await
     }
 
@@ -487,6 +509,7 @@ impl Scheduler {
         weight: CallerWeight,
         prompt: u64,
         share: Option<Share>,
+        wait: Option<Duration>,
     ) -> Result<Slot, ApiError> {
         let customer = caller.kind != CallerKind::Member;
         if share == Some(Share::Customers) && self.surplus_percent() == 0 {
@@ -544,11 +567,11 @@ impl Scheduler {
             }
             (seq, rx)
         };
-        let wait = if customer {
+        let wait = wait.unwrap_or(if customer {
             self.customer_wait
         } else {
             self.member_wait
-        };
+        });
         let mut rx = rx;
         match tokio::time::timeout(wait, &mut rx).await {
             Ok(Ok(alone)) => Ok(slot(alone)),
@@ -571,7 +594,7 @@ impl Scheduler {
                 } else {
                     ApiError::RateLimited {
                         message: "The model is saturated; retry shortly.".to_owned(),
-                        code: "engine_saturated".to_owned(),
+                        code: SATURATED.to_owned(),
                         retry_after: Some(1),
                         headers: Vec::new(),
                     }
@@ -881,6 +904,27 @@ mod tests {
             waiting_peer.await.unwrap().is_err(),
             "the peer timed out behind the member"
         );
+    }
+
+    /// A request that may go to a peer waits only its overflow time, and leaves the
+    /// queue when it gives up.
+    #[tokio::test]
+    async fn a_request_that_may_overflow_leaves_the_queue_in_time() {
+        let s = Scheduler::new("m", 1, 0, Duration::from_secs(1), Duration::from_secs(30));
+        let running = s.acquire(&member("ana"), CallerWeight(1.0), 1).await.unwrap();
+        let started = Instant::now();
+        let none = s
+            .acquire_within(&member("ben"), CallerWeight(1.0), 1, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(none.is_none() && started.elapsed() < Duration::from_secs(1));
+        assert_eq!(s.state.lock().unwrap().tiers[&0].queued, 0);
+        drop(running);
+        let some = s
+            .acquire_within(&member("ben"), CallerWeight(1.0), 1, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(some.is_some(), "a free slot is taken at once");
     }
 
     #[test]
