@@ -28,8 +28,8 @@ pub use resources::cooperative::{
 pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};
 pub use resources::delegation::{Delegation, DelegationSpec};
 pub use resources::inference_model::{
-    Capabilities, EngineKind, InferenceModel, InferenceModelSpec, InferenceModelStatus, ModelAccess,
-    ModelEngine, ModelPhase, ModelSource, VolumeSource,
+    Capabilities, EngineKind, EngineRouting, InferenceModel, InferenceModelSpec, InferenceModelStatus,
+    ModelAccess, ModelEngine, ModelPhase, ModelSource, VolumeSource,
 };
 pub use resources::member::{Member, MemberSpec, MemberStatus, OrganisationKind, Standing};
 pub use resources::proposal::{

@@ -99,17 +99,19 @@ pub fn model_config(model: &InferenceModel) -> Option<ModelConfig> {
         .namespace
         .clone()
         .unwrap_or_else(|| "synco".to_owned());
-    let external = |url: String| EngineConfig::External {
+    let external = |url: String, replicas: Vec<String>| EngineConfig::External {
         url,
         upstream_model: None,
         api_key_env: None,
         timeout_seconds: 300,
         retries: 2,
+        replicas,
+        routing: crate::config::routing_of(&model.spec.engine),
     };
     let engine = match model.spec.engine.kind {
-        EngineKind::External => external(model.spec.engine.url.clone()?),
+        EngineKind::External => external(model.spec.engine.url.clone()?, model.spec.engine.replicas.clone()),
         // The operator's Deployment and Service; served once it publishes the endpoint.
-        EngineKind::Mistralrs => external(model.status.as_ref()?.endpoint.clone()?),
+        EngineKind::Mistralrs => external(model.status.as_ref()?.endpoint.clone()?, Vec::new()),
         EngineKind::Embedded => {
             let source = model.spec.source.as_ref()?;
             match (&source.path, &source.hub) {

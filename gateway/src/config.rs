@@ -68,6 +68,12 @@ pub enum EngineConfig {
         timeout_seconds: u64,
         #[serde(default = "default_retries")]
         retries: u32,
+        /// Further base URLs serving the same model (its replicas).
+        #[serde(default)]
+        replicas: Vec<String>,
+        /// How requests are spread over `url` and the replicas.
+        #[serde(default)]
+        routing: crate::engine::replicas::Routing,
     },
 }
 
@@ -130,6 +136,16 @@ async fn embedded_engine(
     )
 }
 
+/// The routing of an InferenceModel's replicas.
+pub fn routing_of(
+    engine: &synco_crds::resources::inference_model::ModelEngine,
+) -> crate::engine::replicas::Routing {
+    match engine.routing {
+        Some(synco_crds::EngineRouting::LeastLoad) => crate::engine::replicas::Routing::LeastLoad,
+        Some(synco_crds::EngineRouting::PrefixHash) | None => crate::engine::replicas::Routing::Prefix,
+    }
+}
+
 /// Loads one model's engine.
 pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> anyhow::Result<Arc<dyn Engine>> {
     Ok(match &model.engine {
@@ -150,6 +166,8 @@ pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> any
             api_key_env,
             timeout_seconds,
             retries,
+            replicas,
+            routing,
         } => {
             let mut options = ExternalOptions::new(url.clone());
             options.upstream_model.clone_from(upstream_model);
@@ -161,6 +179,18 @@ pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> any
             };
             options.request_timeout = Duration::from_secs(*timeout_seconds);
             options.retries = *retries;
+            if !replicas.is_empty() {
+                let mut engines = Vec::new();
+                for base in std::iter::once(url).chain(replicas) {
+                    let mut replica = options.clone();
+                    replica.base_url.clone_from(base);
+                    let engine = ExternalEngine::new(replica).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    engines.push((base.clone(), Arc::new(engine)));
+                }
+                tracing::info!(model = %model.name, replicas = engines.len(), ?routing, "external engine replicas");
+                let replicas = crate::engine::replicas::Replicas::new(&model.name, engines, *routing);
+                return Ok(Arc::new(crate::engine::replicas::ReplicatedEngine(replicas)));
+            }
             tracing::info!(model = %model.name, %url, "external engine");
             Arc::new(ExternalEngine::new(options).map_err(|e| anyhow::anyhow!("{e}"))?)
         }

@@ -8,6 +8,10 @@
 //! whose work grows with the prompt: the prompt's words are its tokens, and the
 //! answer takes the fixed time plus the per-token time for each of them (the fairness
 //! tests' saturated engine).
+//!
+//! With a prefix cache ([`start_caching`]) it remembers the system prompts (the first
+//! message) of its last few requests, as an engine's prompt cache would, reports a hit
+//! as `usage.prompt_tokens_details.cached_tokens`, and counts hits and misses.
 
 use std::net::SocketAddr;
 
@@ -40,6 +44,49 @@ pub struct Cost {
 struct Mock {
     cost: Cost,
     gate: Option<tokio::sync::Semaphore>,
+    cache: Option<PrefixCache>,
+}
+
+/// The prompts a caching mock holds, most recent last.
+#[derive(Debug)]
+struct PrefixCache {
+    capacity: usize,
+    held: std::sync::Mutex<std::collections::VecDeque<String>>,
+    stats: std::sync::Arc<CacheStats>,
+}
+
+/// A caching mock's hits and misses.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: std::sync::atomic::AtomicU64,
+    pub misses: std::sync::atomic::AtomicU64,
+}
+
+impl PrefixCache {
+    /// Whether `prefix` was held (it is held, most recent, afterwards).
+    fn look_up(&self, prefix: &str) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Ok(mut held) = self.held.lock() else {
+            return false;
+        };
+        let hit = match held.iter().position(|p| p == prefix) {
+            Some(at) => {
+                held.remove(at);
+                true
+            }
+            None => false,
+        };
+        held.push_back(prefix.to_owned());
+        while held.len() > self.capacity {
+            held.pop_front();
+        }
+        if hit {
+            self.stats.hits.fetch_add(1, Relaxed);
+        } else {
+            self.stats.misses.fetch_add(1, Relaxed);
+        }
+        hit
+    }
 }
 
 /// The words of the messages' text contents.
@@ -80,7 +127,12 @@ async fn chat(mock: axum::extract::State<std::sync::Arc<Mock>>, body: axum::Json
             .into_response();
     }
     let completion_tokens = WORDS.len() as u64;
-    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    let mut usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    if let Some(cache) = &mock.cache {
+        let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let cached = if cache.look_up(system) { prompt_tokens } else { 0 };
+        usage["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
     if !body["stream"].as_bool().unwrap_or(false) {
         return axum::Json(json!({
             "id": "mock-1", "object": "chat.completion", "created": 1, "model": model,
@@ -150,7 +202,36 @@ pub fn router_with_cost(cost: Cost) -> Router {
     let gate = (cost.capacity > 0).then(|| tokio::sync::Semaphore::new(cost.capacity));
     Router::new()
         .route("/v1/chat/completions", post(chat))
-        .with_state(std::sync::Arc::new(Mock { cost, gate }))
+        .with_state(std::sync::Arc::new(Mock {
+            cost,
+            gate,
+            cache: None,
+        }))
+}
+
+/// Starts a mock that answers at once and holds the system prompts of its last
+/// `capacity` requests; returns its address and its hit counts.
+pub async fn start_caching(capacity: usize) -> std::io::Result<(SocketAddr, std::sync::Arc<CacheStats>)> {
+    let stats = std::sync::Arc::new(CacheStats::default());
+    let router = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(std::sync::Arc::new(Mock {
+            cost: Cost::default(),
+            gate: None,
+            cache: Some(PrefixCache {
+                capacity,
+                held: std::sync::Mutex::default(),
+                stats: stats.clone(),
+            }),
+        }));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "mock upstream stopped");
+        }
+    });
+    Ok((addr, stats))
 }
 
 /// Starts the mock on a random loopback port; returns its address.

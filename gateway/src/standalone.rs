@@ -57,6 +57,8 @@ fn model_config(
                 api_key_env: None,
                 timeout_seconds: 300,
                 retries: 2,
+                replicas: model.spec.engine.replicas.clone(),
+                routing: crate::config::routing_of(&model.spec.engine),
             }
         }
         EngineKind::Embedded | EngineKind::Mistralrs => {

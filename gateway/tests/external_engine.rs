@@ -173,3 +173,92 @@ async fn an_upstream_that_is_down_is_a_502_after_retries() {
             .contains("cannot connect")
     );
 }
+
+/// Tenants (system prompts), requests per tenant, and prompts each replica's cache holds.
+const TENANTS: usize = 32;
+const PER_TENANT: usize = 20;
+const CACHED: usize = 12;
+
+/// The hit rate of the replicas' prompt caches under one routing.
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+async fn cache_hit_rate(routing: &str) -> f64 {
+    use futures::StreamExt as _;
+    use rand::SeedableRng as _;
+    use rand::seq::SliceRandom as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut engines = Vec::new();
+    for _ in 0..4 {
+        engines.push(synco_gateway::mock_upstream::start_caching(CACHED).await.unwrap());
+    }
+    let urls: Vec<String> = engines.iter().map(|(a, _)| format!("http://{a}/v1")).collect();
+    let config: synco_gateway::config::GatewayConfig = serde_yaml_ng::from_str(&format!(
+        "models:\n- name: m\n  engine: {{kind: external, url: '{}', replicas: ['{}', '{}', '{}'], routing: {routing}}}\n",
+        urls[0], urls[1], urls[2], urls[3]
+    ))
+    .unwrap();
+    let models = synco_gateway::config::load_models(&config.models, &Default::default())
+        .await
+        .unwrap();
+    let state = AppState::new(models);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        synco_gateway::server::serve(listener, state, Duration::from_secs(5))
+            .await
+            .unwrap();
+    });
+    // Each tenant has its own long system prompt; its requests come in a fixed
+    // shuffled order, eight at a time.
+    let mut work: Vec<(usize, usize)> = (0..TENANTS)
+        .flat_map(|t| (0..PER_TENANT).map(move |i| (t, i)))
+        .collect();
+    work.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/chat/completions");
+    futures::stream::iter(work)
+        .map(|(tenant, i)| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let body = json!({"model": "m", "messages": [
+                    {"role": "system", "content": format!("You are tenant {tenant}'s assistant. {}", "Answer with care. ".repeat(20))},
+                    {"role": "user", "content": format!("Question {i}")}
+                ]});
+                let r = client.post(url).json(&body).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    let (hits, misses) = engines.iter().fold((0, 0), |(h, m), (_, s)| {
+        (h + s.hits.load(Relaxed), m + s.misses.load(Relaxed))
+    });
+    let total = (TENANTS * PER_TENANT) as u64;
+    assert_eq!(hits + misses, total);
+    hits as f64 / total as f64
+}
+
+/// Prefix routing: four loopback engines, each holding the system prompts of its last
+/// 12 requests, serve 32 tenants with shared system prompts. Routed by prefix,
+/// a tenant's requests meet the replica that holds its prompt; spread by load, each
+/// replica sees every tenant and its cache keeps little.
+/// `cargo test --workspace --test external_engine -- --nocapture prefix_routing` prints
+/// both hit rates.
+#[tokio::test(flavor = "multi_thread")]
+async fn prefix_routing_reuses_the_replicas_prompt_caches() {
+    let prefix = cache_hit_rate("prefix").await;
+    let least = cache_hit_rate("leastLoad").await;
+    println!(
+        "prompt-cache hit rate over 4 replicas caching {CACHED} prompts each, {TENANTS} tenants x {PER_TENANT} requests, 8 at a time:"
+    );
+    println!(
+        "  prefix routing (consistent hashing, bounded load 1.25 + 4): {:.1}%",
+        prefix * 100.0
+    );
+    println!(
+        "  least load:                                                 {:.1}%",
+        least * 100.0
+    );
+    assert!(prefix >= 0.8, "prefix routing hit rate {prefix}");
+    assert!(prefix > least + 0.3, "prefix {prefix} against least load {least}");
+}

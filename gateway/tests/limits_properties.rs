@@ -128,6 +128,8 @@ fn objects(c: &Case) -> CoopObjects {
             spec.engine = ModelEngine {
                 kind: EngineKind::External,
                 url: Some("http://127.0.0.1:9/v1".into()),
+                replicas: vec![],
+                routing: None,
                 image: None,
                 args: vec![],
                 env: Default::default(),

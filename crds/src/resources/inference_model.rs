@@ -112,6 +112,7 @@ pub struct VolumeSource {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self.kind != 'External' || has(self.url)").message("an external engine needs a url"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.url) || self.url.matches('^https?://')").message("url must start with http:// or https://"))]
+#[x_kube(validation = kube::core::Rule::new("self.kind == 'External' || !has(self.replicas)").message("only an external engine lists replicas (the operator runs a mistralrs engine's)"))]
 pub struct ModelEngine {
     /// Which engine.
     pub kind: EngineKind,
@@ -119,6 +120,15 @@ pub struct ModelEngine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub url: Option<String>,
+    /// External engines: further base URLs serving the same model (its replicas);
+    /// requests are spread over `url` and these as `routing` says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 2048), regex(pattern = r"^https?://")))]
+    pub replicas: Vec<String>,
+    /// How requests are spread over the replicas: by the prompt's prefix (so that a
+    /// replica's prompt cache is reused; the default) or to the least loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<EngineRouting>,
     /// Mistralrs engine: the server image; the operator's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
@@ -130,6 +140,15 @@ pub struct ModelEngine {
     /// Environment for the engine process.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+}
+
+/// How requests are spread over an engine's replicas.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum EngineRouting {
+    /// Consistent hashing with bounded loads on the prompt's prefix.
+    PrefixHash,
+    /// The replica with the fewest requests in flight.
+    LeastLoad,
 }
 
 /// Which engine serves a model.

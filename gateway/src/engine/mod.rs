@@ -11,6 +11,7 @@
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod external;
+pub mod replicas;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
