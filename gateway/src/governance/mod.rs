@@ -10,6 +10,7 @@
 //! Closing is the store's owner's job: the operator in cluster mode, [`closer`] in
 //! standalone mode. Both call the same close.
 
+pub mod assistant;
 pub mod cli;
 pub mod closer;
 pub mod comments;

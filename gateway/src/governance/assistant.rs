@@ -1,0 +1,246 @@
+//! The governance assistant's cited summaries: the co-op's own model summarises a
+//! proposal's discussion, every sentence citing the comments it rests on as `[c12]`.
+//! [`check`] keeps only the sentences whose citations all name comments of that
+//! discussion; a sentence with none, or with one that does not exist, is dropped.
+//!
+//! The assistant runs on the model the bylaws name (`assistant.model`), within the
+//! co-op's monthly governance budget (`assistant.monthlyTokens`), in the top tier, and
+//! is metered to the co-op (caller `assistant`, kind `coop`), never to a member. It
+//! never casts a ballot, closes a proposal or edits a comment: it only writes summaries,
+//! each labelled as AI-written with its provenance. If its engine is slow or down,
+//! governance goes on and the page says no summary is available.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::views::{CommentView, ProposalView};
+
+/// The version of the summary prompt below (part of every summary's provenance).
+pub const TEMPLATE_VERSION: &str = "summary-v1";
+
+/// The caller the assistant's requests are metered to.
+pub const CALLER: &str = "assistant";
+
+/// The most completion tokens a summary may take.
+pub const MAX_TOKENS: u32 = 400;
+
+/// One sentence of a summary and the comments it cites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sentence {
+    pub text: String,
+    pub cites: Vec<i64>,
+}
+
+/// What the checker kept and dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Checked {
+    pub sentences: Vec<Sentence>,
+    /// Sentences with no citation.
+    pub dropped_uncited: usize,
+    /// Sentences citing a comment that is not in the discussion.
+    pub dropped_fabricated: usize,
+}
+
+/// Splits text into sentences: after `.`, `!` or `?` followed by white space (or a
+/// citation and then white space), and at line breaks.
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\n' {
+            out.push(std::mem::take(&mut current));
+            i += 1;
+            continue;
+        }
+        current.push(c);
+        if matches!(c, '.' | '!' | '?') {
+            // Citations written after the full stop belong to this sentence.
+            let mut j = i + 1;
+            loop {
+                while j < chars.len() && chars[j] == ' ' {
+                    j += 1;
+                }
+                if j < chars.len() && chars[j] == '[' {
+                    let Some(end) = chars[j..].iter().position(|&c| c == ']') else {
+                        break;
+                    };
+                    current.push(' ');
+                    current.extend(&chars[j..=j + end]);
+                    j += end + 1;
+                } else {
+                    break;
+                }
+            }
+            if j >= chars.len() || chars[j].is_whitespace() || chars[j - 1].is_whitespace() {
+                out.push(std::mem::take(&mut current));
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push(current);
+    out.into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+        .collect()
+}
+
+/// The citations in a sentence (`[c3]`, `[c3, c7]`, `[c3][c7]`), the sentence without
+/// them, and whether a bracket held something that is not a citation.
+fn citations(sentence: &str) -> (String, Vec<i64>, bool) {
+    let mut text = String::new();
+    let mut cites = Vec::new();
+    let mut malformed = false;
+    let mut rest = sentence;
+    while let Some(start) = rest.find('[') {
+        text.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find(']') else {
+            text.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let inner = &rest[start + 1..start + len];
+        for part in inner.split(',') {
+            match part.trim().strip_prefix('c').and_then(|n| n.parse::<i64>().ok()) {
+                Some(id) => cites.push(id),
+                None => malformed = true,
+            }
+        }
+        rest = &rest[start + len + 1..];
+    }
+    text.push_str(rest);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.replace(" .", ".").replace(" ,", ",");
+    cites.sort_unstable();
+    cites.dedup();
+    (text, cites, malformed)
+}
+
+/// Keeps the sentences of `output` whose citations all name comments in `known`.
+pub fn check(output: &str, known: &BTreeSet<i64>) -> Checked {
+    let mut checked = Checked::default();
+    for sentence in sentences(output) {
+        let (text, cites, malformed) = citations(&sentence);
+        if malformed || cites.iter().any(|c| !known.contains(c)) {
+            checked.dropped_fabricated += 1;
+        } else if cites.is_empty() {
+            checked.dropped_uncited += 1;
+        } else {
+            checked.sentences.push(Sentence { text, cites });
+        }
+    }
+    checked
+}
+
+/// The prompt: the instructions, then the proposal and its comments, each tagged
+/// with its id.
+pub fn prompt(proposal: &ProposalView, comments: &[CommentView]) -> (String, String) {
+    let system = "You summarise a co-operative's discussion of a proposal for its members. \
+                  Write at most six short sentences. End every sentence with the ids of the \
+                  comments it rests on, in square brackets, such as [c12] or [c12, c15]. \
+                  Use only the comments below; cite no other ids; take no side and make no \
+                  decision."
+        .to_owned();
+    let mut user = format!(
+        "Proposal {}: {}\n{}\n\nComments:\n",
+        proposal.name, proposal.spec.title, proposal.spec.body
+    );
+    for c in comments {
+        let reply = c
+            .reply_to
+            .map(|r| format!(" (reply to c{r})"))
+            .unwrap_or_default();
+        user.push_str(&format!("[c{}] {}{reply}: {}\n", c.id, c.member, c.body));
+    }
+    (system, user)
+}
+
+/// A summary as it is stored and shown: its sentences and how they were made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub proposal: String,
+    /// Always "AI-written": shown with the summary wherever it appears.
+    pub label: String,
+    pub sentences: Vec<Sentence>,
+    pub dropped_uncited: usize,
+    pub dropped_fabricated: usize,
+    pub provenance: Provenance,
+}
+
+/// How a summary was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    /// The served model and where it ran (`embedded`, `external`).
+    pub model: String,
+    pub engine: String,
+    /// The model's digest, when the engine can tell it.
+    pub model_digest: Option<String>,
+    pub template_version: String,
+    /// The comments it was given (all of the discussion at the time).
+    pub comments: Vec<i64>,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub seed: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> BTreeSet<i64> {
+        [3, 7, 12].into_iter().collect()
+    }
+
+    /// Outputs written by hand: cited sentences stay (without their markers), sentences
+    /// with no citation or a made-up one go.
+    #[test]
+    fn the_checker_keeps_only_sentences_citing_real_comments() {
+        let output = "The school wants 15% during exams [c3]. \
+                      The bakery worries about its morning orders [c7, c12].\n\
+                      Everyone agrees. \
+                      Some say the mill objects [c99]. \
+                      Two members asked for a trial month. [c3][c7] \
+                      A vote is expected soon [see c3]. \
+                      Costs were not discussed [c]";
+        let checked = check(output, &known());
+        assert_eq!(
+            checked.sentences,
+            [
+                Sentence {
+                    text: "The school wants 15% during exams.".into(),
+                    cites: vec![3]
+                },
+                Sentence {
+                    text: "The bakery worries about its morning orders.".into(),
+                    cites: vec![7, 12]
+                },
+                Sentence {
+                    text: "Two members asked for a trial month.".into(),
+                    cites: vec![3, 7]
+                },
+            ]
+        );
+        assert_eq!(checked.dropped_uncited, 1, "{checked:?}");
+        assert_eq!(checked.dropped_fabricated, 3, "{checked:?}");
+    }
+
+    #[test]
+    fn noise_keeps_nothing() {
+        let checked = check("kj3 ]] [[ ..!? [c] zz", &known());
+        assert!(checked.sentences.is_empty());
+        assert!(check("", &known()).sentences.is_empty());
+        let checked = check("All of it [c1, c2, c3].", &known());
+        assert_eq!(checked.dropped_fabricated, 1);
+    }
+}
