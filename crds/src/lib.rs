@@ -21,9 +21,9 @@ pub use resources::compute_pool::{
     CONTRIBUTED_BY_LABEL, ComputePool, ComputePoolSpec, ComputePoolStatus, PoolNode,
 };
 pub use resources::cooperative::{
-    ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass, PatronageBasis,
-    PatronageBylaws, Peer, PeerPrice, PeerTerms, Price, PriceCard, Reciprocity, SurplusDestination,
-    SurplusPolicy, VotingDefault,
+    AssistantBylaws, ClassVotingPower, Cooperative, CooperativeSpec, CooperativeStatus, MemberClass,
+    PatronageBasis, PatronageBylaws, Peer, PeerPrice, PeerTerms, Price, PriceCard, Reciprocity,
+    SurplusDestination, SurplusPolicy, VotingDefault,
 };
 pub use resources::customer::{Billing, Customer, CustomerSpec, CustomerStatus};
 pub use resources::delegation::{Delegation, DelegationSpec};

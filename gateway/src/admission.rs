@@ -27,6 +27,8 @@ pub enum CallerKind {
     Anonymous,
     /// A peer co-op borrowing capacity (federation).
     Peer,
+    /// The co-op itself: its governance assistant, metered to the co-op.
+    Coop,
 }
 
 impl CallerKind {
@@ -37,6 +39,7 @@ impl CallerKind {
             Self::Customer => "customer",
             Self::Anonymous => "anonymous",
             Self::Peer => "peer",
+            Self::Coop => "coop",
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct Coop {
     pub name: String,
     /// The peer co-ops in the bylaws, by name.
     pub peers: BTreeMap<String, synco_crds::Peer>,
+    /// The governance assistant's model and monthly tokens, when the bylaws name one.
+    pub assistant: Option<(String, u64)>,
 }
 
 /// The co-op as last read, shared by admission, authentication and `/v1/usage`.
@@ -159,6 +161,11 @@ impl Coop {
                 .iter()
                 .map(|p| (p.name.clone(), p.clone()))
                 .collect(),
+            assistant: coop
+                .spec
+                .assistant
+                .as_ref()
+                .map(|a| (a.model.clone(), u64::try_from(a.monthly_tokens).unwrap_or(0))),
             ..Self::default()
         };
         let class_of = |class: &str| coop.spec.member_classes.iter().find(|c| c.name == class);
@@ -287,6 +294,8 @@ impl Coop {
                 .peers
                 .get(&caller.id)
                 .is_some_and(|p| p.lend.iter().any(|m| m == model)),
+            // The assistant runs on the model the bylaws name for it.
+            CallerKind::Coop => self.assistant.as_ref().is_some_and(|(m, _)| m == model),
             CallerKind::Anonymous => false,
         }
     }

@@ -133,6 +133,7 @@ fn coop() -> &'static (Cooperative, Vec<Member>) {
                     surplus: None,
                     patronage: None,
                     peers: Vec::new(),
+                    assistant: None,
                 },
             )
         });

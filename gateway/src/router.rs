@@ -67,6 +67,10 @@ fn api() -> Router<AppState> {
             get(governance::comments).post(governance::comment),
         )
         .route("/v1/governance/proposals/{name}/votes", post(governance::vote))
+        .route(
+            "/v1/governance/proposals/{name}/summary",
+            get(governance::summary).post(governance::summarise),
+        )
         .route("/v1/governance/proposals/{name}/record", get(governance::record))
         .route(
             "/v1/governance/delegation",

@@ -53,3 +53,342 @@ async fn members_propose_discuss_delegate_and_vote_and_the_vote_changes_a_real_4
     };
     scenario::run(&env, 25).await;
 }
+
+/// A model output written by hand, for the summary the test asks for: two sentences
+/// citing the discussion's real comments, one citing a comment that does not exist and
+/// one citing none. Its usage says 300 prompt and 40 completion tokens.
+/// While `down` is set it answers 503, as an engine that is down behind its proxy.
+async fn canned_engine(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::net::SocketAddr {
+    use axum::response::IntoResponse as _;
+    use axum::routing::post;
+    async fn answer(
+        axum::extract::State(down): axum::extract::State<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> axum::response::Response {
+        if down.load(std::sync::atomic::Ordering::Relaxed) {
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({"error": {"message": "the engine is down", "type": "server_error"}}),
+                ),
+            )
+                .into_response();
+        }
+        let user = body["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let ids: Vec<String> = user
+            .match_indices("[c")
+            .filter_map(|(at, _)| {
+                let rest = &user[at + 2..];
+                rest.find(']').map(|end| rest[..end].to_owned())
+            })
+            .collect();
+        let (first, second) = (
+            ids.first().cloned().unwrap_or_default(),
+            ids.last().cloned().unwrap_or_default(),
+        );
+        let text = format!(
+            "Ana wants the assembly on a weekday evening [c{first}]. \
+             Ben prefers Saturdays for the families [c{second}]. \
+             Everyone agreed on the budget [c99999]. \
+             The vote is close."
+        );
+        axum::Json(serde_json::json!({
+            "id": "canned", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}
+        }))
+        .into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    let router = axum::Router::new()
+        .route("/v1/chat/completions", post(answer))
+        .with_state(down);
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .await
+            .expect("the canned engine serves");
+    });
+    addr
+}
+
+/// The governance assistant: a member asks for a cited summary; the checker keeps the
+/// two sentences that cite real comments; the summary carries its AI label and
+/// provenance in the API and on the page; it is metered to the co-op and stays within
+/// the co-op's governance budget; with its engine gone, no summary comes and votes go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_summarises_with_citations_and_never_blocks_governance() {
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine = canned_engine(down.clone()).await;
+    let manifests = tempfile::tempdir().expect("a temp dir");
+    let yaml = format!(
+        r#"
+apiVersion: synco.coop/v1alpha1
+kind: Cooperative
+metadata: {{name: commons, namespace: commons}}
+spec:
+  displayName: Commons
+  votingDefaults:
+    - {{kind: FreeText, method: Approval, votingPeriod: 1h}}
+  memberClasses:
+    - {{name: community, tier: 0}}
+  assistant: {{model: helper, monthlyTokens: 1500}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: Member
+metadata: {{name: ana, namespace: commons}}
+spec: {{displayName: Ana, class: community, identity: ana}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: Member
+metadata: {{name: ben, namespace: commons}}
+spec: {{displayName: Ben, class: community, identity: ben}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: helper, namespace: commons}}
+spec:
+  engine: {{kind: External, url: "http://{engine}/v1"}}
+  tokensPerSecondPerReplica: 1000
+---
+apiVersion: synco.coop/v1alpha1
+kind: Allocation
+metadata: {{name: allocation-v1, namespace: commons}}
+spec:
+  version: 1
+  floors: [{{memberClass: community, sharePercent: 50}}]
+"#
+    );
+    std::fs::write(manifests.path().join("coop.yaml"), yaml).expect("the manifests are written");
+    let data = tempfile::tempdir().expect("a temp dir");
+    let gw = c::standalone(manifests.path(), data.path(), None, &[]);
+    let client = reqwest::Client::new();
+    let (ana, ben) = (
+        c::token(c::SECRET, &c::claims("ana")),
+        c::token(c::SECRET, &c::claims("ben")),
+    );
+    let call = |method: reqwest::Method, path: &str, who: &str, body: Option<serde_json::Value>| {
+        let mut r = client.request(method, gw.url(path)).bearer_auth(who);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        r.send()
+    };
+    let made = call(
+        reqwest::Method::POST,
+        "/v1/governance/proposals",
+        &ana,
+        Some(serde_json::json!({"name": "assembly-day", "kind": "FreeText", "title": "Which day for the assembly?",
+            "options": [{"name": "weekday"}, {"name": "saturday"}]})),
+    )
+    .await
+    .expect("proposed");
+    assert_eq!(
+        made.status().as_u16(),
+        201,
+        "{}",
+        made.text().await.unwrap_or_default()
+    );
+    let path = "/v1/governance/proposals/assembly-day";
+    // Nothing to summarise yet, and no summary.
+    let none = call(reqwest::Method::POST, &format!("{path}/summary"), &ana, None)
+        .await
+        .expect("asked");
+    assert_eq!(none.status().as_u16(), 409);
+    let none = call(reqwest::Method::GET, &format!("{path}/summary"), &ana, None)
+        .await
+        .expect("asked");
+    assert_eq!(none.status().as_u16(), 404);
+    let mut ids = Vec::new();
+    for (who, text) in [
+        (&ana, "A weekday evening suits the workers."),
+        (&ben, "Saturday suits the families."),
+    ] {
+        let r = call(
+            reqwest::Method::POST,
+            &format!("{path}/comments"),
+            who,
+            Some(serde_json::json!({"body": text})),
+        )
+        .await
+        .expect("commented");
+        let v: serde_json::Value = r.json().await.expect("a comment");
+        ids.push(v["id"].as_i64().expect("an id"));
+    }
+    let r = call(reqwest::Method::POST, &format!("{path}/summary"), &ben, None)
+        .await
+        .expect("asked");
+    assert_eq!(r.status().as_u16(), 201);
+    let summary: serde_json::Value = r.json().await.expect("a summary");
+    assert_eq!(summary["label"], "AI-written");
+    let sentences = summary["sentences"].as_array().expect("sentences");
+    assert_eq!(sentences.len(), 2, "{summary:#}");
+    assert_eq!(
+        sentences[0]["text"],
+        "Ana wants the assembly on a weekday evening."
+    );
+    assert_eq!(sentences[0]["cites"], serde_json::json!([ids[0]]));
+    assert_eq!(sentences[1]["cites"], serde_json::json!([ids[1]]));
+    assert_eq!(
+        (
+            summary["droppedUncited"].as_u64(),
+            summary["droppedFabricated"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let p = &summary["provenance"];
+    assert_eq!(
+        (p["model"].as_str(), p["engine"].as_str()),
+        (Some("helper"), Some("external"))
+    );
+    assert_eq!(p["templateVersion"], "summary-v1");
+    assert_eq!(p["comments"], serde_json::json!(ids));
+    assert_eq!(
+        (
+            p["temperature"].as_f64(),
+            p["seed"].as_u64(),
+            p["maxTokens"].as_u64()
+        ),
+        (Some(0.0), Some(0), Some(400))
+    );
+    let again = call(reqwest::Method::GET, &format!("{path}/summary"), &ana, None)
+        .await
+        .expect("read");
+    assert_eq!(
+        again.json::<serde_json::Value>().await.expect("a summary"),
+        summary
+    );
+
+    // On the page, labelled, with its provenance and links to the comments.
+    let signed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let r = signed
+        .post(gw.url("/governance/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={ana}"))
+        .send()
+        .await
+        .expect("signed in");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .expect("a pair")
+        .to_owned();
+    let html = signed
+        .get(gw.url("/governance/proposals/assembly-day"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(r#"<strong id="ai-label">AI-written</strong>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains("by the co-op&#39;s model helper") || html.contains("by the co-op's model helper"),
+        "{html}"
+    );
+    assert!(html.contains("prompt summary-v1"), "{html}");
+    assert!(
+        html.contains(&format!("<a href=\"#comment-{}\">#{}</a>", ids[0], ids[0])),
+        "{html}"
+    );
+    assert!(
+        html.contains("Left out: 1 sentences citing no comment and 1 citing a comment that does not exist"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("budget [c99999]") && !html.contains("Everyone agreed"),
+        "{html}"
+    );
+
+    // The engine goes away: no summary, a clear answer, and governance goes on.
+    down.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = call(reqwest::Method::POST, &format!("{path}/summary"), &ben, None)
+        .await
+        .expect("asked");
+    assert_eq!(r.status().as_u16(), 503);
+    let body: serde_json::Value = r.json().await.expect("an error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no summary this time"),
+        "{body}"
+    );
+    let vote = call(
+        reqwest::Method::POST,
+        &format!("{path}/votes"),
+        &ben,
+        Some(serde_json::json!({"approvals": ["saturday"]})),
+    )
+    .await
+    .expect("voted");
+    assert!(
+        vote.status().is_success(),
+        "{}",
+        vote.text().await.unwrap_or_default()
+    );
+    let page = signed
+        .get(gw.url("/governance/proposals/assembly-day"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("the page");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("AI-written"), "the last summary is still shown");
+    down.store(false, std::sync::atomic::Ordering::Relaxed);
+
+    // The co-op's budget of 1,500 tokens: each summary reserves its worst case (the
+    // request's bytes and 400 completion tokens, about 1,050) and uses 340; a third
+    // does not fit.
+    let r = call(reqwest::Method::POST, &format!("{path}/summary"), &ana, None)
+        .await
+        .expect("asked");
+    assert_eq!(r.status().as_u16(), 201);
+    let r = call(reqwest::Method::POST, &format!("{path}/summary"), &ana, None)
+        .await
+        .expect("asked");
+    assert_eq!(r.status().as_u16(), 429, "{}", r.text().await.unwrap_or_default());
+    // Metered to the co-op, not to a member (records are written within a second).
+    let started = std::time::Instant::now();
+    let csv = loop {
+        let out = std::process::Command::new(binary())
+            .args(["usage", "export", "--month", &c::month()])
+            .args(c::db_args(data.path(), None))
+            .output()
+            .expect("the export runs");
+        let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+        if csv.lines().any(|l| l.starts_with("coop:assistant,coop,,3,")) {
+            break csv;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{csv}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("coop:assistant,coop,"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(",3,600,80,"),
+        "two summaries and the failed try metered: {line}"
+    );
+    assert!(
+        !csv.lines()
+            .any(|l| l.starts_with("ana,") || l.starts_with("ben,")),
+        "{csv}"
+    );
+}

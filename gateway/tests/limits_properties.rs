@@ -72,6 +72,7 @@ fn objects(c: &Case) -> CoopObjects {
             surplus: None,
             patronage: None,
             peers: vec![],
+            assistant: None,
         },
     );
     let members: Vec<Member> = c

@@ -51,6 +51,9 @@ pub struct CooperativeSpec {
     /// How patronage refunds are worked out when a month closes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patronage: Option<PatronageBylaws>,
+    /// The governance assistant: the co-op's own model summarising discussions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<AssistantBylaws>,
     /// Peer co-ops in the federation: capacity borrowed and lent on the terms set here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
@@ -201,6 +204,18 @@ pub enum SurplusDestination {
     Pool,
     /// Into the collective reserve, which no member owns.
     Reserve,
+}
+
+/// The governance assistant's model and budget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssistantBylaws {
+    /// The served model it runs on (one of the co-op's InferenceModels).
+    #[schemars(length(min = 1, max = 253))]
+    pub model: String,
+    /// Tokens it may use in a month, metered to the co-op, not to a member.
+    #[schemars(range(min = 0))]
+    pub monthly_tokens: i64,
 }
 
 /// A peer co-op in the federation: how it proves who it is, which models flow each way,

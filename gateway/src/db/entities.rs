@@ -376,3 +376,29 @@ pub mod ledger_period {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod assistant_output {
+    use sea_orm::entity::prelude::*;
+
+    /// Something the governance assistant wrote (a proposal's summary), with its
+    /// provenance, as JSON. Append-only: a new summary is a new row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "assistant_outputs")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        #[sea_orm(indexed)]
+        pub proposal: String,
+        /// `summary`.
+        pub kind: String,
+        /// The output and its provenance, as JSON.
+        pub body: String,
+        /// RFC 3339.
+        pub created_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

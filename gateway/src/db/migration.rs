@@ -3,8 +3,8 @@
 use sea_orm_migration::prelude::*;
 
 use super::entities::{
-    api_key, ballot, comment, contribution_sample, coop_object, coop_version, delegation, lease,
-    ledger_distribution, ledger_entry, ledger_period, proposal, usage_record, web_session,
+    api_key, assistant_output, ballot, comment, contribution_sample, coop_object, coop_version, delegation,
+    lease, ledger_distribution, ledger_entry, ledger_period, proposal, usage_record, web_session,
 };
 
 /// Creates an entity's table as sea-orm derives it, unless it exists.
@@ -291,6 +291,22 @@ impl MigrationTrait for Federation {
     }
 }
 
+/// The governance assistant's outputs.
+struct Assistant;
+
+impl MigrationName for Assistant {
+    fn name(&self) -> &str {
+        "m20261206_000001_assistant"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Assistant {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_from_entity(manager, assistant_output::Entity).await
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
@@ -305,6 +321,7 @@ impl MigratorTrait for Migrator {
             Box::new(Ledger),
             Box::new(Patronage),
             Box::new(Federation),
+            Box::new(Assistant),
         ]
     }
 }

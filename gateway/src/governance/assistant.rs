@@ -12,15 +12,30 @@
 
 use std::collections::BTreeSet;
 
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _,
+};
 use serde::{Deserialize, Serialize};
 
+use super::Governance;
 use super::views::{CommentView, ProposalView};
+use crate::admission::{Caller, CallerKind};
+use crate::app::AppState;
+use crate::db::assistant_output;
+use crate::error::ApiError;
+use crate::openai::ChatCompletionRequest;
 
 /// The version of the summary prompt below (part of every summary's provenance).
 pub const TEMPLATE_VERSION: &str = "summary-v1";
 
-/// The caller the assistant's requests are metered to.
-pub const CALLER: &str = "assistant";
+/// The caller the assistant's requests are metered to (not a valid resource name, so
+/// no member can share its budget).
+pub const CALLER: &str = "coop:assistant";
+
+/// How long a summary may take before the assistant gives up (governance goes on).
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The most completion tokens a summary may take.
 pub const MAX_TOKENS: u32 = 400;
@@ -192,6 +207,134 @@ pub struct Provenance {
     pub completion_tokens: u64,
     /// RFC 3339.
     pub created_at: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("the assistant's summaries cannot be read now: {e}"))
+}
+
+fn conflict(message: String) -> ApiError {
+    ApiError::Conflict {
+        message,
+        code: "assistant_unavailable".to_owned(),
+    }
+}
+
+/// The assistant as a caller: the co-op itself, in the top tier.
+pub fn caller() -> Caller {
+    Caller {
+        id: CALLER.to_owned(),
+        kind: CallerKind::Coop,
+        class: None,
+        tier: 0,
+        weight: 1,
+        local_only: true,
+    }
+}
+
+/// Summarises `proposal`'s discussion now, keeps the summary and returns it.
+///
+/// # Errors
+///
+/// 404 for an unknown proposal; 409 when the bylaws name no assistant model or the
+/// discussion is empty; 429 when the co-op's governance budget is spent; 503 when the
+/// engine fails or takes longer than [`TIMEOUT`].
+pub async fn summarise(state: &AppState, governance: &Governance, name: &str) -> Result<Summary, ApiError> {
+    let proposal = governance.get(name).await?;
+    let comments = governance.discussion(name).await?;
+    let accounts = state
+        .accounts
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("the assistant (this gateway serves no co-op)".to_owned()))?;
+    let Some((model, _)) = accounts.coop.current().assistant.clone() else {
+        return Err(conflict(
+            "The bylaws name no model for the governance assistant (`assistant.model`).".to_owned(),
+        ));
+    };
+    if comments.is_empty() {
+        return Err(conflict(format!("{name} has no comments to summarise yet.")));
+    }
+    let (system, user) = prompt(&proposal, &comments);
+    let seed = 0;
+    let temperature = 0.0;
+    let request: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": temperature,
+        "seed": seed,
+    }))
+    .map_err(|e| ApiError::Engine(format!("cannot build the summary request: {e}")))?;
+    let (answer, engine) =
+        tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), request))
+            .await
+            .map_err(|_| {
+                ApiError::Unavailable("The assistant took too long; no summary this time.".to_owned())
+            })?
+            .map_err(|e| match e {
+                e @ (ApiError::RateLimited { .. } | ApiError::PermissionDenied(_)) => e,
+                e => ApiError::Unavailable(format!(
+                    "The assistant is unavailable ({e}); no summary this time."
+                )),
+            })?;
+    let text = answer
+        .choices
+        .first()
+        .and_then(|c| c.message["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let known: BTreeSet<i64> = comments.iter().map(|c| c.id).collect();
+    let checked = check(&text, &known);
+    let usage = answer.usage.unwrap_or_default();
+    let summary = Summary {
+        proposal: name.to_owned(),
+        label: "AI-written".to_owned(),
+        sentences: checked.sentences,
+        dropped_uncited: checked.dropped_uncited,
+        dropped_fabricated: checked.dropped_fabricated,
+        provenance: Provenance {
+            model,
+            engine: engine.to_owned(),
+            model_digest: None,
+            template_version: TEMPLATE_VERSION.to_owned(),
+            comments: known.into_iter().collect(),
+            temperature,
+            max_tokens: MAX_TOKENS,
+            seed,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            created_at: jiff::Timestamp::now().to_string(),
+        },
+    };
+    let body = serde_json::to_string(&summary).map_err(unavailable)?;
+    assistant_output::ActiveModel {
+        id: NotSet,
+        proposal: Set(name.to_owned()),
+        kind: Set("summary".to_owned()),
+        body: Set(body),
+        created_at: Set(summary.provenance.created_at.clone()),
+    }
+    .insert(governance.db())
+    .await
+    .map_err(unavailable)?;
+    Ok(summary)
+}
+
+/// The latest summary of `proposal`, if any.
+///
+/// # Errors
+///
+/// 503 when the database cannot be read.
+pub async fn latest(db: &DatabaseConnection, proposal: &str) -> Result<Option<Summary>, ApiError> {
+    let row = assistant_output::Entity::find()
+        .filter(assistant_output::Column::Proposal.eq(proposal))
+        .filter(assistant_output::Column::Kind.eq("summary"))
+        .order_by_desc(assistant_output::Column::Id)
+        .one(db)
+        .await
+        .map_err(unavailable)?;
+    row.map(|r| serde_json::from_str(&r.body).map_err(unavailable))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -302,7 +302,15 @@ impl Admission for CoopAdmission {
                 }
             )));
         }
-        let limits = coop.limits(&caller.id);
+        let limits = if caller.kind == CallerKind::Coop {
+            // The assistant: the co-op's governance budget, no rate of its own.
+            crate::coop::CallerLimits {
+                monthly_budget: coop.assistant.as_ref().map_or(0, |(_, tokens)| *tokens),
+                ..crate::coop::CallerLimits::default()
+            }
+        } else {
+            coop.limits(&caller.id)
+        };
         let allowance = req
             .max_completion_tokens
             .is_none()
@@ -319,7 +327,11 @@ impl Admission for CoopAdmission {
                 caller.id
             )));
         }
-        let ticket = self.limiter.take(&caller.id, &limits, need)?;
+        let ticket = if caller.kind == CallerKind::Coop {
+            None
+        } else {
+            Some(self.limiter.take(&caller.id, &limits, need)?)
+        };
         let month = month_of(jiff::Timestamp::now());
         let budget = self
             .ledger
@@ -407,7 +419,8 @@ const BYTES_PER_TOKEN: u64 = 4;
 #[derive(Debug)]
 struct CoopReservation {
     caller: Caller,
-    ticket: Ticket,
+    /// The caller's rate and concurrency (none for the co-op's assistant).
+    ticket: Option<Ticket>,
     budget: Option<Hold>,
     credit: Option<Hold>,
     price: Price,
@@ -420,7 +433,9 @@ struct CoopReservation {
 impl Reservation for CoopReservation {
     fn settle(mut self: Box<Self>, usage: &Usage) -> Charge {
         let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
-        self.ticket.settle(tokens);
+        if let Some(ticket) = &mut self.ticket {
+            ticket.settle(tokens);
+        }
         if let Some(slot) = &mut self.slot {
             slot.settle(usage.prompt_tokens, usage.completion_tokens);
         }
@@ -441,7 +456,7 @@ impl Reservation for CoopReservation {
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
-        self.ticket.headers()
+        self.ticket.as_ref().map(Ticket::headers).unwrap_or_default()
     }
 
     fn completion_allowance(&self) -> Option<u64> {

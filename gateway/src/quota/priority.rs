@@ -174,7 +174,7 @@ impl Share {
     /// by the caller of [`Scheduler::acquire_lent`]).
     fn of(caller: &Caller) -> Option<Self> {
         match caller.kind {
-            CallerKind::Member => None,
+            CallerKind::Member | CallerKind::Coop => None,
             CallerKind::Peer => Some(Self::Peer(caller.id.clone(), 0)),
             CallerKind::Customer | CallerKind::Anonymous => Some(Self::Customers),
         }
@@ -511,7 +511,7 @@ impl Scheduler {
         share: Option<Share>,
         wait: Option<Duration>,
     ) -> Result<Slot, ApiError> {
-        let customer = caller.kind != CallerKind::Member;
+        let customer = !matches!(caller.kind, CallerKind::Member | CallerKind::Coop);
         if share == Some(Share::Customers) && self.surplus_percent() == 0 {
             return Err(self.no_surplus());
         }

@@ -8,6 +8,7 @@
 //! | `DELETE /v1/governance/proposals/{name}` | withdraw it (its proposer, before any ballot) |
 //! | `GET`, `POST /v1/governance/proposals/{name}/comments` | the discussion; comment or reply |
 //! | `POST /v1/governance/proposals/{name}/votes` | cast a ballot; the answer has its receipt |
+//! | `GET`, `POST /v1/governance/proposals/{name}/summary` | the assistant's cited summary; ask for one |
 //! | `GET /v1/governance/proposals/{name}/record` | the published ballots and record, after the close |
 //! | `GET`, `PUT`, `DELETE /v1/governance/delegation` | your delegation, and who delegates to you |
 //! | `GET /v1/governance/coop` | the allocation in force, your quota and usage, the surplus sold |
@@ -47,7 +48,7 @@ fn member(
         CallerKind::Customer => Err(ApiError::PermissionDenied(
             "Only members take part in governance; customers buy surplus capacity.".to_owned(),
         )),
-        CallerKind::Peer => Err(ApiError::PermissionDenied(
+        CallerKind::Peer | CallerKind::Coop => Err(ApiError::PermissionDenied(
             "Peer co-ops borrow capacity; they do not take part in this co-op's governance.".to_owned(),
         )),
         CallerKind::Anonymous => Err(ApiError::Unauthenticated(
@@ -140,6 +141,33 @@ pub async fn comment(
     let (g, me) = member(&state, caller)?;
     let view = g.comment(&me, &name, &request.body, request.reply_to).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// `GET /v1/governance/proposals/{name}/summary`: the assistant's latest summary of
+/// the discussion, labelled AI-written, with its provenance (404 when there is none).
+pub async fn summary(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::governance::assistant::Summary>, ApiError> {
+    let (g, _) = member(&state, caller)?;
+    g.get(&name).await?;
+    crate::governance::assistant::latest(g.db(), &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("a summary of {name} (no summary available)")))
+}
+
+/// `POST /v1/governance/proposals/{name}/summary`: asks the assistant for a summary
+/// now (201 with it).
+pub async fn summarise(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (g, _) = member(&state, caller)?;
+    let summary = crate::governance::assistant::summarise(&state, &g, &name).await?;
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
 /// `POST /v1/governance/proposals/{name}/votes`

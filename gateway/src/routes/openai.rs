@@ -495,6 +495,57 @@ pub async fn complete<R: CompletionKind>(
     result.map(|response| with_headers(response, &headers))
 }
 
+/// Runs a whole chat completion as `caller` through admission and metering, like any
+/// request: for the gateway's own work (the governance assistant). Returns the answer
+/// and the kind of engine that produced it.
+pub(crate) async fn chat_as(
+    state: &AppState,
+    caller: Caller,
+    req: ChatCompletionRequest,
+) -> Result<(ChatCompletion, &'static str), ApiError> {
+    req.validate()?;
+    let start = Started {
+        request_id: uuid::Uuid::new_v4().simple().to_string(),
+        caller,
+        at: Instant::now(),
+    };
+    let model = req.model.clone();
+    let max = req.max_tokens().map(u64::from);
+    let Admitted { place, mut guard, .. } = admit(
+        state,
+        start,
+        &model,
+        Endpoint::ChatCompletions,
+        max,
+        PromptRef::Chat(&req),
+    )
+    .await?;
+    let Place::Here(served) = place else {
+        return Err(ApiError::ModelNotFound(model));
+    };
+    let kind = served.engine.kind();
+    match served.engine.chat(req).await {
+        Ok(Reply::Full(mut done)) => {
+            if let Some(usage) = done.usage {
+                guard.add_reported(usage);
+            }
+            done.usage = Some(guard.usage());
+            guard.finish(Outcome::Completed);
+            Ok((done, kind))
+        }
+        Ok(Reply::Stream(_)) => {
+            guard.finish(Outcome::Failed("engine_error"));
+            Err(ApiError::Engine(
+                "the engine streamed an answer not asked to stream".to_owned(),
+            ))
+        }
+        Err(e) => {
+            guard.finish(Outcome::Failed(e.metric_label()));
+            Err(e)
+        }
+    }
+}
+
 /// `POST /v1/embeddings`
 pub async fn embeddings(
     State(state): State<AppState>,

@@ -50,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/governance/proposals/{name}/ballot", post(ballot))
         .route("/governance/proposals/{name}/comments", post(comment))
         .route("/governance/proposals/{name}/withdraw", post(withdraw))
+        .route("/governance/proposals/{name}/summary", post(summarise))
         .route("/governance/new", get(new_form).post(propose))
         .route("/governance/delegation", get(delegation).post(delegate))
         .route("/governance/coop", get(coop))
@@ -362,8 +363,33 @@ async fn proposal(
     let g = &member.governance;
     let view = g.get(&name).await?;
     let comments = g.discussion(&name).await?;
-    let page = views::ProposalPage::new(&member.session, &view, comments, q.receipt);
+    let mut page = views::ProposalPage::new(&member.session, &view, comments, q.receipt);
+    // Governance goes on without the assistant: a summary that cannot be read is none.
+    page.summary = crate::governance::assistant::latest(g.db(), &name)
+        .await
+        .ok()
+        .flatten();
+    page.assistant = state
+        .accounts
+        .as_ref()
+        .is_some_and(|a| a.coop.current().assistant.is_some());
     Ok(render(&page))
+}
+
+/// `POST /governance/proposals/{name}/summary`: asks the assistant for a summary.
+async fn summarise(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let form = forms::Form::parse(&body);
+    let member = poster(&state, &headers, &form).await?;
+    let back = format!("/governance/proposals/{name}");
+    crate::governance::assistant::summarise(&state, &member.governance, &name)
+        .await
+        .map_err(|e| PageError::from(e).back_to(&back))?;
+    Ok(see_other(&format!("{back}#summary")))
 }
 
 /// `POST /governance/proposals/{name}/ballot`

@@ -203,6 +203,10 @@ pub struct ProposalPage {
     pub comments: Vec<Comment>,
     pub receipt: Option<String>,
     pub outcome: Option<Outcome>,
+    /// The assistant's latest summary of the discussion (AI-written, cited).
+    pub summary: Option<crate::governance::assistant::Summary>,
+    /// Whether the bylaws name an assistant model (then members may ask for a summary).
+    pub assistant: bool,
 }
 
 fn threaded(comments: Vec<CommentView>) -> Vec<Comment> {
@@ -316,6 +320,8 @@ impl ProposalPage {
             comments: threaded(comments),
             receipt: receipt.filter(|r| r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit())),
             outcome: decided.then(|| outcome(p, &options)),
+            summary: None,
+            assistant: false,
         }
     }
 }
