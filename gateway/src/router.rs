@@ -67,6 +67,7 @@ fn api() -> Router<AppState> {
             get(governance::comments).post(governance::comment),
         )
         .route("/v1/governance/proposals/{name}/votes", post(governance::vote))
+        .route("/v1/governance/drafts", post(governance::draft))
         .route(
             "/v1/governance/proposals/{name}/summary",
             get(governance::summary).post(governance::summarise),

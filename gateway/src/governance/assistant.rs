@@ -337,6 +337,175 @@ pub async fn latest(db: &DatabaseConnection, proposal: &str) -> Result<Option<Su
         .transpose()
 }
 
+/// The version of the drafting prompt and schema.
+pub const DRAFT_TEMPLATE_VERSION: &str = "draft-v1";
+
+/// The most completion tokens a draft may take (the schema's bounds keep a draft far
+/// shorter: it ends by construction).
+pub const DRAFT_MAX_TOKENS: u32 = 600;
+
+/// The JSON schema drafts are constrained to: a free-text question, or an allocation
+/// whose floors name the co-op's own members and classes. Every string and list is
+/// bounded and no free white space is allowed, so that even a model that writes noise
+/// ends its draft within [`DRAFT_MAX_TOKENS`], and what it writes passes the Proposal's
+/// own checks (two floors of at most 50% cannot add up past 100%).
+pub fn draft_schema(objects: &crate::coop::CoopObjects) -> serde_json::Value {
+    use serde_json::json;
+    let mut members: Vec<String> = objects
+        .members
+        .iter()
+        .filter_map(|m| m.metadata.name.clone())
+        .collect();
+    members.sort();
+    let classes: Vec<String> = objects
+        .cooperative()
+        .map(|c| c.spec.member_classes.iter().map(|k| k.name.clone()).collect())
+        .unwrap_or_default();
+    let text = |min: u32, max: u32| json!({"type": "string", "minLength": min, "maxLength": max});
+    let share = json!({"type": "integer", "minimum": 0, "maximum": 50});
+    let mut targets = Vec::new();
+    if !members.is_empty() {
+        targets.push(
+            json!({"type": "object", "properties": {"member": {"enum": members}, "sharePercent": share},
+            "required": ["member", "sharePercent"], "additionalProperties": false}),
+        );
+    }
+    if !classes.is_empty() {
+        targets.push(
+            json!({"type": "object", "properties": {"memberClass": {"enum": classes}, "sharePercent": share},
+            "required": ["memberClass", "sharePercent"], "additionalProperties": false}),
+        );
+    }
+    let free_text = json!({"type": "object", "properties": {
+            "kind": {"const": "FreeText"}, "title": text(1, 60), "body": text(0, 200)},
+        "required": ["kind", "title", "body"], "additionalProperties": false});
+    let mut kinds = vec![free_text];
+    if !targets.is_empty() {
+        kinds.push(json!({"type": "object", "properties": {
+                "kind": {"const": "Allocation"}, "title": text(1, 60), "body": text(0, 200),
+                "effect": {"type": "object", "properties": {"allocation": {"type": "object", "properties": {
+                    "floors": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"anyOf": targets}}},
+                    "required": ["floors"], "additionalProperties": false}},
+                    "required": ["allocation"], "additionalProperties": false}},
+            "required": ["kind", "title", "body", "effect"], "additionalProperties": false}));
+    }
+    json!({"x-guidance": {"whitespace_flexible": false}, "anyOf": kinds})
+}
+
+/// A drafted proposal, for the member to review: nothing is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Draft {
+    /// Always "AI-written".
+    pub label: String,
+    /// What the member asked for.
+    pub request: String,
+    /// The draft as `POST /v1/governance/proposals` takes it (when it parsed).
+    pub proposal: Option<serde_json::Value>,
+    /// Whether it passes the Proposal's checks; else why not.
+    pub valid: bool,
+    pub problem: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// Checks a drafted proposal's JSON as the API server would check a Proposal by
+/// `proposer`: it parses, and its spec passes [`synco_crds::ProposalSpec::check`].
+pub fn check_draft(text: &str, proposer: &str) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let mut spec = value.clone();
+    spec["proposer"] = serde_json::Value::String(proposer.to_owned());
+    let spec: synco_crds::ProposalSpec =
+        serde_json::from_value(spec).map_err(|e| format!("not a proposal: {e}"))?;
+    spec.check()?;
+    Ok(value)
+}
+
+/// Drafts a proposal from `request` (plain words) for `member` to review.
+///
+/// # Errors
+///
+/// 400 for an empty or too long request; 409 without an assistant model; 429 when the
+/// co-op's governance budget is spent; 503 when the engine fails.
+pub async fn draft(
+    state: &AppState,
+    governance: &Governance,
+    member: &str,
+    request: &str,
+) -> Result<Draft, ApiError> {
+    let request = request.trim();
+    if request.is_empty() || request.chars().count() > 2000 {
+        return Err(ApiError::invalid_param(
+            "request",
+            "say in up to 2,000 characters what the proposal should do",
+        ));
+    }
+    let accounts = state
+        .accounts
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("the assistant (this gateway serves no co-op)".to_owned()))?;
+    let Some((model, _)) = accounts.coop.current().assistant.clone() else {
+        return Err(conflict(
+            "The bylaws name no model for the governance assistant (`assistant.model`).".to_owned(),
+        ));
+    };
+    let objects = governance.objects().await?;
+    let system = "You draft proposals for a co-operative's members. Write the proposal the \
+                  member asks for as JSON: a short title, a body that says what changes and \
+                  why, and, for a share of capacity, the floors it guarantees. The member \
+                  reviews it before anything is created."
+        .to_owned();
+    let (temperature, seed) = (0.7, 0);
+    let chat: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": request}],
+        "max_tokens": DRAFT_MAX_TOKENS,
+        "temperature": temperature,
+        "seed": seed,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "proposal", "schema": draft_schema(&objects)}},
+    }))
+    .map_err(|e| ApiError::Engine(format!("cannot build the drafting request: {e}")))?;
+    let (answer, engine) =
+        tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), chat))
+            .await
+            .map_err(|_| {
+                ApiError::Unavailable("The assistant took too long; no draft this time.".to_owned())
+            })?
+            .map_err(|e| match e {
+                e @ (ApiError::RateLimited { .. } | ApiError::PermissionDenied(_)) => e,
+                e => {
+                    ApiError::Unavailable(format!("The assistant is unavailable ({e}); no draft this time."))
+                }
+            })?;
+    let text = answer
+        .choices
+        .first()
+        .and_then(|c| c.message["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let usage = answer.usage.unwrap_or_default();
+    let checked = check_draft(&text, member);
+    Ok(Draft {
+        label: "AI-written".to_owned(),
+        request: request.to_owned(),
+        proposal: checked.as_ref().ok().cloned(),
+        valid: checked.is_ok(),
+        problem: checked.err(),
+        provenance: Provenance {
+            model,
+            engine: engine.to_owned(),
+            model_digest: None,
+            template_version: DRAFT_TEMPLATE_VERSION.to_owned(),
+            comments: Vec::new(),
+            temperature,
+            max_tokens: DRAFT_MAX_TOKENS,
+            seed,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            created_at: jiff::Timestamp::now().to_string(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +545,16 @@ mod tests {
         );
         assert_eq!(checked.dropped_uncited, 1, "{checked:?}");
         assert_eq!(checked.dropped_fabricated, 3, "{checked:?}");
+    }
+
+    #[test]
+    fn drafts_are_checked_as_proposals() {
+        let ok = r#"{"kind":"Allocation","title":"Exams","body":"","effect":{"allocation":{"floors":[{"member":"school","sharePercent":15}]}}}"#;
+        assert!(check_draft(ok, "ana").is_ok());
+        let over = r#"{"kind":"Allocation","title":"All","body":"","effect":{"allocation":{"floors":[{"member":"a","sharePercent":90},{"member":"b","sharePercent":90}]}}}"#;
+        assert!(check_draft(over, "ana").unwrap_err().contains("at most 100%"));
+        assert!(check_draft(r#"{"kind":"FreeText","title":"","body":""}"#, "ana").is_err());
+        assert!(check_draft("{\"kind\":", "ana").unwrap_err().contains("not JSON"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `GET`, `POST /v1/governance/proposals/{name}/comments` | the discussion; comment or reply |
 //! | `POST /v1/governance/proposals/{name}/votes` | cast a ballot; the answer has its receipt |
 //! | `GET`, `POST /v1/governance/proposals/{name}/summary` | the assistant's cited summary; ask for one |
+//! | `POST /v1/governance/drafts` | the assistant drafts a proposal from plain words (nothing is created) |
 //! | `GET /v1/governance/proposals/{name}/record` | the published ballots and record, after the close |
 //! | `GET`, `PUT`, `DELETE /v1/governance/delegation` | your delegation, and who delegates to you |
 //! | `GET /v1/governance/coop` | the allocation in force, your quota and usage, the surplus sold |
@@ -168,6 +169,27 @@ pub async fn summarise(
     let (g, _) = member(&state, caller)?;
     let summary = crate::governance::assistant::summarise(&state, &g, &name).await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+/// A drafting request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftRequest {
+    /// What the proposal should do, in plain words.
+    request: String,
+}
+
+/// `POST /v1/governance/drafts`: the assistant drafts a proposal from plain words, for
+/// the member to review (nothing is created; `POST /v1/governance/proposals` creates it).
+pub async fn draft(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ApiJson(request): ApiJson<DraftRequest>,
+) -> Result<Json<crate::governance::assistant::Draft>, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    Ok(Json(
+        crate::governance::assistant::draft(&state, &g, &me, &request.request).await?,
+    ))
 }
 
 /// `POST /v1/governance/proposals/{name}/votes`
