@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::admission::CallerKind;
 use crate::auth::keys;
 use crate::books::{self, NewEntry, Verdict};
-use crate::cli::{BooksCommand, DbArgs, FederationCommand, KeysCommand, UsageCommand};
+use crate::cli::{AssistantCommand, BooksCommand, DbArgs, FederationCommand, KeysCommand, UsageCommand};
 use crate::metering::export;
 
 async fn connect(db: &DbArgs) -> anyhow::Result<sea_orm::DatabaseConnection> {
@@ -18,6 +18,44 @@ fn out(text: &str) -> anyhow::Result<()> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// `assistant eval`
+pub async fn assistant(command: AssistantCommand) -> anyhow::Result<()> {
+    let AssistantCommand::Eval { model, discussions } = command;
+    let set = crate::governance::eval::read_set(&discussions)?;
+    let name = "candidate";
+    let config = crate::config::ModelConfig {
+        name: name.to_owned(),
+        owned_by: "eval".to_owned(),
+        engine: crate::config::EngineConfig::Embedded {
+            path: Some(model.clone()),
+            hub: None,
+        },
+    };
+    let registry = crate::config::load_models(&[config], &crate::engine::EmbeddedOptions::default()).await?;
+    let engine = registry.get(name).map_err(|e| anyhow::anyhow!("{e}"))?.engine;
+    let mut score = crate::governance::eval::evaluate(engine.as_ref(), name, &set).await?;
+    score.model = model.display().to_string();
+    out(&format!(
+        "model {}\n\
+         discussions          {}\n\
+         citation validity    {:.3} ({} sentences kept, {} citing nothing, {} citing no real comment)\n\
+         schema validity      {:.3} ({} of {} drafts valid)\n\
+         summary length       {:.0} characters kept, {:.0} completion tokens, on average\n{}\n",
+        model.display(),
+        score.discussions,
+        score.citation_validity,
+        score.sentences_kept,
+        score.sentences_uncited,
+        score.sentences_fabricated,
+        score.schema_validity,
+        score.drafts_valid,
+        score.drafts,
+        score.mean_summary_chars,
+        score.mean_summary_tokens,
+        serde_json::to_string(&score)?
+    ))
 }
 
 /// `federation ...`

@@ -43,6 +43,25 @@ pub enum Command {
     /// settlement ledger with a peer.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// The governance assistant: score a model on the discussions kept in the
+    /// repository before adopting it.
+    #[command(subcommand)]
+    Assistant(AssistantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssistantCommand {
+    /// Scores a model folder (run in process) as the assistant: citation validity of
+    /// its summaries, schema validity of its drafts, summary length. Prints a table
+    /// and the scores as JSON.
+    Eval {
+        /// The model folder (`config.json`, weights, `tokenizer.json`).
+        #[arg(long)]
+        model: PathBuf,
+        /// The discussions (`*.json`).
+        #[arg(long, default_value = "gateway/assistant-eval")]
+        discussions: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,7 +63,8 @@ impl Cli {
             | Command::Usage(_)
             | Command::Books(_)
             | Command::Governance(_)
-            | Command::Federation(_) => TelemetryOptions::default(),
+            | Command::Federation(_)
+            | Command::Assistant(_) => TelemetryOptions::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
@@ -78,6 +79,7 @@ impl Cli {
                 Command::Books(command) => admin::books(command).await,
                 Command::Governance(args) => governance::cli::run(args).await,
                 Command::Federation(command) => admin::federation(command).await,
+                Command::Assistant(command) => admin::assistant(command).await,
             };
             if let Err(e) = &result {
                 tracing::error!("{e:#}");

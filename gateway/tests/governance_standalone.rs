@@ -496,3 +496,28 @@ spec:
     let status = made.status().as_u16();
     assert_eq!(status, 201, "{}", made.text().await.unwrap_or_default());
 }
+
+/// The evaluation command scores the tiny model on the discussions kept in the
+/// repository: its drafts are all valid (the schema sees to that); its noise cites
+/// nothing, so its summaries keep no sentence.
+#[test]
+fn the_evaluation_command_scores_the_tiny_model() {
+    let out = std::process::Command::new(binary())
+        .args(["assistant", "eval", "--model"])
+        .arg(common::tiny_model())
+        .arg("--discussions")
+        .arg(common::repo_root().join("gateway/assistant-eval"))
+        .output()
+        .expect("the evaluation runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("text");
+    println!("{text}");
+    let score: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a JSON line")).expect("the scores as JSON");
+    assert_eq!(score["discussions"], 3);
+    assert_eq!(score["drafts"], 6);
+    assert_eq!(score["schema_validity"], 1.0);
+    let validity = score["citation_validity"].as_f64().expect("a figure");
+    assert!((0.0..=1.0).contains(&validity));
+    assert!(text.contains("citation validity"), "{text}");
+}

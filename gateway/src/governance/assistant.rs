@@ -155,16 +155,23 @@ pub fn check(output: &str, known: &BTreeSet<i64>) -> Checked {
 /// The prompt: the instructions, then the proposal and its comments, each tagged
 /// with its id.
 pub fn prompt(proposal: &ProposalView, comments: &[CommentView]) -> (String, String) {
+    prompt_parts(
+        &proposal.name,
+        &proposal.spec.title,
+        &proposal.spec.body,
+        comments,
+    )
+}
+
+/// [`prompt`] from its parts.
+pub fn prompt_parts(name: &str, title: &str, body: &str, comments: &[CommentView]) -> (String, String) {
     let system = "You summarise a co-operative's discussion of a proposal for its members. \
                   Write at most six short sentences. End every sentence with the ids of the \
                   comments it rests on, in square brackets, such as [c12] or [c12, c15]. \
                   Use only the comments below; cite no other ids; take no side and make no \
                   decision."
         .to_owned();
-    let mut user = format!(
-        "Proposal {}: {}\n{}\n\nComments:\n",
-        proposal.name, proposal.spec.title, proposal.spec.body
-    );
+    let mut user = format!("Proposal {name}: {title}\n{body}\n\nComments:\n");
     for c in comments {
         let reply = c
             .reply_to
@@ -255,16 +262,8 @@ pub async fn summarise(state: &AppState, governance: &Governance, name: &str) ->
         return Err(conflict(format!("{name} has no comments to summarise yet.")));
     }
     let (system, user) = prompt(&proposal, &comments);
-    let seed = 0;
-    let temperature = 0.0;
-    let request: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
-        "model": model,
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        "max_tokens": MAX_TOKENS,
-        "temperature": temperature,
-        "seed": seed,
-    }))
-    .map_err(|e| ApiError::Engine(format!("cannot build the summary request: {e}")))?;
+    let (seed, temperature) = (0, 0.0);
+    let request = summary_request(&model, system, user)?;
     let (answer, engine) =
         tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), request))
             .await
@@ -340,6 +339,50 @@ pub async fn latest(db: &DatabaseConnection, proposal: &str) -> Result<Option<Su
 /// The version of the drafting prompt and schema.
 pub const DRAFT_TEMPLATE_VERSION: &str = "draft-v1";
 
+/// The drafting instructions.
+pub const DRAFT_SYSTEM: &str = "You draft proposals for a co-operative's members. Write the \
+    proposal the member asks for as JSON: a short title, a body that says what changes and why, \
+    and, for a share of capacity, the floors it guarantees. The member reviews it before \
+    anything is created.";
+
+/// The drafting request for `model`: the member's words, constrained to `schema`.
+///
+/// # Errors
+///
+/// None in practice (the request is built from known parts).
+pub fn draft_request(
+    model: &str,
+    request: &str,
+    schema: serde_json::Value,
+    temperature: f64,
+) -> Result<ChatCompletionRequest, ApiError> {
+    serde_json::from_value(serde_json::json!({
+        "model": model,
+        "messages": [{"role": "system", "content": DRAFT_SYSTEM}, {"role": "user", "content": request}],
+        "max_tokens": DRAFT_MAX_TOKENS,
+        "temperature": temperature,
+        "seed": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "proposal", "schema": schema}},
+    }))
+    .map_err(|e| ApiError::Engine(format!("cannot build the drafting request: {e}")))
+}
+
+/// The summary request for `model` (temperature 0, seed 0, [`MAX_TOKENS`]).
+///
+/// # Errors
+///
+/// None in practice (the request is built from known parts).
+pub fn summary_request(model: &str, system: String, user: String) -> Result<ChatCompletionRequest, ApiError> {
+    serde_json::from_value(serde_json::json!({
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0.0,
+        "seed": 0,
+    }))
+    .map_err(|e| ApiError::Engine(format!("cannot build the summary request: {e}")))
+}
+
 /// The most completion tokens a draft may take (the schema's bounds keep a draft far
 /// shorter: it ends by construction).
 pub const DRAFT_MAX_TOKENS: u32 = 600;
@@ -350,7 +393,6 @@ pub const DRAFT_MAX_TOKENS: u32 = 600;
 /// ends its draft within [`DRAFT_MAX_TOKENS`], and what it writes passes the Proposal's
 /// own checks (two floors of at most 50% cannot add up past 100%).
 pub fn draft_schema(objects: &crate::coop::CoopObjects) -> serde_json::Value {
-    use serde_json::json;
     let mut members: Vec<String> = objects
         .members
         .iter()
@@ -361,6 +403,12 @@ pub fn draft_schema(objects: &crate::coop::CoopObjects) -> serde_json::Value {
         .cooperative()
         .map(|c| c.spec.member_classes.iter().map(|k| k.name.clone()).collect())
         .unwrap_or_default();
+    schema_for(&members, &classes)
+}
+
+/// The drafting schema for a co-op with these members and classes.
+pub fn schema_for(members: &[String], classes: &[String]) -> serde_json::Value {
+    use serde_json::json;
     let text = |min: u32, max: u32| json!({"type": "string", "minLength": min, "maxLength": max});
     let share = json!({"type": "integer", "minimum": 0, "maximum": 50});
     let mut targets = Vec::new();
@@ -449,21 +497,8 @@ pub async fn draft(
         ));
     };
     let objects = governance.objects().await?;
-    let system = "You draft proposals for a co-operative's members. Write the proposal the \
-                  member asks for as JSON: a short title, a body that says what changes and \
-                  why, and, for a share of capacity, the floors it guarantees. The member \
-                  reviews it before anything is created."
-        .to_owned();
     let (temperature, seed) = (0.7, 0);
-    let chat: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
-        "model": model,
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": request}],
-        "max_tokens": DRAFT_MAX_TOKENS,
-        "temperature": temperature,
-        "seed": seed,
-        "response_format": {"type": "json_schema", "json_schema": {"name": "proposal", "schema": draft_schema(&objects)}},
-    }))
-    .map_err(|e| ApiError::Engine(format!("cannot build the drafting request: {e}")))?;
+    let chat = draft_request(&model, request, draft_schema(&objects), temperature)?;
     let (answer, engine) =
         tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), chat))
             .await

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod closer;
 pub mod comments;
 pub mod db;
+pub mod eval;
 pub mod export;
 pub mod kube;
 pub mod store;
