@@ -176,7 +176,9 @@ pub async fn serve_coop(
     let mut exchange = None;
     if let Some(path) = &federation.federation_key {
         let key = crate::federation::keys::SigningKey::read(path)?;
-        let federation = crate::federation::Federation::new(
+        // Replicas share a Postgres database: they share the token ids seen there too.
+        let shared = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| db.clone());
+        let federation = crate::federation::Federation::with_shared_replays(
             coop.clone(),
             key,
             crate::federation::FederationOptions {
@@ -184,6 +186,7 @@ pub async fn serve_coop(
                 overflow_after: Duration::from_millis(federation.federation_overflow_after_ms),
                 ..crate::federation::FederationOptions::default()
             },
+            shared,
         )?;
         tracing::info!(coop = %federation.name(), peers = coop.current().peers.len(), "federation on");
         exchange = Some(tokio::spawn(federation.clone().run(stop_exchange.clone())));

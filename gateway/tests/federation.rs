@@ -775,6 +775,26 @@ async fn ledgers_agree_with_a_postgres_lender() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // A second replica of hillside on the same database: a token replayed to it is
+    // refused as well (the ids seen are shared through Postgres).
+    let mut b2 = Coop::new(B);
+    b2.key.clone_from(&b.key);
+    b2.public.clone_from(&b.public);
+    b2.database_url = Some(pg.url());
+    b2.start(&b_peers, &model(B, "m", engine), &[]);
+    let key = SigningKey::read(&a.key).unwrap();
+    let once = key.token(A, B).unwrap();
+    assert_eq!(as_peer(&client, b.gw(), &once, "m").await.0, 200);
+    let (status, body) = as_peer(&client, b2.gw(), &once, "m").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("replay"),
+        "{body}"
+    );
+    assert_eq!(
+        as_peer(&client, b2.gw(), &key.token(A, B).unwrap(), "m").await.0,
+        200
+    );
     assert_eq!(a.records(B).len(), 5);
     assert_eq!(
         a.records(B)

@@ -456,8 +456,10 @@ spec:
                     .send()
                     .await
                     .expect("drafted");
-                assert_eq!(r.status().as_u16(), 200);
-                r.json::<serde_json::Value>().await.expect("a draft")
+                let status = r.status().as_u16();
+                let body = r.json::<serde_json::Value>().await.expect("a draft");
+                assert_eq!(status, 200, "{body}");
+                body
             }
         })
         .buffer_unordered(8)

@@ -402,3 +402,26 @@ pub mod assistant_output {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod peer_token {
+    use sea_orm::entity::prelude::*;
+
+    /// A peer co-op's token id, seen once (federation's replay check shared by the
+    /// gateway's replicas on Postgres), kept until the token expires.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "peer_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub issuer: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub jti: String,
+        /// Unix seconds.
+        #[sea_orm(indexed)]
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

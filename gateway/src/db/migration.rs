@@ -4,7 +4,7 @@ use sea_orm_migration::prelude::*;
 
 use super::entities::{
     api_key, assistant_output, ballot, comment, contribution_sample, coop_object, coop_version, delegation,
-    lease, ledger_distribution, ledger_entry, ledger_period, proposal, usage_record, web_session,
+    lease, ledger_distribution, ledger_entry, ledger_period, peer_token, proposal, usage_record, web_session,
 };
 
 /// Creates an entity's table as sea-orm derives it, unless it exists.
@@ -291,7 +291,8 @@ impl MigrationTrait for Federation {
     }
 }
 
-/// The governance assistant's outputs.
+/// The governance assistant's outputs, and federation's replay check shared by the
+/// gateway's replicas.
 struct Assistant;
 
 impl MigrationName for Assistant {
@@ -303,7 +304,9 @@ impl MigrationName for Assistant {
 #[async_trait::async_trait]
 impl MigrationTrait for Assistant {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_from_entity(manager, assistant_output::Entity).await
+        create_from_entity(manager, assistant_output::Entity).await?;
+        // Federation's replay check shared by the replicas (see `federation::keys`).
+        create_from_entity(manager, peer_token::Entity).await
     }
 }
 

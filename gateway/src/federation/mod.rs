@@ -122,6 +122,9 @@ pub struct Federation {
     client: reqwest::Client,
     peers: Mutex<HashMap<String, PeerState>>,
     replays: Replays,
+    /// Where the replicas share the token ids they have seen (Postgres, when several
+    /// replicas may take a peer's calls); `None`: this process's memory only.
+    shared_replays: Option<sea_orm::DatabaseConnection>,
     /// JWKS documents fetched, by URL, with when.
     jwks: Mutex<HashMap<String, (Instant, JwkSet)>>,
 }
@@ -139,6 +142,17 @@ pub fn price_of(peer: &synco_crds::Peer) -> Price {
 
 impl Federation {
     pub fn new(coop: CoopHandle, key: SigningKey, options: FederationOptions) -> anyhow::Result<Arc<Self>> {
+        Self::with_shared_replays(coop, key, options, None)
+    }
+
+    /// Like [`Federation::new`], with the token ids seen kept in `db` too, so that a
+    /// token replayed to another replica of this gateway is refused as well.
+    pub fn with_shared_replays(
+        coop: CoopHandle,
+        key: SigningKey,
+        options: FederationOptions,
+        shared_replays: Option<sea_orm::DatabaseConnection>,
+    ) -> anyhow::Result<Arc<Self>> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5))
@@ -151,6 +165,7 @@ impl Federation {
             client,
             peers: Mutex::default(),
             replays: Replays::default(),
+            shared_replays,
             jwks: Mutex::default(),
         }))
     }
@@ -189,7 +204,12 @@ impl Federation {
             )));
         };
         let key = self.key_of(peer).await?;
-        keys::verify(token, &issuer, &coop.name, &key, &self.replays).map_err(unauthenticated)?;
+        let claims =
+            keys::verify(token, &issuer, &coop.name, &key, &self.replays).map_err(unauthenticated)?;
+        self.first_use_everywhere(&claims).await.map_err(|e| match e {
+            Some(e) => unauthenticated(e),
+            None => ApiError::Unavailable("The token store cannot be reached; try again shortly.".to_owned()),
+        })?;
         Ok(Caller {
             id: issuer,
             kind: CallerKind::Peer,
@@ -198,6 +218,48 @@ impl Federation {
             weight: 1,
             local_only: true,
         })
+    }
+
+    /// Records the token's id where every replica sees it; a second use (here or at
+    /// another replica) is a replay. `Err(None)`: the store cannot be reached (refused:
+    /// a replay cannot be ruled out).
+    async fn first_use_everywhere(&self, claims: &keys::PeerClaims) -> Result<(), Option<TokenError>> {
+        use sea_orm::ActiveModelTrait as _;
+        use sea_orm::ActiveValue::Set;
+        let Some(db) = &self.shared_replays else {
+            return Ok(());
+        };
+        let row = crate::db::peer_token::ActiveModel {
+            issuer: Set(claims.iss.clone()),
+            jti: Set(claims.jti.clone()),
+            expires_at: Set(claims.exp),
+        };
+        match row.insert(db).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                Err(Some(TokenError::Replayed))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "peer token store unavailable");
+                Err(None)
+            }
+        }
+    }
+
+    /// Forgets shared token ids whose tokens have expired.
+    async fn sweep_shared_replays(&self) {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+        let Some(db) = &self.shared_replays else {
+            return;
+        };
+        let stale = jiff::Timestamp::now().as_second() - 10;
+        if let Err(e) = crate::db::peer_token::Entity::delete_many()
+            .filter(crate::db::peer_token::Column::ExpiresAt.lt(stale))
+            .exec(db)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot sweep expired peer tokens");
+        }
     }
 
     /// The key a peer's tokens are checked with: its public key in the bylaws, or its
@@ -443,6 +505,7 @@ impl Federation {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
             self.exchange().await;
+            self.sweep_shared_replays().await;
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.options.exchange_every) => {}
