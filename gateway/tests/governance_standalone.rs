@@ -462,7 +462,10 @@ spec:
                 body
             }
         })
-        .buffer_unordered(8)
+        // One at a time: mistral.rs 0.8.1 mishandles its KV cache when it batches
+        // constrained sequences (a shape mismatch, or a capacity past the model's maximum
+        // length), failing a few drafts in a hundred at eight at a time under load.
+        .buffer_unordered(1)
         .collect()
         .await;
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();

@@ -108,6 +108,9 @@ impl Operator {
         ::metrics::gauge!(metrics::LEADER).set(1.0);
         let leading = shutdown.child_token();
         let controllers = tokio::spawn(runtime::run_controllers(self.ctx.clone(), leading.clone()));
+        // If this future is dropped (its task aborted), the controllers stop with it: a
+        // replica that no longer runs its lease must not go on reconciling.
+        let _stop_with_me = AbortOnDrop(controllers.abort_handle());
         let ended = match &elector {
             Some(elector) => elector.hold(&leading).await,
             None => {
@@ -133,5 +136,14 @@ impl Operator {
             }
             leader::Ended::Lost => Err(RunError::LostLease),
         }
+    }
+}
+
+/// Aborts a spawned task when dropped (a finished task is left as it is).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
