@@ -628,6 +628,47 @@ async fn three_coops_lend_borrow_settle_and_fail_over() {
     assert_eq!((status, coop.as_str()), (200, A));
 }
 
+/// Two co-ops over one mock engine: hillside lends `m` to riverside (`lend_percent` of
+/// it, on `terms`), riverside borrows it; hillside keeps its records in `lender_db`
+/// (Postgres) when given. Returns once riverside offers `m` from hillside.
+struct Pair {
+    a: Coop,
+    b: Coop,
+    b_peers: String,
+    engine: std::net::SocketAddr,
+    client: reqwest::Client,
+    ana: String,
+}
+
+async fn lender_and_borrower(terms: &str, lend_percent: u32, lender_db: Option<String>) -> Pair {
+    let engine = start_with_cost(Cost::default()).await.unwrap();
+    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
+    b.database_url = lender_db;
+    let a_peers = format!(
+        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {terms}}}",
+        b.url(),
+        b.public
+    );
+    let b_peers = format!(
+        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: {lend_percent}, tier: 5, terms: {terms}}}",
+        a.url(),
+        a.public
+    );
+    b.start(&b_peers, &model(B, "m", engine), &[]);
+    a.start(&a_peers, &model(A, "local", engine), &[]);
+    let client = reqwest::Client::new();
+    let ana = a.token("ana");
+    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    Pair {
+        a,
+        b,
+        b_peers,
+        engine,
+        client,
+        ana,
+    }
+}
+
 /// The latency a federated hop adds: the same chat request, one at a time, to
 /// hillside directly (as its member) and through riverside (as riverside's member, the
 /// model served only at hillside), interleaved, over a mock engine that answers at
@@ -642,23 +683,10 @@ async fn federated_hop_latency() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let engine = start_with_cost(Cost::default()).await.unwrap();
-    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
-    let a_peers = format!(
-        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {PRICE}}}",
-        b.url(),
-        b.public
-    );
-    let b_peers = format!(
-        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: 100, tier: 5, terms: {PRICE}}}",
-        a.url(),
-        a.public
-    );
-    b.start(&b_peers, &model(B, "m", engine), &[]);
-    a.start(&a_peers, &model(A, "local", engine), &[]);
-    let client = reqwest::Client::new();
-    let (ana, bea) = (a.token("ana"), b.token("ana"));
-    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    let Pair {
+        a, b, client, ana, ..
+    } = lender_and_borrower(PRICE, 100, None).await;
+    let bea = b.token("ana");
     let body = serde_json::to_vec(&chat_body("m", false)).unwrap();
     let time = |url: String, token: String| {
         let (client, body) = (client.clone(), body.clone());
@@ -728,24 +756,14 @@ async fn ledgers_agree_with_a_postgres_lender() {
     let Some(pg) = Postgres::start() else {
         return;
     };
-    let engine = start_with_cost(Cost::default()).await.unwrap();
-    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
-    b.database_url = Some(pg.url());
-    let a_peers = format!(
-        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {PRICE}}}",
-        b.url(),
-        b.public
-    );
-    let b_peers = format!(
-        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: 50, tier: 5, terms: {PRICE}}}",
-        a.url(),
-        a.public
-    );
-    b.start(&b_peers, &model(B, "m", engine), &[]);
-    a.start(&a_peers, &model(A, "local", engine), &[]);
-    let client = reqwest::Client::new();
-    let ana = a.token("ana");
-    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    let Pair {
+        a,
+        b,
+        b_peers,
+        engine,
+        client,
+        ana,
+    } = lender_and_borrower(PRICE, 50, Some(pg.url())).await;
     for stream in [false, true, false, true, false] {
         let response = client
             .post(a.gw().url("/v1/chat/completions"))
@@ -775,6 +793,18 @@ async fn ledgers_agree_with_a_postgres_lender() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    assert_eq!(a.records(B).len(), 5);
+    assert_eq!(
+        a.records(B)
+            .iter()
+            .map(|r| r["request_id"].clone())
+            .collect::<Vec<_>>(),
+        b.records(A)
+            .iter()
+            .map(|r| r["request_id"].clone())
+            .collect::<Vec<_>>()
+    );
+    // After the comparison: these direct calls are lent with no borrower's record.
     // A second replica of hillside on the same database: a token replayed to it is
     // refused as well (the ids seen are shared through Postgres).
     let mut b2 = Coop::new(B);
@@ -795,17 +825,6 @@ async fn ledgers_agree_with_a_postgres_lender() {
         as_peer(&client, b2.gw(), &key.token(A, B).unwrap(), "m").await.0,
         200
     );
-    assert_eq!(a.records(B).len(), 5);
-    assert_eq!(
-        a.records(B)
-            .iter()
-            .map(|r| r["request_id"].clone())
-            .collect::<Vec<_>>(),
-        b.records(A)
-            .iter()
-            .map(|r| r["request_id"].clone())
-            .collect::<Vec<_>>()
-    );
 }
 
 /// Under reciprocity a peer borrows at most what it lent in the month plus the
@@ -813,24 +832,9 @@ async fn ledgers_agree_with_a_postgres_lender() {
 /// member sees that refusal.
 #[tokio::test(flavor = "multi_thread")]
 async fn reciprocity_caps_what_a_peer_borrows() {
-    let engine = start_with_cost(Cost::default()).await.unwrap();
-    let (mut a, mut b) = (Coop::new(A), Coop::new(B));
-    let terms = "{reciprocal: {allowanceTokens: 30}}";
-    let a_peers = format!(
-        "    - {{name: {B}, url: '{}', publicKey: {}, borrow: [m], tier: 5, terms: {terms}}}",
-        b.url(),
-        b.public
-    );
-    let b_peers = format!(
-        "    - {{name: {A}, url: '{}', publicKey: {}, lend: [m], maxLendPercent: 50, tier: 5, terms: {terms}}}",
-        a.url(),
-        a.public
-    );
-    b.start(&b_peers, &model(B, "m", engine), &[]);
-    a.start(&a_peers, &model(A, "local", engine), &[]);
-    let client = reqwest::Client::new();
-    let ana = a.token("ana");
-    wait_offered(&client, a.gw(), &ana, "m", B).await;
+    let Pair {
+        a, b, client, ana, ..
+    } = lender_and_borrower("{reciprocal: {allowanceTokens: 30}}", 50, None).await;
     // Each answer is 9 tokens; lending is refused once more than 30 were lent (the
     // lender reads its ledger every two seconds, so the refusal may come a little late).
     let started = Instant::now();

@@ -361,9 +361,21 @@ impl Federation {
             .any(|p| p.borrow.iter().any(|m| m == model))
     }
 
-    /// Whether some peer may serve `model` now.
+    /// Whether some peer may serve `model` now (asked of every request while federation
+    /// is on, so it looks without building the routes).
     pub fn can_serve(&self, model: &str) -> bool {
-        !self.routes(model).is_empty()
+        let coop = self.coop.current();
+        let Ok(peers) = self.peers.lock() else {
+            return false;
+        };
+        coop.peers
+            .values()
+            .filter(|p| p.borrow.iter().any(|m| m == model))
+            .any(|p| {
+                peers
+                    .get(&p.name)
+                    .is_some_and(|s| !s.down && s.engine.is_some() && s.models.contains_key(model))
+            })
     }
 
     /// Models peers offer now that this gateway may borrow, each with the peer a

@@ -227,6 +227,54 @@ fn conflict(message: String) -> ApiError {
     }
 }
 
+/// The model the bylaws name for the assistant (409 when they name none).
+fn model_of(state: &AppState) -> Result<String, ApiError> {
+    let accounts = state
+        .accounts
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("the assistant (this gateway serves no co-op)".to_owned()))?;
+    accounts
+        .coop
+        .current()
+        .assistant
+        .clone()
+        .map(|(model, _)| model)
+        .ok_or_else(|| {
+            conflict("The bylaws name no model for the governance assistant (`assistant.model`).".to_owned())
+        })
+}
+
+/// The text of an answer's first choice.
+pub fn answer_text(answer: &crate::openai::ChatCompletion) -> String {
+    answer
+        .choices
+        .first()
+        .and_then(|c| c.message["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Runs `request` as the assistant within [`TIMEOUT`]: the answer's text, its usage and
+/// the engine's kind. A budget or access refusal keeps its status; anything else the
+/// engine does wrong is a 503 saying no `what` comes this time.
+async fn ask(
+    state: &AppState,
+    request: ChatCompletionRequest,
+    what: &str,
+) -> Result<(String, crate::openai::Usage, &'static str), ApiError> {
+    let (answer, engine) =
+        tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), request))
+            .await
+            .map_err(|_| ApiError::Unavailable(format!("The assistant took too long; no {what} this time.")))?
+            .map_err(|e| match e {
+                e @ (ApiError::RateLimited { .. } | ApiError::PermissionDenied(_)) => e,
+                e => ApiError::Unavailable(format!(
+                    "The assistant is unavailable ({e}); no {what} this time."
+                )),
+            })?;
+    Ok((answer_text(&answer), answer.usage.unwrap_or_default(), engine))
+}
+
 /// The assistant as a caller: the co-op itself, in the top tier.
 pub fn caller() -> Caller {
     Caller {
@@ -249,42 +297,16 @@ pub fn caller() -> Caller {
 pub async fn summarise(state: &AppState, governance: &Governance, name: &str) -> Result<Summary, ApiError> {
     let proposal = governance.get(name).await?;
     let comments = governance.discussion(name).await?;
-    let accounts = state
-        .accounts
-        .as_ref()
-        .ok_or_else(|| ApiError::NotFound("the assistant (this gateway serves no co-op)".to_owned()))?;
-    let Some((model, _)) = accounts.coop.current().assistant.clone() else {
-        return Err(conflict(
-            "The bylaws name no model for the governance assistant (`assistant.model`).".to_owned(),
-        ));
-    };
+    let model = model_of(state)?;
     if comments.is_empty() {
         return Err(conflict(format!("{name} has no comments to summarise yet.")));
     }
     let (system, user) = prompt(&proposal, &comments);
     let (seed, temperature) = (0, 0.0);
     let request = summary_request(&model, system, user)?;
-    let (answer, engine) =
-        tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), request))
-            .await
-            .map_err(|_| {
-                ApiError::Unavailable("The assistant took too long; no summary this time.".to_owned())
-            })?
-            .map_err(|e| match e {
-                e @ (ApiError::RateLimited { .. } | ApiError::PermissionDenied(_)) => e,
-                e => ApiError::Unavailable(format!(
-                    "The assistant is unavailable ({e}); no summary this time."
-                )),
-            })?;
-    let text = answer
-        .choices
-        .first()
-        .and_then(|c| c.message["content"].as_str())
-        .unwrap_or_default()
-        .to_owned();
+    let (text, usage, engine) = ask(state, request, "summary").await?;
     let known: BTreeSet<i64> = comments.iter().map(|c| c.id).collect();
     let checked = check(&text, &known);
-    let usage = answer.usage.unwrap_or_default();
     let summary = Summary {
         proposal: name.to_owned(),
         label: "AI-written".to_owned(),
@@ -490,37 +512,11 @@ pub async fn draft(
             "say in up to 2,000 characters what the proposal should do",
         ));
     }
-    let accounts = state
-        .accounts
-        .as_ref()
-        .ok_or_else(|| ApiError::NotFound("the assistant (this gateway serves no co-op)".to_owned()))?;
-    let Some((model, _)) = accounts.coop.current().assistant.clone() else {
-        return Err(conflict(
-            "The bylaws name no model for the governance assistant (`assistant.model`).".to_owned(),
-        ));
-    };
+    let model = model_of(state)?;
     let objects = governance.objects().await?;
     let (temperature, seed) = (0.7, 0);
     let chat = draft_request(&model, request, draft_schema(&objects), temperature)?;
-    let (answer, engine) =
-        tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), chat))
-            .await
-            .map_err(|_| {
-                ApiError::Unavailable("The assistant took too long; no draft this time.".to_owned())
-            })?
-            .map_err(|e| match e {
-                e @ (ApiError::RateLimited { .. } | ApiError::PermissionDenied(_)) => e,
-                e => {
-                    ApiError::Unavailable(format!("The assistant is unavailable ({e}); no draft this time."))
-                }
-            })?;
-    let text = answer
-        .choices
-        .first()
-        .and_then(|c| c.message["content"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let usage = answer.usage.unwrap_or_default();
+    let (text, usage, engine) = ask(state, chat, "draft").await?;
     let checked = check_draft(&text, member);
     Ok(Draft {
         label: "AI-written".to_owned(),

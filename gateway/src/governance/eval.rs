@@ -85,11 +85,7 @@ pub fn read_set(dir: &Path) -> anyhow::Result<Vec<Discussion>> {
 fn text_of(reply: Reply<crate::openai::ChatCompletion, crate::openai::ChatCompletionChunk>) -> (String, u64) {
     match reply {
         Reply::Full(done) => (
-            done.choices
-                .first()
-                .and_then(|c| c.message["content"].as_str())
-                .unwrap_or_default()
-                .to_owned(),
+            assistant::answer_text(&done),
             done.usage.map_or(0, |u| u.completion_tokens),
         ),
         Reply::Stream(_) => (String::new(), 0),
