@@ -31,6 +31,7 @@ pub async fn assistant(command: AssistantCommand) -> anyhow::Result<()> {
         engine: crate::config::EngineConfig::Embedded {
             path: Some(model.clone()),
             hub: None,
+            embeddings: false,
         },
     };
     let registry = crate::config::load_models(&[config], &crate::engine::EmbeddedOptions::default()).await?;

@@ -23,7 +23,8 @@ pub enum Command {
     /// Run in a Kubernetes cluster: serve the co-op in one namespace, following its
     /// resources through the API server.
     Cluster(Box<ClusterArgs>),
-    /// Write a tiny random-weight Llama model folder (for offline trials and tests).
+    /// Write a tiny random-weight model folder, chat or embedding (for offline trials
+    /// and tests).
     TinyModel(TinyModelArgs),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
@@ -498,6 +499,10 @@ pub struct TinyModelArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Write an embedding model (Qwen3-Embedding architecture, sentence-transformers
+    /// layout) instead of a chat model.
+    #[arg(long)]
+    pub embedding: bool,
 }
 
 /// JWT settings (API keys need none).

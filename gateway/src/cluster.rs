@@ -118,10 +118,12 @@ pub fn model_config(model: &InferenceModel) -> Option<ModelConfig> {
                 (Some(path), _) => EngineConfig::Embedded {
                     path: Some(path.into()),
                     hub: None,
+                    embeddings: !model.spec.capabilities.chat,
                 },
                 (None, Some(hub)) => EngineConfig::Embedded {
                     path: None,
                     hub: Some(hub.clone()),
+                    embeddings: !model.spec.capabilities.chat,
                 },
                 (None, None) => return None,
             }

@@ -53,6 +53,9 @@ pub enum EngineConfig {
         path: Option<PathBuf>,
         #[serde(default)]
         hub: Option<String>,
+        /// An embedding model (sentence-transformers layout), serving `/v1/embeddings`.
+        #[serde(default)]
+        embeddings: bool,
     },
     /// An OpenAI-compatible upstream.
     External {
@@ -110,17 +113,28 @@ pub async fn load_models(
     Ok(registry)
 }
 
-/// mistral.rs in this process.
+/// mistral.rs in this process: a text model, or an embedding model.
 #[cfg(feature = "embedded")]
 async fn embedded_engine(
     name: &str,
     source: ModelSource,
+    embeddings: bool,
     options: &EmbeddedOptions,
 ) -> anyhow::Result<Arc<dyn Engine>> {
-    let engine = crate::engine::embedded::EmbeddedEngine::load(source, options)
-        .await
-        .map_err(|e| anyhow::anyhow!("model {name}: {e}"))?;
-    Ok(Arc::new(engine))
+    let failed = |e: crate::engine::embedded::LoadError| anyhow::anyhow!("model {name}: {e}");
+    Ok(if embeddings {
+        Arc::new(
+            crate::engine::embedder::EmbeddingEngine::load(source, options)
+                .await
+                .map_err(failed)?,
+        )
+    } else {
+        Arc::new(
+            crate::engine::embedded::EmbeddedEngine::load(source, options)
+                .await
+                .map_err(failed)?,
+        )
+    })
 }
 
 /// A build without the in-process engine (the fuzz targets' and a gateway that only
@@ -129,6 +143,7 @@ async fn embedded_engine(
 async fn embedded_engine(
     name: &str,
     source: ModelSource,
+    _embeddings: bool,
     _options: &EmbeddedOptions,
 ) -> anyhow::Result<Arc<dyn Engine>> {
     anyhow::bail!(
@@ -149,7 +164,11 @@ pub fn routing_of(
 /// Loads one model's engine.
 pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> anyhow::Result<Arc<dyn Engine>> {
     Ok(match &model.engine {
-        EngineConfig::Embedded { path, hub } => {
+        EngineConfig::Embedded {
+            path,
+            hub,
+            embeddings,
+        } => {
             let source = match (path, hub) {
                 (Some(path), None) => ModelSource::Local(path.clone()),
                 (None, Some(hub)) => ModelSource::Hub(hub.clone()),
@@ -158,7 +177,7 @@ pub async fn load_engine(model: &ModelConfig, embedded: &EmbeddedOptions) -> any
                     model.name
                 ),
             };
-            embedded_engine(&model.name, source, embedded).await?
+            embedded_engine(&model.name, source, *embeddings, embedded).await?
         }
         EngineConfig::External {
             url,

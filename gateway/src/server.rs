@@ -62,12 +62,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `standalone`.
 pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let tiny = if args.tiny_model {
-        let dir = args.data_dir.join("tiny-model");
-        if !tiny_model::exists(&dir) {
-            tiny_model::write(&dir, &TinyModelOptions::default())?;
-            tracing::info!(path = %dir.display(), "tiny model written");
-        }
-        Some(dir)
+        Some(crate::standalone::TinyModels::ensure(&args.data_dir)?)
     } else {
         None
     };
@@ -87,7 +82,7 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let (coop_tx, coop) = CoopHandle::channel(Coop::from_objects(&objects, &options)?);
     let mut models = Models::new(
         embedded_options(&args.server),
-        crate::standalone::config_for(&args.manifests, tiny.as_deref()),
+        crate::standalone::config_for(&args.manifests, tiny.as_ref()),
     );
     models.update(&objects.models).await;
     anyhow::ensure!(
@@ -272,8 +267,12 @@ pub fn run_tiny_model(args: &TinyModelArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..TinyModelOptions::default()
     };
-    tiny_model::write(&args.out, &options)?;
-    tracing::info!(path = %args.out.display(), "tiny model written");
+    if args.embedding {
+        tiny_model::write_embedding(&args.out, &options)?;
+    } else {
+        tiny_model::write(&args.out, &options)?;
+    }
+    tracing::info!(path = %args.out.display(), embedding = args.embedding, "tiny model written");
     Ok(())
 }
 

@@ -8,8 +8,9 @@
 //!
 //! Models whose engine is `Mistralrs` (pods, in a cluster) or `Embedded` run in this
 //! process; `External` ones are proxied. With `--tiny-model`, every in-process model is
-//! replaced by a tiny random-weight model generated into the data directory, so the
-//! whole path works offline.
+//! replaced by a tiny random-weight model generated into the data directory (a chat
+//! model, or an embedding model for those whose capabilities are embeddings only), so
+//! the whole path works offline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,13 +20,42 @@ use synco_crds::{EngineKind, InferenceModel};
 use crate::config::{EngineConfig, ModelConfig};
 use crate::follow::ConfigFor;
 
+/// The tiny random-weight models served in place of in-process ones (`--tiny-model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TinyModels {
+    /// A chat model (Llama architecture).
+    pub chat: PathBuf,
+    /// An embedding model (Qwen3-Embedding architecture).
+    pub embedding: PathBuf,
+}
+
+impl TinyModels {
+    /// Writes both under `dir` when missing: `tiny-model` and `tiny-embedding-model`.
+    pub fn ensure(dir: &Path) -> anyhow::Result<Self> {
+        let options = crate::tiny_model::TinyModelOptions::default();
+        let tiny = Self {
+            chat: dir.join("tiny-model"),
+            embedding: dir.join("tiny-embedding-model"),
+        };
+        if !crate::tiny_model::exists(&tiny.chat) {
+            crate::tiny_model::write(&tiny.chat, &options)?;
+            tracing::info!(path = %tiny.chat.display(), "tiny model written");
+        }
+        if !crate::tiny_model::embedding_exists(&tiny.embedding) {
+            crate::tiny_model::write_embedding(&tiny.embedding, &options)?;
+            tracing::info!(path = %tiny.embedding.display(), "tiny embedding model written");
+        }
+        Ok(tiny)
+    }
+}
+
 /// How standalone mode serves InferenceModels: in process (or the tiny model in their
 /// place), or proxied to an external URL. Relative paths are relative to `manifests`.
-pub fn config_for(manifests: &Path, tiny_model: Option<&Path>) -> ConfigFor {
+pub fn config_for(manifests: &Path, tiny_models: Option<&TinyModels>) -> ConfigFor {
     let manifests = manifests.to_owned();
-    let tiny = tiny_model.map(Path::to_owned);
+    let tiny = tiny_models.cloned();
     Arc::new(
-        move |model| match model_config(model, &manifests, tiny.as_deref()) {
+        move |model| match model_config(model, &manifests, tiny.as_ref()) {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serve the model");
@@ -38,14 +68,18 @@ pub fn config_for(manifests: &Path, tiny_model: Option<&Path>) -> ConfigFor {
 fn model_config(
     model: &InferenceModel,
     manifests: &Path,
-    tiny_model: Option<&Path>,
+    tiny_models: Option<&TinyModels>,
 ) -> anyhow::Result<Option<ModelConfig>> {
     let resource = model.metadata.name.clone().unwrap_or_default();
     let name = model.spec.served_name.clone().unwrap_or_else(|| resource.clone());
-    if !model.spec.capabilities.chat {
-        tracing::warn!(model = %name, "skipped: only chat models are served in-process so far");
+    let capabilities = &model.spec.capabilities;
+    if !capabilities.chat && !capabilities.embeddings {
+        tracing::warn!(model = %name, "skipped: the model serves neither chat nor embeddings");
         return Ok(None);
     }
+    // In process, a model is one or the other: a chat model, or (chat off) an
+    // embedding model.
+    let embeddings = !capabilities.chat;
     let engine = match model.spec.engine.kind {
         EngineKind::External => {
             let url = model.spec.engine.url.clone().ok_or_else(|| {
@@ -62,7 +96,8 @@ fn model_config(
             }
         }
         EngineKind::Embedded | EngineKind::Mistralrs => {
-            if let Some(tiny) = tiny_model {
+            if let Some(tiny) = tiny_models {
+                let tiny = if embeddings { &tiny.embedding } else { &tiny.chat };
                 tracing::warn!(
                     model = %name,
                     configured = ?model.spec.source,
@@ -70,8 +105,9 @@ fn model_config(
                     "serving the tiny random-weight model in place of the configured source (--tiny-model)"
                 );
                 EngineConfig::Embedded {
-                    path: Some(tiny.to_owned()),
+                    path: Some(tiny.clone()),
                     hub: None,
+                    embeddings,
                 }
             } else {
                 let source = model.spec.source.as_ref().ok_or_else(|| {
@@ -81,10 +117,12 @@ fn model_config(
                     (Some(path), _) => EngineConfig::Embedded {
                         path: Some(resolve(manifests, path)),
                         hub: None,
+                        embeddings,
                     },
                     (None, Some(hub)) => EngineConfig::Embedded {
                         path: None,
                         hub: Some(hub.clone()),
+                        embeddings,
                     },
                     (None, None) => anyhow::bail!(
                         "InferenceModel {resource}: standalone mode serves a hub id or a local path, \

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Gateway, MODEL, repo_root};
+use sea_orm::EntityTrait;
 
 #[expect(
     clippy::unwrap_used,
@@ -61,4 +62,79 @@ fn openai_python_client_against_the_tiny_model() {
         gateway.log()
     );
     assert!(stdout.contains("all checks passed"));
+}
+
+/// `/v1/embeddings` from the in-process embedding model: the example co-op's
+/// `coop-embed`, served in standalone mode by a tiny generated Qwen3-Embedding model,
+/// called with a member's key through the official client; every embedding request is
+/// metered to the member with the tokens the answers reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_python_client_embeds_with_the_in_process_embedding_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args: Vec<String> = [
+        "standalone",
+        "--manifests",
+        &repo_root().join("crds/examples").display().to_string(),
+        "--data-dir",
+        &data.display().to_string(),
+        "--tiny-model",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut gateway = Gateway::start(dir, &args);
+    let key = common::coop::create_key(&["--member", "riverside-school"], &data, None);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/embeddings_client.py");
+    let output = Command::new(python())
+        .arg(&script)
+        .arg(gateway.base_url())
+        .args([key.as_str(), "coop-embed", "tiny-chat"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "python checks failed:\n{stdout}\n{stderr}\n--- gateway log ---\n{}",
+        gateway.log()
+    );
+    assert!(stdout.contains("all checks passed"));
+    let reported: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKENS "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(gateway.terminate().success(), "{}", gateway.log());
+
+    let db = synco_gateway::db::open(&data).await.unwrap();
+    let records: Vec<_> = synco_gateway::db::usage_record::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.model == "coop-embed")
+        .collect();
+    let completed: Vec<_> = records.iter().filter(|r| r.outcome == "completed").collect();
+    assert_eq!(completed.len(), 5, "five embedding requests served: {records:?}");
+    assert!(
+        completed
+            .iter()
+            .all(|r| r.caller == "riverside-school" && r.endpoint == "embeddings")
+    );
+    assert_eq!(
+        completed.iter().map(|r| r.prompt_tokens).sum::<i64>(),
+        reported,
+        "the metered tokens are the ones the answers reported"
+    );
+    assert!(completed.iter().all(|r| r.completion_tokens == 0));
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.outcome != "completed")
+            .all(|r| r.prompt_tokens == 0 && r.completion_tokens == 0),
+        "refused requests cost nothing: {records:?}"
+    );
 }

@@ -154,11 +154,19 @@ async fn the_crd_examples_folder_works_as_the_manifests_folder() {
         .json()
         .await
         .unwrap();
-    let first = models["data"][0]["id"].as_str().unwrap().to_owned();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["coop-embed", "coop-large", "tiny-chat"], "{models}");
     let response = client
         .post(gateway.url("/v1/chat/completions"))
         .bearer_auth(&key)
-        .json(&json!({"model": first, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
+        .json(
+            &json!({"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+        )
         .timeout(Duration::from_secs(60))
         .send()
         .await

@@ -45,6 +45,7 @@ pub enum LoadError {
 pub struct EmbeddedEngine {
     model: Arc<mistralrs::Model>,
     source: ModelSource,
+    digest: Option<String>,
 }
 
 impl std::fmt::Debug for EmbeddedEngine {
@@ -78,10 +79,12 @@ impl EmbeddedEngine {
             source_desc: source.to_string(),
             message: format!("{e:#}"),
         })?;
-        tracing::info!(%source, elapsed_ms = started.elapsed().as_millis(), "embedded model loaded");
+        let digest = super::digest_of(&source).await;
+        tracing::info!(%source, elapsed_ms = started.elapsed().as_millis(), ?digest, "embedded model loaded");
         Ok(Self {
             model: Arc::new(model),
             source,
+            digest,
         })
     }
 
@@ -135,7 +138,7 @@ impl EmbeddedEngine {
     }
 }
 
-fn check_folder(path: &Path) -> Result<(), LoadError> {
+pub(super) fn check_folder(path: &Path) -> Result<(), LoadError> {
     if !path.is_dir() {
         return Err(LoadError::MissingFolder {
             path: path.to_owned(),
@@ -250,6 +253,10 @@ fn message_list(req: &ChatCompletionRequest) -> Result<Vec<IndexMap<String, Mess
 impl Engine for EmbeddedEngine {
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    fn digest(&self) -> Option<String> {
+        self.digest.clone()
     }
 
     async fn count_prompt_tokens(&self, prompt: PromptRef<'_>) -> Option<u64> {

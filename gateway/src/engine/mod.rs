@@ -10,6 +10,8 @@
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "embedded")]
+pub mod embedder;
 pub mod external;
 pub mod replicas;
 
@@ -58,6 +60,12 @@ pub enum PromptRef<'a> {
 pub trait Engine: Send + Sync + Debug {
     /// Short name for logs and metrics: `embedded` or `external`.
     fn kind(&self) -> &'static str;
+
+    /// The digest of the weights it runs (`sha256:` over the folder's safetensors
+    /// files), when it can know them: in-process models loaded from a folder.
+    fn digest(&self) -> Option<String> {
+        None
+    }
 
     /// Whether the engine can take requests now.
     async fn ready(&self) -> bool {
@@ -179,6 +187,49 @@ impl std::fmt::Display for ModelSource {
             Self::Local(p) => write!(f, "local folder {}", p.display()),
             Self::Hub(id) => write!(f, "hub model {id}"),
         }
+    }
+}
+
+/// `sha256:<hex>` over a local model folder's `*.safetensors` files, in name order
+/// (each file's name, then its bytes), read off the async threads. `None` for a hub
+/// id (mistral.rs resolves its files) or an unreadable folder.
+pub async fn digest_of(source: &ModelSource) -> Option<String> {
+    let ModelSource::Local(path) = source else {
+        return None;
+    };
+    let path = path.clone();
+    tokio::task::spawn_blocking(move || folder_digest(&path).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+fn folder_digest(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        let mut reader = std::io::BufReader::new(std::fs::File::open(&file)?);
+        std::io::copy(&mut reader, &mut HashWriter(&mut hasher))?;
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// Lets `io::copy` stream a file into a hasher.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: sha2::Digest> std::io::Write for HashWriter<'_, H> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
