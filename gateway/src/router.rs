@@ -72,6 +72,26 @@ fn api() -> Router<AppState> {
             "/v1/governance/proposals/{name}/summary",
             get(governance::summary).post(governance::summarise),
         )
+        .route(
+            "/v1/governance/proposals/{name}/common-ground",
+            get(governance::common_ground).post(governance::start_common_ground),
+        )
+        .route(
+            "/v1/governance/proposals/{name}/common-ground/rankings",
+            post(governance::rank_common_ground),
+        )
+        .route(
+            "/v1/governance/proposals/{name}/common-ground/choice",
+            post(governance::choose_common_ground),
+        )
+        .route(
+            "/v1/governance/proposals/{name}/common-ground/critiques",
+            post(governance::critique_common_ground),
+        )
+        .route(
+            "/v1/governance/proposals/{name}/common-ground/revision",
+            post(governance::revise_common_ground),
+        )
         .route("/v1/governance/proposals/{name}/record", get(governance::record))
         .route(
             "/v1/governance/delegation",

@@ -78,6 +78,10 @@ async fn canned_engine(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> s
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+        if system.contains("common ground") {
+            return common_ground_answer(&body, &user).into_response();
+        }
         let ids: Vec<String> = user
             .match_indices("[c")
             .filter_map(|(at, _)| {
@@ -115,6 +119,27 @@ async fn canned_engine(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> s
             .expect("the canned engine serves");
     });
     addr
+}
+
+/// The canned engine's common-ground answers: candidate statements numbered in the
+/// order asked (a counter), and a revision that quotes the critiques it was given.
+fn common_ground_answer(body: &serde_json::Value, user: &str) -> axum::Json<serde_json::Value> {
+    static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let text = match user.split_once("Critiques:\n") {
+        Some((_, critiques)) => format!(
+            "Meet on alternate days, answering: {}",
+            critiques.lines().map(str::trim).collect::<Vec<_>>().join(" / ")
+        ),
+        None => format!(
+            "  Candidate {} on the day of the assembly.\n",
+            ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+    };
+    axum::Json(serde_json::json!({
+        "id": "canned", "object": "chat.completion", "created": 1, "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 200, "completion_tokens": 30, "total_tokens": 230}
+    }))
 }
 
 /// The governance assistant: a member asks for a cited summary; the checker keeps the
@@ -525,4 +550,213 @@ fn the_evaluation_command_scores_the_tiny_model() {
     let validity = score["citation_validity"].as_f64().expect("a figure");
     assert!((0.0..=1.0).contains(&validity));
     assert!(text.contains("citation validity"), "{text}");
+}
+
+/// Common ground, after the Habermas Machine: the assistant writes four candidate
+/// statements from the discussion; five members rank them; the convener closes the
+/// ranking and the `policies` Schulze tally picks the Condorcet winner (not the
+/// plurality's); members critique it; with the engine down the revision fails and the
+/// round waits; then one revision answers the critiques and becomes a new proposal's
+/// body. Late, forged and malformed inputs are refused, and the assistant casts nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn common_ground_statements_are_ranked_by_schulze_critiqued_and_revised_into_a_proposal() {
+    common_ground_round(None).await;
+}
+
+/// The same round with the gateway on Postgres (the upserts and the round's row lock).
+#[tokio::test(flavor = "multi_thread")]
+async fn common_ground_on_postgres() {
+    let Some(pg) = common::postgres::Postgres::start() else {
+        return;
+    };
+    common_ground_round(Some(&pg.url())).await;
+}
+
+async fn common_ground_round(database_url: Option<&str>) {
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine = canned_engine(down.clone()).await;
+    let manifests = tempfile::tempdir().expect("a temp dir");
+    let members: String = ["ana", "ben", "cleo", "dan", "eve"]
+        .iter()
+        .map(|m| {
+            format!(
+                "---\napiVersion: synco.coop/v1alpha1\nkind: Member\nmetadata: {{name: {m}, namespace: commons}}\n\
+                 spec: {{displayName: {m}, class: community, identity: {m}}}\n"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        r#"
+apiVersion: synco.coop/v1alpha1
+kind: Cooperative
+metadata: {{name: commons, namespace: commons}}
+spec:
+  displayName: Commons
+  votingDefaults:
+    - {{kind: FreeText, method: Approval, votingPeriod: 1h}}
+  memberClasses:
+    - {{name: community, tier: 0}}
+  assistant: {{model: helper, monthlyTokens: 100000}}
+{members}---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: helper, namespace: commons}}
+spec:
+  engine: {{kind: External, url: "http://{engine}/v1"}}
+  tokensPerSecondPerReplica: 1000
+---
+apiVersion: synco.coop/v1alpha1
+kind: Allocation
+metadata: {{name: allocation-v1, namespace: commons}}
+spec:
+  version: 1
+  floors: [{{memberClass: community, sharePercent: 50}}]
+"#
+    );
+    std::fs::write(manifests.path().join("coop.yaml"), yaml).expect("the manifests are written");
+    let data = tempfile::tempdir().expect("a temp dir");
+    let gw = c::standalone(manifests.path(), data.path(), database_url, &[]);
+    let client = reqwest::Client::new();
+    let token = |who: &str| c::token(c::SECRET, &c::claims(who));
+    let call = |who: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut r = client.request(method, gw.url(path)).bearer_auth(token(who));
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        async move {
+            let r = r.send().await.expect("sent");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let post = reqwest::Method::POST;
+    let (status, made) = call(
+        "ana",
+        post.clone(),
+        "/v1/governance/proposals",
+        Some(serde_json::json!({"name": "assembly-day", "kind": "FreeText", "title": "Which day for the assembly?",
+            "options": [{"name": "weekday"}, {"name": "saturday"}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let path = "/v1/governance/proposals/assembly-day/common-ground";
+    let (status, _) = call("ana", post.clone(), path, None).await;
+    assert_eq!(status, 409, "no comments to find common ground in yet");
+    let mut ids = Vec::new();
+    for (who, text) in [
+        ("ana", "A weekday evening suits the workers."),
+        ("ben", "Saturday suits the families."),
+    ] {
+        let (_, v) = call(
+            who,
+            post.clone(),
+            "/v1/governance/proposals/assembly-day/comments",
+            Some(serde_json::json!({"body": text})),
+        )
+        .await;
+        ids.push(v["id"].as_i64().expect("an id"));
+    }
+
+    let (status, round) = call("ana", post.clone(), path, None).await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!((round["stage"].as_str(), round["label"].as_str()), (Some("Ranking"), Some("AI-written")));
+    let candidates = round["candidates"].as_array().expect("candidates");
+    assert_eq!(candidates.len(), 4, "{round:#}");
+    assert!(
+        candidates.iter().all(|c| c["text"].as_str().is_some_and(|t| t.starts_with("Candidate ") && t.ends_with("assembly."))),
+        "trimmed statements: {round:#}"
+    );
+    let p = &candidates[0]["provenance"];
+    assert_eq!(
+        (p["model"].as_str(), p["engine"].as_str(), p["templateVersion"].as_str()),
+        (Some("helper"), Some("external"), Some("common-ground-v1"))
+    );
+    assert_eq!(p["comments"], serde_json::json!(ids));
+    assert_eq!((p["temperature"].as_f64(), p["maxTokens"].as_u64()), (Some(0.9), Some(200)));
+    assert!(p["modelDigest"].is_null(), "an external engine's weights are not known here");
+    let (status, _) = call("ben", post.clone(), path, None).await;
+    assert_eq!(status, 409, "one open round at a time");
+
+    // Rankings: malformed ones are refused; a second ranking replaces the first.
+    let rank = |who: &'static str, ranking: serde_json::Value| {
+        call(who, post.clone(), "/v1/governance/proposals/assembly-day/common-ground/rankings", Some(serde_json::json!({"ranking": ranking})))
+    };
+    for bad in [serde_json::json!([]), serde_json::json!([5]), serde_json::json!([1, 1]), serde_json::json!([0])] {
+        let (status, body) = rank("ana", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["param"], "ranking");
+    }
+    let (status, _) = call("ana", post.clone(), &format!("{path}/rankings"), Some(serde_json::json!({"ranking": [1], "member": "ben"}))).await;
+    assert_eq!(status, 400, "a ranking names no other member");
+    let (status, _) = call("ana", post.clone(), &format!("{path}/critiques"), Some(serde_json::json!({"body": "too early"}))).await;
+    assert_eq!(status, 409, "no critique before a statement is chosen");
+    let (_, v) = rank("ben", serde_json::json!([4])).await;
+    assert_eq!(v["myRanking"], serde_json::json!([4]));
+    // Statement 1 and 3 lead on first choices (2 each); 2 beats both head to head.
+    for (who, ranking) in [
+        ("ana", serde_json::json!([1, 2, 3])),
+        ("ben", serde_json::json!([1, 2, 3])),
+        ("cleo", serde_json::json!([3, 2, 1])),
+        ("dan", serde_json::json!([3, 2, 1])),
+        ("eve", serde_json::json!([2, 3, 1])),
+    ] {
+        let (status, v) = rank(who, ranking.clone()).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["myRanking"], ranking);
+    }
+    let (status, v) = call("ben", post.clone(), &format!("{path}/choice"), None).await;
+    assert_eq!(status, 403, "only the convener closes the ranking: {v}");
+    let (status, round) = call("ana", post.clone(), &format!("{path}/choice"), None).await;
+    assert_eq!(status, 200, "{round}");
+    assert_eq!((round["stage"].as_str(), round["chosen"].as_u64(), round["rankings"].as_u64()), (Some("Critique"), Some(2), Some(5)));
+    assert_eq!(round["tally"]["method"], "schulze");
+    assert_eq!(round["tally"]["winner"], "2");
+    let (status, v) = rank("eve", serde_json::json!([1])).await;
+    assert_eq!(status, 409, "a late ranking is refused: {v}");
+    assert_eq!(v["error"]["code"], "wrong_stage");
+
+    // Critiques, then the revision: first with the engine down (the round waits).
+    for (who, text) in [("cleo", "It forgets the night shift."), ("dan", "Say who minds the children.")] {
+        let (status, v) = call(who, post.clone(), &format!("{path}/critiques"), Some(serde_json::json!({"body": text}))).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, _) = call("dan", post.clone(), &format!("{path}/critiques"), Some(serde_json::json!({"body": "  "}))).await;
+    assert_eq!(status, 400, "an empty critique");
+    let (status, _) = call("cleo", post.clone(), &format!("{path}/revision"), None).await;
+    assert_eq!(status, 403, "only the convener asks for the revision");
+    down.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (status, v) = call("ana", post.clone(), &format!("{path}/revision"), None).await;
+    assert_eq!(status, 503, "{v}");
+    let (_, round) = call("ben", reqwest::Method::GET, path, None).await;
+    assert_eq!(round["stage"], "Critique", "the round waits for the engine");
+    down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (status, round) = call("ana", post.clone(), &format!("{path}/revision"), None).await;
+    assert_eq!(status, 200, "{round}");
+    assert_eq!(round["stage"], "Revised");
+    let revision = round["revision"]["text"].as_str().expect("a revision");
+    assert!(
+        revision.contains("It forgets the night shift.") && revision.contains("Say who minds the children."),
+        "the revision was given the critiques: {revision}"
+    );
+    assert_eq!(round["revision"]["provenance"]["comments"], serde_json::json!(ids));
+    let (status, _) = call("ana", post.clone(), &format!("{path}/revision"), None).await;
+    assert_eq!(status, 409, "one revision");
+
+    // The revision becomes a new proposal's body, once a member sends it.
+    let mut draft = round["proposalDraft"].clone();
+    assert_eq!(draft["body"], revision);
+    assert_eq!(draft["title"], "Common ground: Which day for the assembly?");
+    draft["name"] = serde_json::json!("assembly-day-common-ground");
+    let (status, made) = call("cleo", post.clone(), "/v1/governance/proposals", Some(draft)).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["spec"]["body"], revision);
+    assert_eq!(made["spec"]["proposer"], "cleo");
+
+    // The assistant ranked, voted and closed nothing: no ballot on the proposal, and a
+    // new round can start on it now that this one is done.
+    let (_, proposal) = call("ana", reqwest::Method::GET, "/v1/governance/proposals/assembly-day", None).await;
+    assert_eq!(proposal["ballotsCast"].as_u64(), Some(0), "{proposal}");
+    assert_eq!(proposal["status"]["phase"], "Open", "{proposal}");
+    let (status, _) = call("ben", post.clone(), path, None).await;
+    assert_eq!(status, 201, "a new round after a finished one");
 }

@@ -425,3 +425,67 @@ pub mod peer_token {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod common_ground_round {
+    use sea_orm::entity::prelude::*;
+
+    /// A common-ground round on a proposal's discussion (after the Habermas Machine):
+    /// the assistant's candidate statements, the members' rankings tallied by Schulze,
+    /// critiques of the chosen statement and one revision.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "common_ground_rounds")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        #[sea_orm(indexed)]
+        pub proposal: String,
+        /// The member who started it (and moves it on).
+        pub convener: String,
+        /// `Ranking`, `Critique` or `Revised`.
+        pub stage: String,
+        /// The candidates and their provenance, as JSON.
+        pub candidates: String,
+        /// The Schulze tally of the rankings (JSON), once ranking has closed.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub tally: Option<String>,
+        /// The chosen candidate's number (1-based).
+        pub chosen: Option<i32>,
+        /// The revision and its provenance (JSON), once made.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub revision: Option<String>,
+        /// RFC 3339.
+        pub created_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod common_ground_entry {
+    use sea_orm::entity::prelude::*;
+
+    /// A member's ranking or critique in a common-ground round: one of each per
+    /// member, replaced when sent again.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "common_ground_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub round_id: i64,
+        /// `ranking` or `critique`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member: String,
+        /// A ranking's candidate numbers (JSON), or a critique's text.
+        pub body: String,
+        /// RFC 3339.
+        pub created_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

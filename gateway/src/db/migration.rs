@@ -3,7 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 use super::entities::{
-    api_key, assistant_output, ballot, comment, contribution_sample, coop_object, coop_version, delegation,
+    api_key, assistant_output, ballot, comment, common_ground_entry, common_ground_round, contribution_sample, coop_object, coop_version, delegation,
     lease, ledger_distribution, ledger_entry, ledger_period, peer_token, proposal, usage_record, web_session,
 };
 
@@ -310,6 +310,23 @@ impl MigrationTrait for Assistant {
     }
 }
 
+/// The assistant's common-ground rounds.
+struct CommonGround;
+
+impl MigrationName for CommonGround {
+    fn name(&self) -> &str {
+        "m20261207_000001_common_ground"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CommonGround {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_from_entity(manager, common_ground_round::Entity).await?;
+        create_from_entity(manager, common_ground_entry::Entity).await
+    }
+}
+
 /// The gateway's migrations, applied at start-up.
 #[derive(Debug)]
 pub struct Migrator;
@@ -325,6 +342,7 @@ impl MigratorTrait for Migrator {
             Box::new(Patronage),
             Box::new(Federation),
             Box::new(Assistant),
+            Box::new(CommonGround),
         ]
     }
 }

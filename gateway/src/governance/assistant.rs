@@ -216,11 +216,32 @@ pub struct Provenance {
     pub created_at: String,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+impl Provenance {
+    /// The provenance of `asked`, made from `template` over `comments` with these
+    /// sampling parameters (temperature, max tokens, seed).
+    pub fn of(model: String, asked: &Asked, template: &str, comments: Vec<i64>, sampling: (f64, u32, u64)) -> Self {
+        let (temperature, max_tokens, seed) = sampling;
+        Self {
+            model,
+            engine: asked.engine.to_owned(),
+            model_digest: asked.digest.clone(),
+            template_version: template.to_owned(),
+            comments,
+            temperature,
+            max_tokens,
+            seed,
+            prompt_tokens: asked.usage.prompt_tokens,
+            completion_tokens: asked.usage.completion_tokens,
+            created_at: jiff::Timestamp::now().to_string(),
+        }
+    }
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("the assistant's summaries cannot be read now: {e}"))
 }
 
-fn conflict(message: String) -> ApiError {
+pub(crate) fn conflict(message: String) -> ApiError {
     ApiError::Conflict {
         message,
         code: "assistant_unavailable".to_owned(),
@@ -228,7 +249,7 @@ fn conflict(message: String) -> ApiError {
 }
 
 /// The model the bylaws name for the assistant (409 when they name none).
-fn model_of(state: &AppState) -> Result<String, ApiError> {
+pub(crate) fn model_of(state: &AppState) -> Result<String, ApiError> {
     let accounts = state
         .accounts
         .as_ref()
@@ -254,14 +275,22 @@ pub fn answer_text(answer: &crate::openai::ChatCompletion) -> String {
         .to_owned()
 }
 
-/// Runs `request` as the assistant within [`TIMEOUT`]: the answer's text, its usage and
-/// the engine's kind. A budget or access refusal keeps its status; anything else the
-/// engine does wrong is a 503 saying no `what` comes this time.
-async fn ask(
-    state: &AppState,
-    request: ChatCompletionRequest,
-    what: &str,
-) -> Result<(String, crate::openai::Usage, &'static str), ApiError> {
+/// What one of the assistant's answers was, and how it came.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub text: String,
+    pub usage: crate::openai::Usage,
+    /// The engine's kind (`embedded`, `external`).
+    pub engine: &'static str,
+    /// The digest of the weights, when the engine knows it.
+    pub digest: Option<String>,
+}
+
+/// Runs `request` as the assistant within [`TIMEOUT`]. A budget or access refusal
+/// keeps its status; anything else the engine does wrong is a 503 saying no `what`
+/// comes this time.
+pub(crate) async fn ask(state: &AppState, request: ChatCompletionRequest, what: &str) -> Result<Asked, ApiError> {
+    let digest = state.models.get(&request.model).ok().and_then(|m| m.engine.digest());
     let (answer, engine) =
         tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), request))
             .await
@@ -272,7 +301,12 @@ async fn ask(
                     "The assistant is unavailable ({e}); no {what} this time."
                 )),
             })?;
-    Ok((answer_text(&answer), answer.usage.unwrap_or_default(), engine))
+    Ok(Asked {
+        text: answer_text(&answer),
+        usage: answer.usage.unwrap_or_default(),
+        engine,
+        digest,
+    })
 }
 
 /// The assistant as a caller: the co-op itself, in the top tier.
@@ -304,28 +338,22 @@ pub async fn summarise(state: &AppState, governance: &Governance, name: &str) ->
     let (system, user) = prompt(&proposal, &comments);
     let (seed, temperature) = (0, 0.0);
     let request = summary_request(&model, system, user)?;
-    let (text, usage, engine) = ask(state, request, "summary").await?;
+    let asked = ask(state, request, "summary").await?;
     let known: BTreeSet<i64> = comments.iter().map(|c| c.id).collect();
-    let checked = check(&text, &known);
+    let checked = check(&asked.text, &known);
     let summary = Summary {
         proposal: name.to_owned(),
         label: "AI-written".to_owned(),
         sentences: checked.sentences,
         dropped_uncited: checked.dropped_uncited,
         dropped_fabricated: checked.dropped_fabricated,
-        provenance: Provenance {
+        provenance: Provenance::of(
             model,
-            engine: engine.to_owned(),
-            model_digest: None,
-            template_version: TEMPLATE_VERSION.to_owned(),
-            comments: known.into_iter().collect(),
-            temperature,
-            max_tokens: MAX_TOKENS,
-            seed,
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            created_at: jiff::Timestamp::now().to_string(),
-        },
+            &asked,
+            TEMPLATE_VERSION,
+            known.into_iter().collect(),
+            (temperature, MAX_TOKENS, seed),
+        ),
     };
     let body = serde_json::to_string(&summary).map_err(unavailable)?;
     assistant_output::ActiveModel {
@@ -516,27 +544,21 @@ pub async fn draft(
     let objects = governance.objects().await?;
     let (temperature, seed) = (0.7, 0);
     let chat = draft_request(&model, request, draft_schema(&objects), temperature)?;
-    let (text, usage, engine) = ask(state, chat, "draft").await?;
-    let checked = check_draft(&text, member);
+    let asked = ask(state, chat, "draft").await?;
+    let checked = check_draft(&asked.text, member);
     Ok(Draft {
         label: "AI-written".to_owned(),
         request: request.to_owned(),
         proposal: checked.as_ref().ok().cloned(),
         valid: checked.is_ok(),
         problem: checked.err(),
-        provenance: Provenance {
+        provenance: Provenance::of(
             model,
-            engine: engine.to_owned(),
-            model_digest: None,
-            template_version: DRAFT_TEMPLATE_VERSION.to_owned(),
-            comments: Vec::new(),
-            temperature,
-            max_tokens: DRAFT_MAX_TOKENS,
-            seed,
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            created_at: jiff::Timestamp::now().to_string(),
-        },
+            &asked,
+            DRAFT_TEMPLATE_VERSION,
+            Vec::new(),
+            (temperature, DRAFT_MAX_TOKENS, seed),
+        ),
     })
 }
 

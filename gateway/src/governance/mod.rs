@@ -11,6 +11,7 @@
 //! standalone mode. Both call the same close.
 
 pub mod assistant;
+pub mod common_ground;
 pub mod cli;
 pub mod closer;
 pub mod comments;

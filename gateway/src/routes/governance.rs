@@ -9,6 +9,11 @@
 //! | `GET`, `POST /v1/governance/proposals/{name}/comments` | the discussion; comment or reply |
 //! | `POST /v1/governance/proposals/{name}/votes` | cast a ballot; the answer has its receipt |
 //! | `GET`, `POST /v1/governance/proposals/{name}/summary` | the assistant's cited summary; ask for one |
+//! | `GET`, `POST /v1/governance/proposals/{name}/common-ground` | the common-ground round; start one (the assistant writes candidate statements) |
+//! | `POST /v1/governance/proposals/{name}/common-ground/rankings` | rank the statements, best first |
+//! | `POST /v1/governance/proposals/{name}/common-ground/choice` | close the ranking: Schulze picks a statement (the convener) |
+//! | `POST /v1/governance/proposals/{name}/common-ground/critiques` | critique the chosen statement |
+//! | `POST /v1/governance/proposals/{name}/common-ground/revision` | the assistant revises it once (the convener) |
 //! | `POST /v1/governance/drafts` | the assistant drafts a proposal from plain words (nothing is created) |
 //! | `GET /v1/governance/proposals/{name}/record` | the published ballots and record, after the close |
 //! | `GET`, `PUT`, `DELETE /v1/governance/delegation` | your delegation, and who delegates to you |
@@ -30,7 +35,7 @@ use crate::admission::{Caller, CallerKind};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiJson};
 use crate::governance::views::{BallotRequest, CommentRequest, DelegationRequest};
-use crate::governance::{Filter, Governance, ProposalRequest};
+use crate::governance::{Filter, Governance, ProposalRequest, common_ground};
 
 /// The governance service and the calling member, or why not.
 fn member(
@@ -169,6 +174,84 @@ pub async fn summarise(
     let (g, _) = member(&state, caller)?;
     let summary = crate::governance::assistant::summarise(&state, &g, &name).await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+/// `GET /v1/governance/proposals/{name}/common-ground`: the latest round.
+pub async fn common_ground(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+) -> Result<Json<common_ground::RoundView>, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    Ok(Json(common_ground::current(&g, &me, &name).await?))
+}
+
+/// `POST /v1/governance/proposals/{name}/common-ground`: starts a round (201).
+pub async fn start_common_ground(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    let round = common_ground::start(&state, &g, &me, &name).await?;
+    Ok((StatusCode::CREATED, Json(round)).into_response())
+}
+
+/// A ranking of a round's statements.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingRequest {
+    /// Statement numbers, best first.
+    ranking: Vec<u32>,
+}
+
+/// `POST /v1/governance/proposals/{name}/common-ground/rankings`
+pub async fn rank_common_ground(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<RankingRequest>,
+) -> Result<Json<common_ground::RoundView>, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    Ok(Json(common_ground::rank(&g, &me, &name, request.ranking).await?))
+}
+
+/// `POST /v1/governance/proposals/{name}/common-ground/choice`
+pub async fn choose_common_ground(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+) -> Result<Json<common_ground::RoundView>, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    Ok(Json(common_ground::choose(&g, &me, &name).await?))
+}
+
+/// A critique of the chosen statement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CritiqueRequest {
+    body: String,
+}
+
+/// `POST /v1/governance/proposals/{name}/common-ground/critiques`
+pub async fn critique_common_ground(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<CritiqueRequest>,
+) -> Result<Json<common_ground::RoundView>, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    Ok(Json(common_ground::critique(&g, &me, &name, &request.body).await?))
+}
+
+/// `POST /v1/governance/proposals/{name}/common-ground/revision`
+pub async fn revise_common_ground(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+) -> Result<Json<common_ground::RoundView>, ApiError> {
+    let (g, me) = member(&state, caller)?;
+    Ok(Json(common_ground::revise(&state, &g, &me, &name).await?))
 }
 
 /// A drafting request.
