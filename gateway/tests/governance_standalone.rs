@@ -82,6 +82,16 @@ async fn canned_engine(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> s
         if system.contains("common ground") {
             return common_ground_answer(&body, &user).into_response();
         }
+        if system.starts_with("Draft the co-op proposal") {
+            let draft = serde_json::json!({"kind": "FreeText", "title": "Exam weeks",
+                "body": format!("Asked: {user}"), "options": [{"name": "yes"}, {"name": "after the exams"}]});
+            return axum::Json(serde_json::json!({
+                "id": "canned", "object": "chat.completion", "created": 1, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": draft.to_string()}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
+            }))
+            .into_response();
+        }
         let ids: Vec<String> = user
             .match_indices("[c")
             .filter_map(|(at, _)| {
@@ -572,7 +582,15 @@ async fn common_ground_on_postgres() {
     common_ground_round(Some(&pg.url())).await;
 }
 
-async fn common_ground_round(database_url: Option<&str>) {
+/// A running co-op of five members (ana, ben, cleo, dan, eve) whose assistant runs on
+/// the canned engine; `down` makes the engine answer 503.
+struct Commons {
+    gw: Gateway,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn commons(database_url: Option<&str>) -> Commons {
     let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let engine = canned_engine(down.clone()).await;
     let manifests = tempfile::tempdir().expect("a temp dir");
@@ -616,6 +634,15 @@ spec:
     std::fs::write(manifests.path().join("coop.yaml"), yaml).expect("the manifests are written");
     let data = tempfile::tempdir().expect("a temp dir");
     let gw = c::standalone(manifests.path(), data.path(), database_url, &[]);
+    Commons {
+        gw,
+        down,
+        _dirs: (manifests, data),
+    }
+}
+
+async fn common_ground_round(database_url: Option<&str>) {
+    let Commons { gw, down, _dirs } = commons(database_url).await;
     let client = reqwest::Client::new();
     let token = |who: &str| c::token(c::SECRET, &c::claims(who));
     let call = |who: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
@@ -659,36 +686,73 @@ spec:
 
     let (status, round) = call("ana", post.clone(), path, None).await;
     assert_eq!(status, 201, "{round}");
-    assert_eq!((round["stage"].as_str(), round["label"].as_str()), (Some("Ranking"), Some("AI-written")));
+    assert_eq!(
+        (round["stage"].as_str(), round["label"].as_str()),
+        (Some("Ranking"), Some("AI-written"))
+    );
     let candidates = round["candidates"].as_array().expect("candidates");
     assert_eq!(candidates.len(), 4, "{round:#}");
     assert!(
-        candidates.iter().all(|c| c["text"].as_str().is_some_and(|t| t.starts_with("Candidate ") && t.ends_with("assembly."))),
+        candidates.iter().all(|c| c["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Candidate ") && t.ends_with("assembly."))),
         "trimmed statements: {round:#}"
     );
     let p = &candidates[0]["provenance"];
     assert_eq!(
-        (p["model"].as_str(), p["engine"].as_str(), p["templateVersion"].as_str()),
+        (
+            p["model"].as_str(),
+            p["engine"].as_str(),
+            p["templateVersion"].as_str()
+        ),
         (Some("helper"), Some("external"), Some("common-ground-v1"))
     );
     assert_eq!(p["comments"], serde_json::json!(ids));
-    assert_eq!((p["temperature"].as_f64(), p["maxTokens"].as_u64()), (Some(0.9), Some(200)));
-    assert!(p["modelDigest"].is_null(), "an external engine's weights are not known here");
+    assert_eq!(
+        (p["temperature"].as_f64(), p["maxTokens"].as_u64()),
+        (Some(0.9), Some(200))
+    );
+    assert!(
+        p["modelDigest"].is_null(),
+        "an external engine's weights are not known here"
+    );
     let (status, _) = call("ben", post.clone(), path, None).await;
     assert_eq!(status, 409, "one open round at a time");
 
     // Rankings: malformed ones are refused; a second ranking replaces the first.
     let rank = |who: &'static str, ranking: serde_json::Value| {
-        call(who, post.clone(), "/v1/governance/proposals/assembly-day/common-ground/rankings", Some(serde_json::json!({"ranking": ranking})))
+        call(
+            who,
+            post.clone(),
+            "/v1/governance/proposals/assembly-day/common-ground/rankings",
+            Some(serde_json::json!({"ranking": ranking})),
+        )
     };
-    for bad in [serde_json::json!([]), serde_json::json!([5]), serde_json::json!([1, 1]), serde_json::json!([0])] {
+    for bad in [
+        serde_json::json!([]),
+        serde_json::json!([5]),
+        serde_json::json!([1, 1]),
+        serde_json::json!([0]),
+    ] {
         let (status, body) = rank("ana", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["param"], "ranking");
     }
-    let (status, _) = call("ana", post.clone(), &format!("{path}/rankings"), Some(serde_json::json!({"ranking": [1], "member": "ben"}))).await;
+    let (status, _) = call(
+        "ana",
+        post.clone(),
+        &format!("{path}/rankings"),
+        Some(serde_json::json!({"ranking": [1], "member": "ben"})),
+    )
+    .await;
     assert_eq!(status, 400, "a ranking names no other member");
-    let (status, _) = call("ana", post.clone(), &format!("{path}/critiques"), Some(serde_json::json!({"body": "too early"}))).await;
+    let (status, _) = call(
+        "ana",
+        post.clone(),
+        &format!("{path}/critiques"),
+        Some(serde_json::json!({"body": "too early"})),
+    )
+    .await;
     assert_eq!(status, 409, "no critique before a statement is chosen");
     let (_, v) = rank("ben", serde_json::json!([4])).await;
     assert_eq!(v["myRanking"], serde_json::json!([4]));
@@ -708,7 +772,14 @@ spec:
     assert_eq!(status, 403, "only the convener closes the ranking: {v}");
     let (status, round) = call("ana", post.clone(), &format!("{path}/choice"), None).await;
     assert_eq!(status, 200, "{round}");
-    assert_eq!((round["stage"].as_str(), round["chosen"].as_u64(), round["rankings"].as_u64()), (Some("Critique"), Some(2), Some(5)));
+    assert_eq!(
+        (
+            round["stage"].as_str(),
+            round["chosen"].as_u64(),
+            round["rankings"].as_u64()
+        ),
+        (Some("Critique"), Some(2), Some(5))
+    );
     assert_eq!(round["tally"]["method"], "schulze");
     assert_eq!(round["tally"]["winner"], "2");
     let (status, v) = rank("eve", serde_json::json!([1])).await;
@@ -716,11 +787,26 @@ spec:
     assert_eq!(v["error"]["code"], "wrong_stage");
 
     // Critiques, then the revision: first with the engine down (the round waits).
-    for (who, text) in [("cleo", "It forgets the night shift."), ("dan", "Say who minds the children.")] {
-        let (status, v) = call(who, post.clone(), &format!("{path}/critiques"), Some(serde_json::json!({"body": text}))).await;
+    for (who, text) in [
+        ("cleo", "It forgets the night shift."),
+        ("dan", "Say who minds the children."),
+    ] {
+        let (status, v) = call(
+            who,
+            post.clone(),
+            &format!("{path}/critiques"),
+            Some(serde_json::json!({"body": text})),
+        )
+        .await;
         assert_eq!(status, 200, "{v}");
     }
-    let (status, _) = call("dan", post.clone(), &format!("{path}/critiques"), Some(serde_json::json!({"body": "  "}))).await;
+    let (status, _) = call(
+        "dan",
+        post.clone(),
+        &format!("{path}/critiques"),
+        Some(serde_json::json!({"body": "  "})),
+    )
+    .await;
     assert_eq!(status, 400, "an empty critique");
     let (status, _) = call("cleo", post.clone(), &format!("{path}/revision"), None).await;
     assert_eq!(status, 403, "only the convener asks for the revision");
@@ -738,7 +824,10 @@ spec:
         revision.contains("It forgets the night shift.") && revision.contains("Say who minds the children."),
         "the revision was given the critiques: {revision}"
     );
-    assert_eq!(round["revision"]["provenance"]["comments"], serde_json::json!(ids));
+    assert_eq!(
+        round["revision"]["provenance"]["comments"],
+        serde_json::json!(ids)
+    );
     let (status, _) = call("ana", post.clone(), &format!("{path}/revision"), None).await;
     assert_eq!(status, 409, "one revision");
 
@@ -754,9 +843,153 @@ spec:
 
     // The assistant ranked, voted and closed nothing: no ballot on the proposal, and a
     // new round can start on it now that this one is done.
-    let (_, proposal) = call("ana", reqwest::Method::GET, "/v1/governance/proposals/assembly-day", None).await;
+    let (_, proposal) = call(
+        "ana",
+        reqwest::Method::GET,
+        "/v1/governance/proposals/assembly-day",
+        None,
+    )
+    .await;
     assert_eq!(proposal["ballotsCast"].as_u64(), Some(0), "{proposal}");
     assert_eq!(proposal["status"]["phase"], "Open", "{proposal}");
     let (status, _) = call("ben", post.clone(), path, None).await;
     assert_eq!(status, 201, "a new round after a finished one");
+}
+
+/// Common ground and drafting on the members' pages, in headless Chromium: ana (page
+/// scripts on) starts a round and moves it on; ben and cleo (scripts off) rank with the
+/// selects and critique; Schulze's choice, the revision and its provenance show; the
+/// revision opens as a proposal after review in the new-proposal form; ben drafts a
+/// proposal from plain words, reviews it and opens it. The round's pages pass axe-core.
+#[tokio::test(flavor = "multi_thread")]
+async fn common_ground_and_drafting_on_the_pages_in_chromium() {
+    use common::browser::{
+        accessible, axe_source, browser, choose, html, member_tab, open, submit, text, type_in,
+    };
+    let Commons { gw, _dirs, .. } = commons(None).await;
+    let client = reqwest::Client::new();
+    let api = |who: &str, path: &str, body: serde_json::Value| {
+        client
+            .post(gw.url(path))
+            .bearer_auth(c::token(c::SECRET, &c::claims(who)))
+            .json(&body)
+            .send()
+    };
+    let r = api(
+        "ana",
+        "/v1/governance/proposals",
+        serde_json::json!({"name": "assembly-day", "kind": "FreeText", "title": "Which day for the assembly?",
+            "options": [{"name": "weekday"}, {"name": "saturday"}]}),
+    )
+    .await
+    .expect("proposed");
+    assert_eq!(r.status().as_u16(), 201);
+    for (who, text) in [
+        ("ana", "A weekday evening suits the workers."),
+        ("ben", "Saturday suits the families."),
+    ] {
+        let r = api(
+            who,
+            "/v1/governance/proposals/assembly-day/comments",
+            serde_json::json!({"body": text}),
+        )
+        .await
+        .expect("commented");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let browser = browser();
+    let axe = axe_source();
+    let page = gw.url("/governance/proposals/assembly-day");
+    let ana = member_tab(&browser, &gw, "ana", true);
+    open(&ana, &page);
+    submit(&ana, "#cg-start", "#cg-candidates");
+    assert!(text(&ana, "#cg").contains("AI-written"));
+    assert!(
+        text(&ana, "#cg-provenance").contains("helper"),
+        "{}",
+        text(&ana, "#cg-provenance")
+    );
+    assert_eq!(html(&ana, "#cg-candidates").matches("<li").count(), 4);
+    accessible(&ana, &axe, "the common-ground round");
+    // Rankings: ana 1 then 2; ben and cleo put 2 first. Statement 2 wins.
+    choose(&ana, "#cg-rank-1", 1);
+    choose(&ana, "#cg-rank-2", 2);
+    submit(
+        &ana,
+        "#cg-rank button[type=submit]",
+        "#cg-rank-2 option[value='2'][selected]",
+    );
+    for who in ["ben", "cleo"] {
+        let tab = member_tab(&browser, &gw, who, false);
+        open(&tab, &page);
+        choose(&tab, "#cg-rank-2", 1);
+        submit(
+            &tab,
+            "#cg-rank button[type=submit]",
+            "#cg-rank-2 option[value='1'][selected]",
+        );
+        assert!(
+            !html(&tab, "#cg").contains("cg-choose"),
+            "only the convener closes the ranking"
+        );
+        assert!(text(&tab, "#cg-count").contains("members have ranked"));
+    }
+    open(&ana, &page);
+    assert!(
+        text(&ana, "#cg-count").starts_with("3 members"),
+        "{}",
+        text(&ana, "#cg-count")
+    );
+    submit(&ana, "#cg-choose", "#cg-tally");
+    assert!(
+        text(&ana, "#cg-tally").contains("statement 2"),
+        "{}",
+        text(&ana, "#cg-tally")
+    );
+    assert!(html(&ana, "#cg-candidate-2").contains("chosen"));
+    let cleo = member_tab(&browser, &gw, "cleo", false);
+    open(&cleo, &page);
+    type_in(&cleo, "#cg-critique-body", "It forgets the night shift.");
+    submit(&cleo, "#cg-critique button[type=submit]", "#cg-critiques li");
+    open(&ana, &page);
+    submit(&ana, "#cg-revise", "#cg-revision");
+    assert!(text(&ana, "#cg-revision").contains("It forgets the night shift."));
+    accessible(&ana, &axe, "the revised statement");
+    // The revision becomes a proposal, reviewed in the new-proposal form first.
+    submit(&ana, "#cg-propose button[type=submit]", "#propose-form");
+    let form = html(&ana, "#propose-form");
+    assert!(
+        form.contains("Common ground: Which day for the assembly?"),
+        "{form}"
+    );
+    assert!(form.contains("It forgets the night shift."), "{form}");
+    assert!(
+        form.contains("keep-discussing"),
+        "the bylaws decide questions between options: {form}"
+    );
+    submit(&ana, "#propose", "#no-common-ground");
+    assert!(text(&ana, "h1").contains("Common ground"), "{}", text(&ana, "h1"));
+
+    // Drafting from plain words, reviewed before anything is created.
+    let ben = member_tab(&browser, &gw, "ben", false);
+    open(&ben, &gw.url("/governance/new"));
+    type_in(&ben, "#draft-request", "give the school 15% during exams");
+    submit(&ben, "#draft-form button[type=submit]", "#draft-label");
+    assert_eq!(text(&ben, "#draft-label"), "AI-written");
+    assert!(text(&ben, "#draft-provenance").contains("draft-v1"));
+    assert!(text(&ben, "#draft-body").contains("Exam weeks"));
+    let before = common::browser::api_json(
+        &gw,
+        "/v1/governance/proposals",
+        &c::token(c::SECRET, &c::claims("ben")),
+    )
+    .await;
+    assert_eq!(
+        before["data"].as_array().map(Vec::len),
+        Some(2),
+        "a draft creates nothing: {before}"
+    );
+    submit(&ben, "#draft-create button[type=submit]", "#no-common-ground");
+    assert!(text(&ben, "h1").contains("Exam weeks"));
+    assert!(text(&ben, "#body").contains("give the school 15% during exams"));
 }

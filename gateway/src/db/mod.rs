@@ -15,8 +15,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
 
 pub use entities::{
-    api_key, assistant_output, ballot, comment, common_ground_entry, common_ground_round, contribution_sample, coop_object, coop_version, delegation,
-    lease, ledger_distribution, ledger_entry, ledger_period, peer_token, proposal, usage_record, web_session,
+    api_key, assistant_output, ballot, comment, common_ground_entry, common_ground_round,
+    contribution_sample, coop_object, coop_version, delegation, lease, ledger_distribution, ledger_entry,
+    ledger_period, peer_token, proposal, usage_record, web_session,
 };
 pub use migration::Migrator;
 

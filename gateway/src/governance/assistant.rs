@@ -219,7 +219,13 @@ pub struct Provenance {
 impl Provenance {
     /// The provenance of `asked`, made from `template` over `comments` with these
     /// sampling parameters (temperature, max tokens, seed).
-    pub fn of(model: String, asked: &Asked, template: &str, comments: Vec<i64>, sampling: (f64, u32, u64)) -> Self {
+    pub fn of(
+        model: String,
+        asked: &Asked,
+        template: &str,
+        comments: Vec<i64>,
+        sampling: (f64, u32, u64),
+    ) -> Self {
         let (temperature, max_tokens, seed) = sampling;
         Self {
             model,
@@ -289,8 +295,16 @@ pub struct Asked {
 /// Runs `request` as the assistant within [`TIMEOUT`]. A budget or access refusal
 /// keeps its status; anything else the engine does wrong is a 503 saying no `what`
 /// comes this time.
-pub(crate) async fn ask(state: &AppState, request: ChatCompletionRequest, what: &str) -> Result<Asked, ApiError> {
-    let digest = state.models.get(&request.model).ok().and_then(|m| m.engine.digest());
+pub(crate) async fn ask(
+    state: &AppState,
+    request: ChatCompletionRequest,
+    what: &str,
+) -> Result<Asked, ApiError> {
+    let digest = state
+        .models
+        .get(&request.model)
+        .ok()
+        .and_then(|m| m.engine.digest());
     let (answer, engine) =
         tokio::time::timeout(TIMEOUT, crate::routes::openai::chat_as(state, caller(), request))
             .await
@@ -456,11 +470,17 @@ pub fn draft_schema(objects: &crate::coop::CoopObjects) -> serde_json::Value {
         .cooperative()
         .map(|c| c.spec.member_classes.iter().map(|k| k.name.clone()).collect())
         .unwrap_or_default();
-    schema_for(&members, &classes)
+    let question_options = objects.cooperative().is_ok_and(|c| {
+        let rules = synco_policies::crd::proposal::bylaw_rules(c, synco_crds::ProposalKind::FreeText);
+        synco_policies::crd::proposal::method(&rules).needs_options()
+    });
+    schema_for(&members, &classes, question_options)
 }
 
-/// The drafting schema for a co-op with these members and classes.
-pub fn schema_for(members: &[String], classes: &[String]) -> serde_json::Value {
+/// The drafting schema for a co-op with these members and classes; with
+/// `question_options`, a free-text question carries two or three options (the bylaws
+/// decide such questions by a method that chooses between options).
+pub fn schema_for(members: &[String], classes: &[String], question_options: bool) -> serde_json::Value {
     use serde_json::json;
     let text = |min: u32, max: u32| json!({"type": "string", "minLength": min, "maxLength": max});
     let share = json!({"type": "integer", "minimum": 0, "maximum": 100});
@@ -477,9 +497,15 @@ pub fn schema_for(members: &[String], classes: &[String]) -> serde_json::Value {
             "required": ["memberClass", "sharePercent"], "additionalProperties": false}),
         );
     }
-    let free_text = json!({"type": "object", "properties": {
+    let mut free_text = json!({"type": "object", "properties": {
             "kind": {"const": "FreeText"}, "title": text(1, 40), "body": text(0, 120)},
         "required": ["kind", "title", "body"], "additionalProperties": false});
+    if question_options {
+        free_text["properties"]["options"] = json!({"type": "array", "minItems": 2, "maxItems": 3,
+            "items": {"type": "object", "properties": {"name": text(1, 30)},
+                "required": ["name"], "additionalProperties": false}});
+        free_text["required"] = json!(["kind", "title", "body", "options"]);
+    }
     let mut kinds = vec![free_text];
     if !targets.is_empty() {
         kinds.push(json!({"type": "object", "properties": {

@@ -147,7 +147,12 @@ fn discussion_text(title: &str, body: &str, comments: &[CommentView]) -> String 
     text
 }
 
-fn request(model: &str, system: &str, user: String, temperature: f64) -> Result<ChatCompletionRequest, ApiError> {
+fn request(
+    model: &str,
+    system: &str,
+    user: String,
+    temperature: f64,
+) -> Result<ChatCompletionRequest, ApiError> {
     serde_json::from_value(serde_json::json!({
         "model": model,
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -225,7 +230,7 @@ pub fn tally(
 /// replicas as well as within this process ([`WRITES`]).
 async fn locked_round(txn: &DatabaseTransaction, id: i64) -> Result<round::Model, ApiError> {
     round::Entity::update_many()
-        .col_expr(round::Column::Id, Expr::col(round::Column::Id).into())
+        .col_expr(round::Column::Id, Expr::col(round::Column::Id))
         .filter(round::Column::Id.eq(id))
         .exec(txn)
         .await
@@ -292,12 +297,19 @@ fn require_convener(row: &round::Model, member: &str, doing: &str) -> Result<(),
 /// 404 for an unknown proposal; 409 without comments, without an assistant model, or
 /// while a round on it is still open; 429 past the co-op's governance budget; 503 when
 /// the engine fails.
-pub async fn start(state: &AppState, g: &Governance, member: &str, proposal: &str) -> Result<RoundView, ApiError> {
+pub async fn start(
+    state: &AppState,
+    g: &Governance,
+    member: &str,
+    proposal: &str,
+) -> Result<RoundView, ApiError> {
     let view = g.get(proposal).await?;
     let comments = g.discussion(proposal).await?;
     let model = model_of(state)?;
     if comments.is_empty() {
-        return Err(conflict(format!("{proposal} has no comments to find common ground in yet.")));
+        return Err(conflict(format!(
+            "{proposal} has no comments to find common ground in yet."
+        )));
     }
     if let Some(open) = latest_round(g, proposal).await?
         && Stage::parse(&open.stage)? != Stage::Revised
@@ -320,7 +332,14 @@ pub async fn start(state: &AppState, g: &Governance, member: &str, proposal: &st
         match answer {
             Ok(asked) => {
                 if let Some(text) = statement_text(&asked.text) {
-                    candidates.push(statement(&model, &asked, text, &ids, CANDIDATE_TEMPERATURE, candidates.len()));
+                    candidates.push(statement(
+                        &model,
+                        &asked,
+                        text,
+                        &ids,
+                        CANDIDATE_TEMPERATURE,
+                        candidates.len(),
+                    ));
                 }
             }
             Err(e) => last_error = Some(e),
@@ -349,7 +368,14 @@ pub async fn start(state: &AppState, g: &Governance, member: &str, proposal: &st
     view_of(g, row, member).await
 }
 
-fn statement(model: &str, asked: &Asked, text: String, comments: &[i64], temperature: f64, index: usize) -> Statement {
+fn statement(
+    model: &str,
+    asked: &Asked,
+    text: String,
+    comments: &[i64],
+    temperature: f64,
+    index: usize,
+) -> Statement {
     Statement {
         number: u32::try_from(index + 1).unwrap_or(u32::MAX),
         text,
@@ -378,14 +404,26 @@ pub async fn current(g: &Governance, member: &str, proposal: &str) -> Result<Rou
 /// # Errors
 ///
 /// 400 for a bad ranking; 404 without a round; 409 once ranking has closed.
-pub async fn rank(g: &Governance, member: &str, proposal: &str, ranking: Vec<u32>) -> Result<RoundView, ApiError> {
+pub async fn rank(
+    g: &Governance,
+    member: &str,
+    proposal: &str,
+    ranking: Vec<u32>,
+) -> Result<RoundView, ApiError> {
     let id = current_round(g, proposal).await?.id;
     let _held = WRITES.lock().await;
     let txn = g.db().begin().await.map_err(unavailable)?;
     let row = locked_round(&txn, id).await?;
     require_stage(&row, Stage::Ranking, "ranking")?;
     check_ranking(&ranking, candidates_of(&row)?.len())?;
-    put_entry(&txn, id, "ranking", member, serde_json::to_string(&ranking).map_err(unavailable)?).await?;
+    put_entry(
+        &txn,
+        id,
+        "ranking",
+        member,
+        serde_json::to_string(&ranking).map_err(unavailable)?,
+    )
+    .await?;
     txn.commit().await.map_err(unavailable)?;
     view_of(g, row, member).await
 }
@@ -396,7 +434,12 @@ pub async fn rank(g: &Governance, member: &str, proposal: &str, ranking: Vec<u32
 ///
 /// 400 for an empty or too long critique; 404 without a round; 409 outside the
 /// critique stage.
-pub async fn critique(g: &Governance, member: &str, proposal: &str, body: &str) -> Result<RoundView, ApiError> {
+pub async fn critique(
+    g: &Governance,
+    member: &str,
+    proposal: &str,
+    body: &str,
+) -> Result<RoundView, ApiError> {
     let body = body.trim();
     if body.is_empty() || body.chars().count() > MAX_CRITIQUE {
         return Err(bad(
@@ -414,7 +457,13 @@ pub async fn critique(g: &Governance, member: &str, proposal: &str, body: &str) 
     view_of(g, row, member).await
 }
 
-async fn put_entry(txn: &DatabaseTransaction, id: i64, kind: &str, member: &str, body: String) -> Result<(), ApiError> {
+async fn put_entry(
+    txn: &DatabaseTransaction,
+    id: i64,
+    kind: &str,
+    member: &str,
+    body: String,
+) -> Result<(), ApiError> {
     entry::Entity::insert(entry::ActiveModel {
         round_id: Set(id),
         kind: Set(kind.to_owned()),
@@ -433,7 +482,11 @@ async fn put_entry(txn: &DatabaseTransaction, id: i64, kind: &str, member: &str,
     Ok(())
 }
 
-async fn entries(db: &impl sea_orm::ConnectionTrait, id: i64, kind: &str) -> Result<Vec<entry::Model>, ApiError> {
+async fn entries(
+    db: &impl sea_orm::ConnectionTrait,
+    id: i64,
+    kind: &str,
+) -> Result<Vec<entry::Model>, ApiError> {
     entry::Entity::find()
         .filter(entry::Column::RoundId.eq(id))
         .filter(entry::Column::Kind.eq(kind))
@@ -493,13 +546,20 @@ pub async fn choose(g: &Governance, member: &str, proposal: &str) -> Result<Roun
 ///
 /// 403 for anyone but the convener; 409 outside the critique stage or with no
 /// critique; 429 past the co-op's budget; 503 when the engine fails.
-pub async fn revise(state: &AppState, g: &Governance, member: &str, proposal: &str) -> Result<RoundView, ApiError> {
+pub async fn revise(
+    state: &AppState,
+    g: &Governance,
+    member: &str,
+    proposal: &str,
+) -> Result<RoundView, ApiError> {
     let row = current_round(g, proposal).await?;
     require_convener(&row, member, "ask for the revision")?;
     require_stage(&row, Stage::Critique, "the revision")?;
     let critiques = entries(g.db(), row.id, "critique").await?;
     if critiques.is_empty() {
-        return Err(conflict("No member has critiqued the chosen statement yet.".to_owned()));
+        return Err(conflict(
+            "No member has critiqued the chosen statement yet.".to_owned(),
+        ));
     }
     let model = model_of(state)?;
     let chosen = chosen_statement(&row)?;
@@ -564,7 +624,11 @@ async fn view_of(g: &Governance, row: round::Model, member: &str) -> Result<Roun
         .as_deref()
         .map(|r| serde_json::from_str(r).map_err(unavailable))
         .transpose()?;
-    let title = g.get(&row.proposal).await.map(|p| p.spec.title).unwrap_or_default();
+    let title = g
+        .get(&row.proposal)
+        .await
+        .map(|p| p.spec.title)
+        .unwrap_or_default();
     let final_text = match (&revision, row.chosen) {
         (Some(r), _) => Some(r.text.clone()),
         (None, Some(_)) => Some(chosen_statement(&row)?.text),
@@ -623,9 +687,19 @@ mod tests {
         assert!(check_ranking(&[2, 1, 3], 4).is_ok());
         assert!(check_ranking(&[4], 4).is_ok());
         assert!(check_ranking(&[], 4).is_err());
-        assert!(check_ranking(&[5], 4).unwrap_err().to_string().contains("does not exist"));
+        assert!(
+            check_ranking(&[5], 4)
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
         assert!(check_ranking(&[0], 4).is_err());
-        assert!(check_ranking(&[1, 2, 1], 4).unwrap_err().to_string().contains("twice"));
+        assert!(
+            check_ranking(&[1, 2, 1], 4)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 
     /// Five members over three statements: 2 rank 1>2>3, 2 rank 3>2>1, 1 ranks 2>3>1.

@@ -131,7 +131,7 @@ pub async fn evaluate(engine: &dyn Engine, model: &str, set: &[Discussion]) -> a
             .map(|s| s.text.chars().count())
             .sum::<usize>();
         tokens += completion;
-        let schema = schema_for(&d.members, &d.classes);
+        let schema = schema_for(&d.members, &d.classes, false);
         for r in &d.requests {
             let request = assistant::draft_request(model, r, schema.clone(), 0.7)?;
             let (text, _) = text_of(engine.chat(request).await?);

@@ -11,10 +11,10 @@
 //! standalone mode. Both call the same close.
 
 pub mod assistant;
-pub mod common_ground;
 pub mod cli;
 pub mod closer;
 pub mod comments;
+pub mod common_ground;
 pub mod db;
 pub mod eval;
 pub mod export;

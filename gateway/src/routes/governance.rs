@@ -241,7 +241,9 @@ pub async fn critique_common_ground(
     ApiJson(request): ApiJson<CritiqueRequest>,
 ) -> Result<Json<common_ground::RoundView>, ApiError> {
     let (g, me) = member(&state, caller)?;
-    Ok(Json(common_ground::critique(&g, &me, &name, &request.body).await?))
+    Ok(Json(
+        common_ground::critique(&g, &me, &name, &request.body).await?,
+    ))
 }
 
 /// `POST /v1/governance/proposals/{name}/common-ground/revision`

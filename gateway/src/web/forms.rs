@@ -131,6 +131,34 @@ pub fn ballot(proposal: &ProposalView, form: &Form) -> Result<BallotForm, String
     Ok(ballot)
 }
 
+/// A ranking from fields `{prefix}{statement}={position}` (a position per statement,
+/// blank for unranked): the statements in order of position, best first.
+///
+/// # Errors
+///
+/// A position or statement that is not a number, or two statements at one position.
+pub fn ranking_positions(form: &Form, prefix: &str) -> Result<Vec<u32>, String> {
+    let mut placed: BTreeMap<u32, u32> = BTreeMap::new();
+    for (statement, position) in form.prefixed(prefix) {
+        if position.trim().is_empty() {
+            continue;
+        }
+        let statement: u32 = statement
+            .parse()
+            .map_err(|_| format!("{statement:?} is not a statement's number"))?;
+        let position: u32 = position
+            .trim()
+            .parse()
+            .map_err(|_| format!("{position:?} is not a position"))?;
+        if let Some(other) = placed.insert(position, statement) {
+            return Err(format!(
+                "statements {other} and {statement} are both at position {position}; give each its own"
+            ));
+        }
+    }
+    Ok(placed.into_values().collect())
+}
+
 /// The most options a proposal's form offers.
 pub const MAX_OPTIONS: usize = 16;
 
@@ -292,6 +320,15 @@ mod tests {
             "ranked by the choice's number, blanks left out"
         );
         assert!(read(VotingMethod::RankedChoice, b"rank1=").is_err());
+        let form = Form::parse(b"rank-1=2&rank-2=&rank-3=1&rank-4=3");
+        assert_eq!(ranking_positions(&form, "rank-").unwrap(), vec![3, 1, 4]);
+        let form = Form::parse(b"rank-1=1&rank-2=1");
+        assert!(
+            ranking_positions(&form, "rank-")
+                .unwrap_err()
+                .contains("both at position 1")
+        );
+        assert!(ranking_positions(&Form::parse(b"rank-x=1"), "rank-").is_err());
         let b = read(
             VotingMethod::DotVoting,
             b"points%3Agrid=7&points%3Awind=0&points%3Asolar=3",

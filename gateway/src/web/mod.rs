@@ -13,7 +13,10 @@
 //! | `POST /governance/sign-in`, `/governance/sign-out` | start or end a session |
 //! | `GET /governance/proposals/{name}` | a proposal: text, discussion, ballot, result |
 //! | `POST /governance/proposals/{name}/ballot`, `.../comments`, `.../withdraw` | act on it |
-//! | `GET`, `POST /governance/new` | open a proposal |
+//! | `POST /governance/proposals/{name}/summary` | ask the assistant for a cited summary |
+//! | `POST /governance/proposals/{name}/common-ground[/ranking,/choice,/critique,/revision]` | a common-ground round |
+//! | `GET`, `POST /governance/new` | open a proposal (`review` shows a prefilled form) |
+//! | `POST /governance/drafts`, `/governance/drafts/create` | the assistant drafts a proposal; the member opens it |
 //! | `GET`, `POST /governance/delegation` | set or revoke a delegation |
 //! | `GET /governance/coop` | the allocation in force, your quota and usage, the surplus |
 
@@ -51,6 +54,25 @@ pub fn routes() -> Router<AppState> {
         .route("/governance/proposals/{name}/comments", post(comment))
         .route("/governance/proposals/{name}/withdraw", post(withdraw))
         .route("/governance/proposals/{name}/summary", post(summarise))
+        .route("/governance/proposals/{name}/common-ground", post(cg_start))
+        .route(
+            "/governance/proposals/{name}/common-ground/ranking",
+            post(cg_rank),
+        )
+        .route(
+            "/governance/proposals/{name}/common-ground/choice",
+            post(cg_choose),
+        )
+        .route(
+            "/governance/proposals/{name}/common-ground/critique",
+            post(cg_critique),
+        )
+        .route(
+            "/governance/proposals/{name}/common-ground/revision",
+            post(cg_revise),
+        )
+        .route("/governance/drafts", post(draft))
+        .route("/governance/drafts/create", post(create_draft))
         .route("/governance/new", get(new_form).post(propose))
         .route("/governance/delegation", get(delegation).post(delegate))
         .route("/governance/coop", get(coop))
@@ -369,11 +391,137 @@ async fn proposal(
         .await
         .ok()
         .flatten();
-    page.assistant = state
+    page.assistant = has_assistant(&state);
+    page.common_ground = crate::governance::common_ground::current(g, &member.session.member, &name)
+        .await
+        .ok();
+    Ok(render(&page))
+}
+
+/// Whether the bylaws name a model for the assistant.
+fn has_assistant(state: &AppState) -> bool {
+    state
         .accounts
         .as_ref()
-        .is_some_and(|a| a.coop.current().assistant.is_some());
-    Ok(render(&page))
+        .is_some_and(|a| a.coop.current().assistant.is_some())
+}
+
+/// What a common-ground form does.
+enum CgStep {
+    Start,
+    Rank,
+    Choose,
+    Critique,
+    Revise,
+}
+
+/// Runs one common-ground step for the posting member, then back to the section.
+async fn cg_step(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    body: &Bytes,
+    step: CgStep,
+) -> PageResult {
+    use crate::governance::common_ground as cg;
+    let form = forms::Form::parse(body);
+    let member = poster(state, headers, &form).await?;
+    let back = format!("/governance/proposals/{name}");
+    let (g, me) = (&member.governance, member.session.member.as_str());
+    let done = match step {
+        CgStep::Start => cg::start(state, g, me, name).await,
+        CgStep::Rank => {
+            let ranking = forms::ranking_positions(&form, "rank-")
+                .map_err(|m| PageError::new(StatusCode::BAD_REQUEST, m).back_to(&back))?;
+            cg::rank(g, me, name, ranking).await
+        }
+        CgStep::Choose => cg::choose(g, me, name).await,
+        CgStep::Critique => cg::critique(g, me, name, form.one("body")).await,
+        CgStep::Revise => cg::revise(state, g, me, name).await,
+    };
+    done.map_err(|e| PageError::from(e).back_to(&back))?;
+    Ok(see_other(&format!("{back}#common-ground")))
+}
+
+async fn cg_start(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    cg_step(&s, &h, &name, &body, CgStep::Start).await
+}
+
+async fn cg_rank(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    cg_step(&s, &h, &name, &body, CgStep::Rank).await
+}
+
+async fn cg_choose(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    cg_step(&s, &h, &name, &body, CgStep::Choose).await
+}
+
+async fn cg_critique(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    cg_step(&s, &h, &name, &body, CgStep::Critique).await
+}
+
+async fn cg_revise(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    cg_step(&s, &h, &name, &body, CgStep::Revise).await
+}
+
+/// `POST /governance/drafts`: the assistant drafts a proposal from the member's words;
+/// the page shows it for review (nothing is created).
+async fn draft(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
+    let form = forms::Form::parse(&body);
+    let member = poster(&state, &headers, &form).await?;
+    let drafted = crate::governance::assistant::draft(
+        &state,
+        &member.governance,
+        &member.session.member,
+        form.one("request"),
+    )
+    .await
+    .map_err(|e| PageError::from(e).back_to("/governance/new"))?;
+    Ok(render(&views::DraftPage::new(&member.session, drafted)))
+}
+
+/// `POST /governance/drafts/create`: opens the reviewed draft as the member's proposal.
+async fn create_draft(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
+    let form = forms::Form::parse(&body);
+    let member = poster(&state, &headers, &form).await?;
+    let request: crate::governance::ProposalRequest =
+        serde_json::from_str(form.one("proposal")).map_err(|e| {
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("The draft does not read as a proposal: {e}"),
+            )
+            .back_to("/governance/new")
+        })?;
+    let made = member
+        .governance
+        .propose(&member.session.member, request)
+        .await
+        .map_err(|e| PageError::from(e).back_to("/governance/new"))?;
+    Ok(see_other(&format!("/governance/proposals/{}", made.name)))
 }
 
 /// `POST /governance/proposals/{name}/summary`: asks the assistant for a summary.
@@ -469,13 +617,9 @@ async fn new_form(
 ) -> PageResult {
     let member = require(&state, &headers).await?;
     let objects = member.governance.objects().await?;
-    Ok(render(&views::NewProposal::new(
-        &member.session,
-        q.kind.as_deref(),
-        &objects,
-        None,
-        None,
-    )))
+    let mut page = views::NewProposal::new(&member.session, q.kind.as_deref(), &objects, None, None);
+    page.assistant = has_assistant(&state);
+    Ok(render(&page))
 }
 
 /// `POST /governance/new`: opens the proposal; or, with `more`, shows the form again
@@ -494,6 +638,13 @@ async fn propose(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             error,
         )
     };
+    // A prefilled form (a common-ground statement) is shown for review, not opened.
+    if !form.one("review").is_empty() {
+        form.set("review", "");
+        let mut page = page(&form, None);
+        page.assistant = has_assistant(&state);
+        return Ok(render(&page));
+    }
     if !form.one("more").is_empty() {
         let more = forms::option_count(Some(&form)) + 1;
         form.set("option_count", &more.to_string());

@@ -207,6 +207,8 @@ pub struct ProposalPage {
     pub summary: Option<crate::governance::assistant::Summary>,
     /// Whether the bylaws name an assistant model (then members may ask for a summary).
     pub assistant: bool,
+    /// The latest common-ground round on the discussion.
+    pub common_ground: Option<crate::governance::common_ground::RoundView>,
 }
 
 fn threaded(comments: Vec<CommentView>) -> Vec<Comment> {
@@ -322,6 +324,102 @@ impl ProposalPage {
             outcome: decided.then(|| outcome(p, &options)),
             summary: None,
             assistant: false,
+            common_ground: None,
+        }
+    }
+
+    /// The positions a member may give a common-ground statement (1 to the count).
+    pub fn cg_positions(&self) -> Vec<usize> {
+        (1..=self.common_ground.as_ref().map_or(0, |r| r.candidates.len())).collect()
+    }
+
+    /// The position the member gave statement `number`, or 0 when unranked.
+    pub fn cg_position_of(&self, number: &u32) -> usize {
+        self.common_ground
+            .as_ref()
+            .and_then(|r| r.my_ranking.as_ref())
+            .and_then(|ranking| ranking.iter().position(|n| n == number))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Whether statement `number` is the one the members' ranking chose.
+    pub fn cg_chosen(&self, number: &u32) -> bool {
+        self.common_ground.as_ref().and_then(|r| r.chosen) == Some(*number)
+    }
+
+    /// The common-ground round's stage, or "" without a round.
+    pub fn cg_stage(&self) -> &'static str {
+        use crate::governance::common_ground::Stage;
+        match self.common_ground.as_ref().map(|r| r.stage) {
+            None => "",
+            Some(Stage::Ranking) => "Ranking",
+            Some(Stage::Critique) => "Critique",
+            Some(Stage::Revised) => "Revised",
+        }
+    }
+
+    /// Whether the member started the common-ground round (and so moves it on).
+    pub fn cg_convener(&self) -> bool {
+        self.common_ground
+            .as_ref()
+            .is_some_and(|r| r.convener == self.shell.member)
+    }
+
+    /// The common-ground draft's options, one per line (for the new-proposal form).
+    pub fn cg_draft_options(&self) -> String {
+        self.common_ground
+            .as_ref()
+            .and_then(|r| r.proposal_draft.as_ref())
+            .and_then(|d| d["options"].as_array())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|o| o["name"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    /// A text field of the common-ground draft.
+    pub fn cg_draft(&self, field: &str) -> String {
+        self.common_ground
+            .as_ref()
+            .and_then(|r| r.proposal_draft.as_ref())
+            .and_then(|d| d[field].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A proposal the assistant drafted, for the member to review before creating it.
+#[derive(Template)]
+#[template(path = "draft.html")]
+pub struct DraftPage {
+    pub shell: Shell,
+    pub draft: crate::governance::assistant::Draft,
+    /// The drafted proposal as YAML, to read.
+    pub readable: String,
+    /// The drafted proposal as JSON, sent back when the member creates it.
+    pub json: String,
+}
+
+impl DraftPage {
+    pub fn new(session: &Session, draft: crate::governance::assistant::Draft) -> Self {
+        let (readable, json) = draft
+            .proposal
+            .as_ref()
+            .map(|p| {
+                (
+                    serde_yaml_ng::to_string(p).unwrap_or_default(),
+                    serde_json::to_string(p).unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        Self {
+            shell: Shell::of(session),
+            draft,
+            readable,
+            json,
         }
     }
 }
@@ -449,6 +547,8 @@ pub struct NewProposal {
     pub status_quo: bool,
     pub split: String,
     pub error: Option<String>,
+    /// Whether the bylaws name an assistant model (then the form offers drafting).
+    pub assistant: bool,
 }
 
 impl NewProposal {
@@ -524,6 +624,7 @@ impl NewProposal {
             status_quo: typed.is_some_and(|f| !f.one("status_quo").is_empty()),
             split: typed_one("split"),
             error,
+            assistant: false,
         }
     }
 }
