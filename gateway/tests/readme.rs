@@ -109,7 +109,7 @@ fn the_readmes_governance_demo_runs_as_written() {
         .iter()
         .find(|d| d["cooperative"] == "riverside")
         .expect("the co-op");
-    assert_eq!(coop["quota"]["guaranteedTokensPerSecond"], 498, "{coop}");
+    assert_eq!(coop["quota"]["guaranteedTokensPerSecond"], 1548, "{coop}");
     assert_eq!(coop["history"], serde_json::json!(["allocation-v1"]));
     let recount = docs.last().unwrap();
     assert_eq!(recount["outcome"], "Passed");

@@ -441,21 +441,21 @@ mod tests {
         assert_eq!(input.surplus_cap, Share::percent(30));
         let quotas = solve(&input).unwrap();
         let fig = allocation_figures(&input, &quotas, &models, &alloc.spec.plan);
-        // tiny-chat 400 + coop-large 1500.
-        assert_eq!(fig.capacity_tokens_per_second, 1900);
-        // Only tiny-chat may be sold: 30% of 400.
-        assert_eq!(fig.surplus_tokens_per_second, 120);
+        // tiny-chat 400 + coop-large 1500 + coop-embed 4000.
+        assert_eq!(fig.capacity_tokens_per_second, 5900);
+        // Only tiny-chat and coop-embed may be sold: 30% of 400 and of 4000.
+        assert_eq!(fig.surplus_tokens_per_second, 120 + 1200);
         let q = |n: &str| fig.quotas.iter().find(|q| q.name == n).unwrap().clone();
         // community: 60% split over four members; business: 10% to its one member.
-        assert_eq!(q("bakery-coop").guaranteed_tokens_per_second, 60 + 225);
-        assert_eq!(q("hardware-store").guaranteed_tokens_per_second, 40 + 150);
+        assert_eq!(q("bakery-coop").guaranteed_tokens_per_second, 60 + 225 + 600);
+        assert_eq!(q("hardware-store").guaranteed_tokens_per_second, 40 + 150 + 400);
         assert_eq!(q("hardware-store").tier, 1);
-        assert_eq!(q("bakery-coop").borrow_limit_tokens_per_second, 1900 - 285);
-        assert_eq!(q("bakery-coop").monthly_token_budget, 285 * SECONDS_PER_30_DAYS);
+        assert_eq!(q("bakery-coop").borrow_limit_tokens_per_second, 5900 - 885);
+        assert_eq!(q("bakery-coop").monthly_token_budget, 885 * SECONDS_PER_30_DAYS);
         let cust = q("city-translation");
         assert_eq!(cust.kind, SubjectKind::Customer);
         assert_eq!(cust.tier, 2);
-        assert_eq!(cust.borrow_limit_tokens_per_second, 120);
+        assert_eq!(cust.borrow_limit_tokens_per_second, 1320);
         assert_eq!(cust.guaranteed_tokens_per_second, 0);
     }
 
@@ -547,19 +547,19 @@ mod tests {
                 .guaranteed_tokens_per_second
         };
         // 5 points per GPU, at most 15: bakery-coop 15% + 10%, hardware-store 10% + 15%
-        // (20 capped), of 400 and 1500 tokens/s.
+        // (20 capped), of 400, 1500 and 4000 tokens/s.
         let quotas = contributed(5, Some(15));
-        assert_eq!(q(&quotas, "bakery-coop"), 100 + 375);
-        assert_eq!(q(&quotas, "hardware-store"), 100 + 375);
+        assert_eq!(q(&quotas, "bakery-coop"), 100 + 375 + 1000);
+        assert_eq!(q(&quotas, "hardware-store"), 100 + 375 + 1000);
         assert_eq!(
             q(&quotas, "riverside-school"),
-            60 + 225,
+            60 + 225 + 600,
             "no contribution, no raise"
         );
         // 20 points per GPU ask for 40 and 80 points; the floors (70%) leave 30, shared
         // in proportion: 10 and 20.
         let quotas = contributed(20, None);
-        assert_eq!(q(&quotas, "bakery-coop"), 100 + 375);
-        assert_eq!(q(&quotas, "hardware-store"), 120 + 450);
+        assert_eq!(q(&quotas, "bakery-coop"), 100 + 375 + 1000);
+        assert_eq!(q(&quotas, "hardware-store"), 120 + 450 + 1200);
     }
 }
