@@ -160,6 +160,110 @@ async fn members_go_first_on_a_saturated_engine() {
     );
 }
 
+/// The governance assistant does not delay members (the priority test's style):
+/// service 300 ms, four slots; eight tasks keep asking the assistant for summaries
+/// (each a request in the members' tier, at most a quarter of the slots), while a
+/// member's requests wait no longer than one service time more than when idle.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_does_not_delay_members() {
+    const SERVICE: Duration = Duration::from_millis(300);
+    let engine = mock(300).await;
+    let m = manifests(&CoopSpec {
+        open_engine: &engine,
+        ..CoopSpec::default()
+    });
+    let path = m.path().join("coop.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap().replacen(
+        "  displayName: Test Co-op\n",
+        "  displayName: Test Co-op\n  assistant: {model: open-chat, monthlyTokens: 1000000000}\n",
+        1,
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let gateway = c::standalone(m.path(), data.path(), None, &["--engine-slots", "4"]);
+    let member = c::create_key(&["--member", "school"], data.path(), None);
+    let base = gateway.url("");
+    let made = client()
+        .post(format!("{base}/v1/governance/proposals"))
+        .bearer_auth(&member)
+        .json(&serde_json::json!({"name": "exam-weeks", "kind": "FreeText", "title": "Exam weeks"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201, "{}", made.text().await.unwrap());
+    let commented = client()
+        .post(format!("{base}/v1/governance/proposals/exam-weeks/comments"))
+        .bearer_auth(&member)
+        .json(&serde_json::json!({"body": "The school needs more in June."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(commented.status().as_u16(), 201);
+
+    let measure = |label: &'static str| {
+        let (base, member) = (base.clone(), member.clone());
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..8 {
+                let (status, _, took) = call(&base, &member).await;
+                assert_eq!(status, 200, "{label}");
+                times.push(took);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            times.sort();
+            times
+        }
+    };
+    let _ = call(&base, &member).await;
+    let idle = measure("idle").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (summaries, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, key, stop) = (base.clone(), member.clone(), stop.clone());
+            let (summaries, other) = (summaries.clone(), other.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client()
+                        .post(format!("{base}/v1/governance/proposals/exam-weeks/summary"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await
+                        .unwrap();
+                    if r.status().as_u16() == 201 {
+                        summaries.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        other.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let loaded = measure("with the assistant busy").await;
+    stop.store(true, Ordering::Relaxed);
+    for t in flood {
+        t.await.unwrap();
+    }
+    let (summaries, other) = (summaries.load(Ordering::Relaxed), other.load(Ordering::Relaxed));
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "member latency idle p50 {:.0} ms worst {:.0} ms; with the assistant busy p50 {:.0} ms worst {:.0} ms; \
+         summaries written {summaries}, not written {other}",
+        ms(&idle[idle.len() / 2]),
+        ms(idle.last().unwrap()),
+        ms(&loaded[loaded.len() / 2]),
+        ms(loaded.last().unwrap()),
+    );
+    assert!(summaries > 0, "the assistant still works");
+    let (worst_idle, worst) = (*idle.last().unwrap(), *loaded.last().unwrap());
+    assert!(
+        worst <= worst_idle + SERVICE + Duration::from_millis(250),
+        "a member waited {worst:?} behind the assistant (idle {worst_idle:?}, service {SERVICE:?})"
+    );
+}
+
 /// Three replicas, one Postgres, one budget.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_enforce_one_budget() {

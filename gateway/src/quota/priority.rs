@@ -51,6 +51,10 @@ use tokio::sync::oneshot;
 use crate::admission::{Caller, CallerKind};
 use crate::error::ApiError;
 
+/// The most of a model's slots the governance assistant holds at once (rounded up, so
+/// at least one).
+pub const ASSISTANT_PERCENT: u32 = 25;
+
 /// An output token costs this many input tokens in the counters (generating is the
 /// expensive part of serving, as in the VTC paper's weights).
 pub const OUTPUT_WEIGHT: u64 = 2;
@@ -167,6 +171,8 @@ pub enum Share {
     Customers,
     /// One peer co-op, within the share the bylaws lend it (percent).
     Peer(String, u32),
+    /// The governance assistant, within [`ASSISTANT_PERCENT`].
+    Assistant,
 }
 
 impl Share {
@@ -174,7 +180,8 @@ impl Share {
     /// by the caller of [`Scheduler::acquire_lent`]).
     fn of(caller: &Caller) -> Option<Self> {
         match caller.kind {
-            CallerKind::Member | CallerKind::Coop => None,
+            CallerKind::Member => None,
+            CallerKind::Coop => Some(Self::Assistant),
             CallerKind::Peer => Some(Self::Peer(caller.id.clone(), 0)),
             CallerKind::Customer | CallerKind::Anonymous => Some(Self::Customers),
         }
@@ -185,6 +192,8 @@ impl Share {
         match self {
             Self::Customers => "",
             Self::Peer(name, _) => name,
+            // Not a resource name, so no peer co-op can share its count.
+            Self::Assistant => "coop:assistant",
         }
     }
 }
@@ -346,6 +355,7 @@ impl State {
         let cap = match share {
             Share::Customers => part_of(self.gradient.slots(), surplus_percent),
             Share::Peer(_, percent) => part_of(self.gradient.slots(), *percent),
+            Share::Assistant => part_of(self.gradient.slots(), ASSISTANT_PERCENT),
         };
         self.held.get(share.key()).copied().unwrap_or(0) < cap
     }
@@ -533,7 +543,15 @@ impl Scheduler {
                 .state
                 .lock()
                 .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
-            let ahead = s.tiers.range(..=caller.tier).any(|(_, t)| t.waiting());
+            // Waiters ahead: in this tier or a higher one, and free to take a slot (one
+            // held back by its capped share, such as the assistant's, is not ahead).
+            let surplus = self.surplus_percent();
+            let state = &*s;
+            let ahead = state.tiers.range(..=caller.tier).any(|(_, t)| {
+                t.tenants
+                    .values()
+                    .any(|w| !w.queue.is_empty() && state.share_has_room(w.share.as_ref(), surplus))
+            });
             let tier = s.tiers.entry(caller.tier).or_insert_with(Tier::new);
             tier.roll_window(&self.model, caller.tier);
             // Idle callers come back at the lowest waiting counter (or the clock).
@@ -904,6 +922,37 @@ mod tests {
             waiting_peer.await.unwrap().is_err(),
             "the peer timed out behind the member"
         );
+    }
+
+    /// The assistant, in the members' tier, holds at most a quarter of the slots (one
+    /// of four): its second request waits while members take the other three.
+    #[tokio::test]
+    async fn the_assistant_holds_at_most_its_share_of_the_slots() {
+        let s = Scheduler::new("m", 4, 0, Duration::from_secs(1), Duration::from_millis(200));
+        s.state.lock().unwrap().gradient.limit = 4.0;
+        let assistant = Caller {
+            id: "coop:assistant".to_owned(),
+            kind: CallerKind::Coop,
+            class: None,
+            tier: 0,
+            weight: 1,
+            local_only: true,
+        };
+        let first = s.acquire(&assistant, CallerWeight(1.0), 1).await.unwrap();
+        let second = {
+            let (s, assistant) = (s.clone(), assistant.clone());
+            tokio::spawn(async move { s.acquire(&assistant, CallerWeight(1.0), 1).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _members: Vec<Slot> = futures::future::try_join_all(["ana", "ben", "cy"].map(|m| {
+            let s = s.clone();
+            async move { s.acquire(&member(m), CallerWeight(1.0), 1).await }
+        }))
+        .await
+        .unwrap();
+        let refused = second.await.unwrap().unwrap_err();
+        assert!(refused.to_string().contains("saturated"), "{refused}");
+        drop(first);
     }
 
     /// A request that may go to a peer waits only its overflow time, and leaves the
