@@ -22,20 +22,13 @@ fn out(text: &str) -> anyhow::Result<()> {
 
 /// `assistant eval`
 pub async fn assistant(command: AssistantCommand) -> anyhow::Result<()> {
-    let AssistantCommand::Eval { model, discussions } = command;
+    let (model, discussions) = match command {
+        AssistantCommand::Eval { model, discussions } => (model, discussions),
+        AssistantCommand::Bylaws { model, answers } => return draft_bylaws(&model, &answers).await,
+    };
     let set = crate::governance::eval::read_set(&discussions)?;
     let name = "candidate";
-    let config = crate::config::ModelConfig {
-        name: name.to_owned(),
-        owned_by: "eval".to_owned(),
-        engine: crate::config::EngineConfig::Embedded {
-            path: Some(model.clone()),
-            hub: None,
-            embeddings: false,
-        },
-    };
-    let registry = crate::config::load_models(&[config], &crate::engine::EmbeddedOptions::default()).await?;
-    let engine = registry.get(name).map_err(|e| anyhow::anyhow!("{e}"))?.engine;
+    let engine = in_process(name, &model).await?;
     let mut score = crate::governance::eval::evaluate(engine.as_ref(), name, &set).await?;
     score.model = model.display().to_string();
     out(&format!(
@@ -56,6 +49,54 @@ pub async fn assistant(command: AssistantCommand) -> anyhow::Result<()> {
         score.mean_summary_chars,
         score.mean_summary_tokens,
         serde_json::to_string(&score)?
+    ))
+}
+
+/// A model folder run in this process, served as `name`.
+async fn in_process(
+    name: &str,
+    model: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<dyn crate::engine::Engine>> {
+    let config = crate::config::ModelConfig {
+        name: name.to_owned(),
+        owned_by: "assistant".to_owned(),
+        engine: crate::config::EngineConfig::Embedded {
+            path: Some(model.to_owned()),
+            hub: None,
+            embeddings: false,
+        },
+    };
+    let registry = crate::config::load_models(&[config], &crate::engine::EmbeddedOptions::default()).await?;
+    Ok(registry.get(name).map_err(|e| anyhow::anyhow!("{e}"))?.engine)
+}
+
+/// `assistant bylaws`: the founders' answers drafted into a Cooperative manifest.
+async fn draft_bylaws(model: &std::path::Path, answers: &std::path::Path) -> anyhow::Result<()> {
+    use crate::governance::founding;
+    let text = std::fs::read_to_string(answers)
+        .map_err(|e| anyhow::anyhow!("cannot read the answers {}: {e}", answers.display()))?;
+    let q = founding::Questionnaire::parse(&text)?;
+    let name = "founding";
+    let engine = in_process(name, model).await?;
+    let digest = engine.digest();
+    let reply = engine
+        .chat(founding::request(name, &q)?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let crate::engine::Reply::Full(answer) = reply else {
+        anyhow::bail!("the engine streamed an answer that was asked whole");
+    };
+    let draft = crate::governance::assistant::answer_text(&answer);
+    let coop = founding::assemble(&q, &draft)
+        .map_err(|e| anyhow::anyhow!("the model's draft is not usable ({e}); its text: {draft}"))?;
+    out(&format!(
+        "# AI-written: drafted by the model in {} (weights {}), prompt {}, from the answers in {}.\n\
+         # Review every line before founding the co-op with it; the model decides nothing.\n{}",
+        model.display(),
+        digest.as_deref().unwrap_or("unknown"),
+        founding::TEMPLATE_VERSION,
+        answers.display(),
+        serde_yaml_ng::to_string(&coop)?
     ))
 }
 

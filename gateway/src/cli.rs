@@ -63,6 +63,18 @@ pub enum AssistantCommand {
         #[arg(long, default_value = "gateway/assistant-eval")]
         discussions: PathBuf,
     },
+    /// Drafts a new co-op's bylaws (a Cooperative manifest) from the founders' answers
+    /// to a short questionnaire (YAML: name, displayName, classes with who is in each,
+    /// decisions and surplus in plain words, currency), with a model folder run in
+    /// process. Prints the manifest, labelled AI-written, for the founders to review.
+    Bylaws {
+        /// The model folder (`config.json`, weights, `tokenizer.json`).
+        #[arg(long)]
+        model: PathBuf,
+        /// The answers (YAML).
+        #[arg(long)]
+        answers: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -993,3 +993,88 @@ async fn common_ground_and_drafting_on_the_pages_in_chromium() {
     assert!(text(&ben, "h1").contains("Exam weeks"));
     assert!(text(&ben, "#body").contains("give the school 15% during exams"));
 }
+
+/// A new co-op's bylaws from the founders' answers: the tiny model's draft (noise,
+/// constrained to the bylaws schema) is a Cooperative with the founders' names, a rule
+/// for every kind of proposal, labelled AI-written; a co-op founded from it serves its
+/// members. Unusable answers are refused with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bylaws_command_drafts_a_cooperative_a_co_op_can_be_founded_from() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let answers = dir.path().join("answers.yaml");
+    std::fs::write(
+        &answers,
+        "name: hillside\ndisplayName: Hillside Community Compute\nclasses:\n  \
+         - {name: schools, who: the valley's three schools}\n  - {name: households, who: families}\n\
+         decisions: most things by simple majority; bylaws by two thirds\nsurplus: up to a fifth\n",
+    )
+    .expect("written");
+    let run = |answers: &std::path::Path| {
+        std::process::Command::new(binary())
+            .args(["assistant", "bylaws", "--model"])
+            .arg(common::tiny_model())
+            .arg("--answers")
+            .arg(answers)
+            .output()
+            .expect("the command runs")
+    };
+    let out = run(&answers);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("text");
+    assert!(
+        text.starts_with("# AI-written: drafted by the model in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weights sha256:") && text.contains("prompt bylaws-v1"),
+        "{text}"
+    );
+    let coop: synco_crds::Cooperative = serde_yaml_ng::from_str(&text).expect("a Cooperative");
+    assert_eq!(coop.metadata.name.as_deref(), Some("hillside"));
+    assert_eq!(coop.spec.display_name, "Hillside Community Compute");
+    let classes: Vec<&str> = coop.spec.member_classes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(classes, ["schools", "households"]);
+    assert_eq!(coop.spec.voting_defaults.len(), 7, "a rule for every kind");
+
+    // Founded, with one member, the tiny model and a first allocation.
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("a folder");
+    std::fs::write(manifests.join("00-coop.yaml"), &text).expect("written");
+    std::fs::write(
+        manifests.join("10-rest.yaml"),
+        "apiVersion: synco.coop/v1alpha1\nkind: Member\nmetadata: {name: ana, namespace: hillside}\n\
+         spec: {displayName: Ana, class: schools, identity: ana}\n---\n\
+         apiVersion: synco.coop/v1alpha1\nkind: InferenceModel\nmetadata: {name: chat, namespace: hillside}\n\
+         spec: {source: {hub: Qwen/Qwen2.5-0.5B-Instruct}, engine: {kind: Embedded}, tokensPerSecondPerReplica: 100}\n---\n\
+         apiVersion: synco.coop/v1alpha1\nkind: Allocation\nmetadata: {name: allocation-v1, namespace: hillside}\n\
+         spec: {version: 1, floors: [{memberClass: schools, sharePercent: 50}]}\n",
+    )
+    .expect("written");
+    let data = tempfile::tempdir().expect("a temp dir");
+    let gw = c::standalone(&manifests, data.path(), None, &[]);
+    let view: serde_json::Value = reqwest::Client::new()
+        .get(gw.url("/v1/governance/coop"))
+        .bearer_auth(c::token(c::SECRET, &c::claims("ana")))
+        .send()
+        .await
+        .expect("asked")
+        .json()
+        .await
+        .expect("the co-op");
+    assert_eq!(view["displayName"], "Hillside Community Compute", "{view}");
+    assert_eq!(view["quota"]["class"], "schools", "{view}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: Hill Side\ndisplayName: H\nclasses: [{name: a, who: b}]\ndecisions: d\n",
+    )
+    .expect("written");
+    let out = run(&bad);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lower-case letters, digits and '-'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -18,6 +18,7 @@ pub mod common_ground;
 pub mod db;
 pub mod eval;
 pub mod export;
+pub mod founding;
 pub mod kube;
 pub mod store;
 pub mod views;
