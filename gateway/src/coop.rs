@@ -114,6 +114,8 @@ pub struct Coop {
     pub peers: BTreeMap<String, synco_crds::Peer>,
     /// The governance assistant's model and monthly tokens, when the bylaws name one.
     pub assistant: Option<(String, u64)>,
+    /// The embedding model the assistant retrieves with, when the bylaws name one.
+    pub assistant_embedding: Option<String>,
 }
 
 /// The co-op as last read, shared by admission, authentication and `/v1/usage`.
@@ -166,6 +168,11 @@ impl Coop {
                 .assistant
                 .as_ref()
                 .map(|a| (a.model.clone(), u64::try_from(a.monthly_tokens).unwrap_or(0))),
+            assistant_embedding: coop
+                .spec
+                .assistant
+                .as_ref()
+                .and_then(|a| a.embedding_model.clone()),
             ..Self::default()
         };
         let class_of = |class: &str| coop.spec.member_classes.iter().find(|c| c.name == class);
@@ -294,8 +301,11 @@ impl Coop {
                 .peers
                 .get(&caller.id)
                 .is_some_and(|p| p.lend.iter().any(|m| m == model)),
-            // The assistant runs on the model the bylaws name for it.
-            CallerKind::Coop => self.assistant.as_ref().is_some_and(|(m, _)| m == model),
+            // The assistant runs on the models the bylaws name for it.
+            CallerKind::Coop => {
+                self.assistant.as_ref().is_some_and(|(m, _)| m == model)
+                    || self.assistant_embedding.as_deref() == Some(model)
+            }
             CallerKind::Anonymous => false,
         }
     }

@@ -1078,3 +1078,163 @@ async fn the_bylaws_command_drafts_a_cooperative_a_co_op_can_be_founded_from() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Retrieval: with `assistant.embeddingModel` naming the co-op's in-process embedding
+/// model (the tiny one the test generates), a draft is given the nearest of the bylaws
+/// and the decided proposals, names them in its provenance, and the embeddings are
+/// metered to the co-op; documents embedded once are not embedded again.
+#[tokio::test(flavor = "multi_thread")]
+async fn drafts_are_given_the_nearest_past_decisions_by_the_in_process_embedding_model() {
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine = canned_engine(down).await;
+    let manifests = tempfile::tempdir().expect("a temp dir");
+    let yaml = format!(
+        r#"
+apiVersion: synco.coop/v1alpha1
+kind: Cooperative
+metadata: {{name: commons, namespace: commons}}
+spec:
+  displayName: Commons
+  votingDefaults:
+    - {{kind: FreeText, method: Majority, votingPeriod: 2s}}
+  memberClasses:
+    - {{name: community, tier: 0}}
+  assistant: {{model: helper, monthlyTokens: 100000, embeddingModel: embed}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: Member
+metadata: {{name: ana, namespace: commons}}
+spec: {{displayName: Ana, class: community, identity: ana}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: helper, namespace: commons}}
+spec:
+  engine: {{kind: External, url: "http://{engine}/v1"}}
+  tokensPerSecondPerReplica: 1000
+---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: embed, namespace: commons}}
+spec:
+  source: {{hub: Qwen/Qwen3-Embedding-0.6B}}
+  engine: {{kind: Embedded}}
+  tokensPerSecondPerReplica: 1000
+  capabilities: {{chat: false, embeddings: true}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: Allocation
+metadata: {{name: allocation-v1, namespace: commons}}
+spec:
+  version: 1
+  floors: [{{memberClass: community, sharePercent: 50}}]
+"#
+    );
+    std::fs::write(manifests.path().join("coop.yaml"), yaml).expect("the manifests are written");
+    let data = tempfile::tempdir().expect("a temp dir");
+    let gw = c::standalone(manifests.path(), data.path(), None, &[]);
+    let client = reqwest::Client::new();
+    let ana = c::token(c::SECRET, &c::claims("ana"));
+    for (name, title) in [
+        ("school-exams", "More for the school in exam weeks"),
+        ("bakery-ovens", "Oven hours for the bakery"),
+    ] {
+        let r = client
+            .post(gw.url("/v1/governance/proposals"))
+            .bearer_auth(&ana)
+            .json(&serde_json::json!({"name": name, "kind": "FreeText", "title": title}))
+            .send()
+            .await
+            .expect("proposed");
+        assert_eq!(r.status().as_u16(), 201);
+        let r = client
+            .post(gw.url(&format!("/v1/governance/proposals/{name}/votes")))
+            .bearer_auth(&ana)
+            .json(&serde_json::json!({"position": "Yes"}))
+            .send()
+            .await
+            .expect("voted");
+        assert!(r.status().is_success());
+    }
+    // Both close after their two seconds.
+    let started = std::time::Instant::now();
+    loop {
+        let list: serde_json::Value = client
+            .get(gw.url("/v1/governance/proposals?phase=Open"))
+            .bearer_auth(&ana)
+            .send()
+            .await
+            .expect("listed")
+            .json()
+            .await
+            .expect("a list");
+        if list["data"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let draft = |request: &'static str| {
+        let (client, url, ana) = (client.clone(), gw.url("/v1/governance/drafts"), ana.clone());
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(ana)
+                .json(&serde_json::json!({"request": request}))
+                .send()
+                .await
+                .expect("drafted");
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<serde_json::Value>().await.expect("a draft")
+        }
+    };
+    let first = draft("give the school 15% during exams").await;
+    let retrieved: Vec<&str> = first["provenance"]["retrieved"]
+        .as_array()
+        .expect("retrieved documents")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    assert_eq!(retrieved.len(), 3, "the three documents, nearest first: {first}");
+    for id in ["bylaws", "proposal/school-exams", "proposal/bakery-ovens"] {
+        assert!(retrieved.contains(&id), "{id} in {retrieved:?}");
+    }
+    // The canned engine writes the prompt it was given into the draft's body.
+    let body = first["proposal"]["body"].as_str().expect("a body");
+    assert!(
+        body.contains("[proposal/school-exams] More for the school in exam weeks")
+            && body.contains("[bylaws] Bylaws of Commons"),
+        "{body}"
+    );
+    let _second = draft("more for the bakery").await;
+
+    // Both drafts embedded as the co-op: the first the query and three documents, the
+    // second only its query.
+    let started = std::time::Instant::now();
+    let db = synco_gateway::db::open(data.path()).await.expect("the database");
+    let embeddings: Vec<i64> = loop {
+        use sea_orm::EntityTrait as _;
+        let found: Vec<i64> = synco_gateway::db::usage_record::Entity::find()
+            .all(&db)
+            .await
+            .expect("the records")
+            .into_iter()
+            .filter(|r| {
+                r.caller == "coop:assistant" && r.endpoint == "embeddings" && r.outcome == "completed"
+            })
+            .map(|r| r.prompt_tokens)
+            .collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{found:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        embeddings[1] < embeddings[0] / 3,
+        "cached documents are not embedded again: {embeddings:?}"
+    );
+}

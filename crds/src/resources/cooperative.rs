@@ -216,6 +216,11 @@ pub struct AssistantBylaws {
     /// Tokens it may use in a month, metered to the co-op, not to a member.
     #[schemars(range(min = 0))]
     pub monthly_tokens: i64,
+    /// An embedding model (one of the co-op's InferenceModels) it retrieves past
+    /// decisions and the bylaws with, for its drafts and summaries; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub embedding_model: Option<String>,
 }
 
 /// A peer co-op in the federation: how it proves who it is, which models flow each way,

@@ -214,6 +214,9 @@ pub struct Provenance {
     pub completion_tokens: u64,
     /// RFC 3339.
     pub created_at: String,
+    /// The documents retrieval put in front of the model (`proposal/<name>`, `bylaws`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrieved: Vec<String>,
 }
 
 impl Provenance {
@@ -239,6 +242,7 @@ impl Provenance {
             prompt_tokens: asked.usage.prompt_tokens,
             completion_tokens: asked.usage.completion_tokens,
             created_at: jiff::Timestamp::now().to_string(),
+            retrieved: Vec::new(),
         }
     }
 }
@@ -349,7 +353,14 @@ pub async fn summarise(state: &AppState, governance: &Governance, name: &str) ->
     if comments.is_empty() {
         return Err(conflict(format!("{name} has no comments to summarise yet.")));
     }
-    let (system, user) = prompt(&proposal, &comments);
+    let (system, mut user) = prompt(&proposal, &comments);
+    let retrieved = super::retrieval::retrieve(
+        state,
+        governance,
+        &format!("{}. {}", proposal.spec.title, proposal.spec.body),
+    )
+    .await;
+    user.push_str(&super::retrieval::context(&retrieved));
     let (seed, temperature) = (0, 0.0);
     let request = summary_request(&model, system, user)?;
     let asked = ask(state, request, "summary").await?;
@@ -361,13 +372,16 @@ pub async fn summarise(state: &AppState, governance: &Governance, name: &str) ->
         sentences: checked.sentences,
         dropped_uncited: checked.dropped_uncited,
         dropped_fabricated: checked.dropped_fabricated,
-        provenance: Provenance::of(
-            model,
-            &asked,
-            TEMPLATE_VERSION,
-            known.into_iter().collect(),
-            (temperature, MAX_TOKENS, seed),
-        ),
+        provenance: Provenance {
+            retrieved: retrieved.into_iter().map(|r| r.id).collect(),
+            ..Provenance::of(
+                model,
+                &asked,
+                TEMPLATE_VERSION,
+                known.into_iter().collect(),
+                (temperature, MAX_TOKENS, seed),
+            )
+        },
     };
     let body = serde_json::to_string(&summary).map_err(unavailable)?;
     assistant_output::ActiveModel {
@@ -569,7 +583,9 @@ pub async fn draft(
     let model = model_of(state)?;
     let objects = governance.objects().await?;
     let (temperature, seed) = (0.7, 0);
-    let chat = draft_request(&model, request, draft_schema(&objects), temperature)?;
+    let retrieved = super::retrieval::retrieve(state, governance, request).await;
+    let prompt = format!("{request}{}", super::retrieval::context(&retrieved));
+    let chat = draft_request(&model, &prompt, draft_schema(&objects), temperature)?;
     let asked = ask(state, chat, "draft").await?;
     let checked = check_draft(&asked.text, member);
     Ok(Draft {
@@ -578,13 +594,16 @@ pub async fn draft(
         proposal: checked.as_ref().ok().cloned(),
         valid: checked.is_ok(),
         problem: checked.err(),
-        provenance: Provenance::of(
-            model,
-            &asked,
-            DRAFT_TEMPLATE_VERSION,
-            Vec::new(),
-            (temperature, DRAFT_MAX_TOKENS, seed),
-        ),
+        provenance: Provenance {
+            retrieved: retrieved.into_iter().map(|r| r.id).collect(),
+            ..Provenance::of(
+                model,
+                &asked,
+                DRAFT_TEMPLATE_VERSION,
+                Vec::new(),
+                (temperature, DRAFT_MAX_TOKENS, seed),
+            )
+        },
     })
 }
 

@@ -20,6 +20,7 @@ pub mod eval;
 pub mod export;
 pub mod founding;
 pub mod kube;
+pub mod retrieval;
 pub mod store;
 pub mod views;
 

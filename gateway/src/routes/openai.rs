@@ -22,7 +22,7 @@ use crate::error::{ApiError, ApiJson};
 use crate::federation::{COOP_HEADER, ENGINE_HEADER, Federation, MODEL_HEADER};
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, EmbeddingsRequest,
-    ModelCard, ModelList, TextCompletion, Usage,
+    EmbeddingsResponse, ModelCard, ModelList, TextCompletion, Usage,
 };
 use crate::sse::Chunk;
 use crate::usage::{Outcome, UsageGuard};
@@ -538,6 +538,44 @@ pub(crate) async fn chat_as(
             Err(ApiError::Engine(
                 "the engine streamed an answer not asked to stream".to_owned(),
             ))
+        }
+        Err(e) => {
+            guard.finish(Outcome::Failed(e.metric_label()));
+            Err(e)
+        }
+    }
+}
+
+/// Embeddings as `caller` through admission and metering, like any request: for the
+/// gateway's own work (the governance assistant's retrieval).
+pub(crate) async fn embed_as(
+    state: &AppState,
+    caller: Caller,
+    req: EmbeddingsRequest,
+) -> Result<EmbeddingsResponse, ApiError> {
+    let start = Started {
+        request_id: uuid::Uuid::new_v4().simple().to_string(),
+        caller,
+        at: Instant::now(),
+    };
+    let model = req.model.clone();
+    let Admitted { place, mut guard, .. } = admit(
+        state,
+        start,
+        &model,
+        Endpoint::Embeddings,
+        Some(0),
+        PromptRef::Embeddings(&req),
+    )
+    .await?;
+    let Place::Here(served) = place else {
+        return Err(ApiError::ModelNotFound(model));
+    };
+    match served.engine.embeddings(req).await {
+        Ok(done) => {
+            guard.add_reported(done.usage);
+            guard.finish(Outcome::Completed);
+            Ok(done)
         }
         Err(e) => {
             guard.finish(Outcome::Failed(e.metric_label()));
