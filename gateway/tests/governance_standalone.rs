@@ -497,10 +497,10 @@ spec:
                 body
             }
         })
-        // One at a time: mistral.rs 0.8.1 mishandles its KV cache when it batches
-        // constrained sequences (a shape mismatch, or a capacity past the model's maximum
-        // length), failing a few drafts in a hundred at eight at a time under load.
-        .buffer_unordered(1)
+        // Eight at a time: the embedded engine runs constrained requests one by one
+        // (mistral.rs 0.8.1 corrupts its KV cache when it batches them, which failed a
+        // few drafts in a hundred here before), so all eight wait their turn and pass.
+        .buffer_unordered(8)
         .collect()
         .await;
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();

@@ -46,6 +46,12 @@ pub struct EmbeddedEngine {
     model: Arc<mistralrs::Model>,
     source: ModelSource,
     digest: Option<String>,
+    /// One request constrained by a grammar or JSON schema runs at a time: mistral.rs
+    /// 0.8.1 corrupts its KV cache when it batches constrained sequences whose caches
+    /// have grown to different sizes ("shape mismatch" in `clone_in_cache`, or a
+    /// capacity above the model's length), failing every request in flight. Other
+    /// requests batch with it as usual.
+    constrained: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for EmbeddedEngine {
@@ -85,6 +91,7 @@ impl EmbeddedEngine {
             model: Arc::new(model),
             source,
             digest,
+            constrained: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -286,20 +293,34 @@ impl Engine for EmbeddedEngine {
         let messages = chat_messages(&req)?;
         let params = sampling_params(&req.sampling, req.max_tokens());
         let constraint = constraint(req.response_format.as_ref());
+        // Held until the answer has come (or the stream ends): see `constrained`.
+        let permit = match constraint {
+            Constraint::None => None,
+            _ => Some(
+                self.constrained
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ApiError::Unavailable("embedded engine has stopped".to_owned()))?,
+            ),
+        };
         let stream = req.is_stream();
         let (tx, mut rx) = mpsc::channel(16);
         self.send(normal_request(messages, params, constraint, stream, tx))
             .await?;
         if !stream {
-            return match rx.recv().await {
+            let answer = match rx.recv().await {
                 Some(Response::Done(done)) => Ok(Reply::Full(convert(&done)?)),
                 Some(other) => Err(response_error(other)),
                 None => Err(ApiError::Engine("engine gave no answer".to_owned())),
             };
+            drop(permit);
+            return answer;
         }
         let choices = req.sampling.choices() as usize;
-        let chunks =
-            futures::stream::unfold((rx, vec![false; choices]), |(mut rx, mut finished)| async move {
+        let chunks = futures::stream::unfold(
+            (rx, vec![false; choices], permit),
+            |(mut rx, mut finished, permit)| async move {
                 if finished.iter().all(|f| *f) {
                     return None;
                 }
@@ -325,8 +346,9 @@ impl Engine for EmbeddedEngine {
                         Err(response_error(other))
                     }
                 };
-                Some((item, (rx, finished)))
-            });
+                Some((item, (rx, finished, permit)))
+            },
+        );
         Ok(Reply::Stream(chunks.boxed()))
     }
 
