@@ -35,7 +35,8 @@
 //! as much as it serves at its best speed, and the rest waits here, where tiers and
 //! fairness decide who goes next. `synco_gateway_engine_concurrency_limit` shows it.
 //!
-//! Customers may hold at most `customer_slots` (the surplus share of the slots) and
+//! Customers may hold at most the surplus share of the slots the engine works on (see
+//! `Gradient::working`: not those it would queue inside itself) and
 //! wait at most `customer_wait`; with no surplus, or after the wait, they get a 429
 //! with `Retry-After`. A peer co-op's requests are capped the same way, at the share
 //! the bylaws lend that peer ([`Share::Peer`]). Slots are not pre-empted, so a member that arrives when every
@@ -101,6 +102,19 @@ impl Gradient {
     /// The slots to use now.
     fn slots(&self) -> usize {
         (self.limit.floor() as usize).max(1)
+    }
+
+    /// How many of the slots the engine is working on rather than queueing inside
+    /// itself, by Little's law: with the recent time per token at twice the best, half
+    /// of what it is given waits in it. The surplus sold to customers is a share of
+    /// this, so that their requests cannot fill the engine's own queue ahead of the
+    /// members' (the engine serves its queue in order, whoever sent what).
+    fn working(&self) -> usize {
+        let speed = match (self.best, self.recent) {
+            (Some(best), Some(recent)) if recent > 0.0 => (best / recent).min(1.0),
+            _ => 1.0,
+        };
+        ((self.limit.floor() * speed).round() as usize).max(1)
     }
 
     /// One finished request's time per token; `alone`: it was the only request given
@@ -353,11 +367,23 @@ impl State {
     fn share_has_room(&self, share: Option<&Share>, surplus_percent: u32) -> bool {
         let Some(share) = share else { return true };
         let cap = match share {
-            Share::Customers => part_of(self.gradient.slots(), surplus_percent),
+            // Rounded down (at least one): a surplus is never more than its share.
+            Share::Customers => (self.gradient.working() * surplus_percent.min(100) as usize / 100).max(1),
             Share::Peer(_, percent) => part_of(self.gradient.slots(), *percent),
             Share::Assistant => part_of(self.gradient.slots(), ASSISTANT_PERCENT),
         };
         self.held.get(share.key()).copied().unwrap_or(0) < cap
+    }
+
+    /// Whether a request waits in `tier` or a higher one that could take a slot now: one
+    /// held back by its capped share (the assistant's, customers' at the surplus share)
+    /// is not.
+    fn has_eligible_waiter(&self, tier: u32, surplus_percent: u32) -> bool {
+        self.tiers.range(..=tier).any(|(_, t)| {
+            t.tenants
+                .values()
+                .any(|w| !w.queue.is_empty() && self.share_has_room(w.share.as_ref(), surplus_percent))
+        })
     }
 
     fn hold(&mut self, share: Option<&Share>) {
@@ -545,13 +571,7 @@ impl Scheduler {
                 .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
             // Waiters ahead: in this tier or a higher one, and free to take a slot (one
             // held back by its capped share, such as the assistant's, is not ahead).
-            let surplus = self.surplus_percent();
-            let state = &*s;
-            let ahead = state.tiers.range(..=caller.tier).any(|(_, t)| {
-                t.tenants
-                    .values()
-                    .any(|w| !w.queue.is_empty() && state.share_has_room(w.share.as_ref(), surplus))
-            });
+            let ahead = s.has_eligible_waiter(caller.tier, self.surplus_percent());
             let tier = s.tiers.entry(caller.tier).or_insert_with(Tier::new);
             tier.roll_window(&self.model, caller.tier);
             // Idle callers come back at the lowest waiting counter (or the clock).
