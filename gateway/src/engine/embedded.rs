@@ -66,27 +66,16 @@ impl EmbeddedEngine {
     /// Loads a text model. A local folder is checked first so that a typo gives a
     /// clear message rather than a hub lookup.
     pub async fn load(source: ModelSource, options: &EmbeddedOptions) -> Result<Self, LoadError> {
-        let id = match &source {
-            ModelSource::Local(path) => {
-                check_folder(path)?;
-                path.to_string_lossy().into_owned()
+        let (model, digest) = load_model(&source, options, &[], "text", |id| async move {
+            let mut builder = TextModelBuilder::new(id)
+                .with_max_num_seqs(options.max_num_seqs)
+                .with_dtype(ModelDType::Auto);
+            if options.force_cpu {
+                builder = builder.with_force_cpu();
             }
-            ModelSource::Hub(id) => id.clone(),
-        };
-        tracing::info!(%source, force_cpu = options.force_cpu, "loading embedded model");
-        let started = std::time::Instant::now();
-        let mut builder = TextModelBuilder::new(id)
-            .with_max_num_seqs(options.max_num_seqs)
-            .with_dtype(ModelDType::Auto);
-        if options.force_cpu {
-            builder = builder.with_force_cpu();
-        }
-        let model = builder.build().await.map_err(|e| LoadError::Engine {
-            source_desc: source.to_string(),
-            message: format!("{e:#}"),
-        })?;
-        let digest = super::digest_of(&source).await;
-        tracing::info!(%source, elapsed_ms = started.elapsed().as_millis(), ?digest, "embedded model loaded");
+            builder.build().await
+        })
+        .await?;
         Ok(Self {
             model: Arc::new(model),
             source,
@@ -145,7 +134,44 @@ impl EmbeddedEngine {
     }
 }
 
-pub(super) fn check_folder(path: &Path) -> Result<(), LoadError> {
+/// Loads a model in process with `build` (given the folder's path or the hub id): a
+/// local folder is checked for its files (and `needs`) first; the digest of its
+/// weights is worked out once it is loaded.
+pub(super) async fn load_model<Fut>(
+    source: &ModelSource,
+    options: &EmbeddedOptions,
+    needs: &[&'static str],
+    kind: &'static str,
+    build: impl FnOnce(String) -> Fut,
+) -> Result<(mistralrs::Model, Option<String>), LoadError>
+where
+    Fut: std::future::Future<Output = anyhow::Result<mistralrs::Model>>,
+{
+    let id = match source {
+        ModelSource::Local(path) => {
+            check_folder(path)?;
+            if let Some(file) = needs.iter().find(|f| !path.join(f).is_file()) {
+                return Err(LoadError::MissingFile {
+                    path: path.clone(),
+                    file,
+                });
+            }
+            path.to_string_lossy().into_owned()
+        }
+        ModelSource::Hub(id) => id.clone(),
+    };
+    tracing::info!(%source, kind, force_cpu = options.force_cpu, "loading an in-process model");
+    let started = std::time::Instant::now();
+    let model = build(id).await.map_err(|e| LoadError::Engine {
+        source_desc: source.to_string(),
+        message: format!("{e:#}"),
+    })?;
+    let digest = super::digest_of(source).await;
+    tracing::info!(%source, kind, elapsed_ms = started.elapsed().as_millis(), ?digest, "in-process model loaded");
+    Ok((model, digest))
+}
+
+fn check_folder(path: &Path) -> Result<(), LoadError> {
     if !path.is_dir() {
         return Err(LoadError::MissingFolder {
             path: path.to_owned(),

@@ -16,7 +16,7 @@ use mistralrs::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::embedded::{LoadError, check_folder};
+use super::embedded::{LoadError, load_model};
 use super::{EmbeddedOptions, Engine, ModelSource, Reply};
 use crate::error::ApiError;
 use crate::openai::{
@@ -60,33 +60,22 @@ enum Encoding {
 impl EmbeddingEngine {
     /// Loads an embedding model folder (with `modules.json`) or hub id.
     pub async fn load(source: ModelSource, options: &EmbeddedOptions) -> Result<Self, LoadError> {
-        let id = match &source {
-            ModelSource::Local(path) => {
-                check_folder(path)?;
-                if !path.join("modules.json").is_file() {
-                    return Err(LoadError::MissingFile {
-                        path: path.clone(),
-                        file: "modules.json",
-                    });
+        let (model, digest) = load_model(
+            &source,
+            options,
+            &["modules.json"],
+            "embedding",
+            |id| async move {
+                let mut builder = EmbeddingModelBuilder::new(id)
+                    .with_max_num_seqs(options.max_num_seqs)
+                    .with_dtype(ModelDType::Auto);
+                if options.force_cpu {
+                    builder = builder.with_force_cpu();
                 }
-                path.to_string_lossy().into_owned()
-            }
-            ModelSource::Hub(id) => id.clone(),
-        };
-        tracing::info!(%source, force_cpu = options.force_cpu, "loading embedding model");
-        let started = std::time::Instant::now();
-        let mut builder = EmbeddingModelBuilder::new(id)
-            .with_max_num_seqs(options.max_num_seqs)
-            .with_dtype(ModelDType::Auto);
-        if options.force_cpu {
-            builder = builder.with_force_cpu();
-        }
-        let model = builder.build().await.map_err(|e| LoadError::Engine {
-            source_desc: source.to_string(),
-            message: format!("{e:#}"),
-        })?;
-        let digest = super::digest_of(&source).await;
-        tracing::info!(%source, elapsed_ms = started.elapsed().as_millis(), "embedding model loaded");
+                builder.build().await
+            },
+        )
+        .await?;
         Ok(Self {
             model: Arc::new(model),
             source,
