@@ -22,6 +22,9 @@ pub struct Settings {
     /// How long shutdown waits for the usage buffer to be written before it gives up
     /// (and says how many records it could not write).
     pub usage_flush: Duration,
+    /// How long a request for a model of the co-op that has no replica ready (scaling
+    /// up from zero) waits for one before a 503 with `Retry-After`.
+    pub waiting_room: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +34,7 @@ impl Default for Settings {
             keep_alive: Duration::from_secs(15),
             session_ttl: Duration::from_secs(8 * 3600),
             usage_flush: Duration::from_secs(30),
+            waiting_room: Duration::from_secs(60),
         }
     }
 }

@@ -428,6 +428,10 @@ pub struct ServerArgs {
     /// gateway exits with an error that says how many records were not written.
     #[arg(long, env = "SYNCO_USAGE_FLUSH_SECONDS", default_value_t = 30)]
     pub usage_flush_seconds: u64,
+    /// Seconds a request for one of the co-op's models with no replica ready yet
+    /// (scaling up from zero) waits for one; past it, a 503 with Retry-After.
+    #[arg(long, env = "SYNCO_WAITING_ROOM_SECONDS", default_value_t = 60)]
+    pub waiting_room_seconds: u64,
     /// OTLP/HTTP collector endpoint (such as http://otel-collector:4318); traces are
     /// exported only when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]

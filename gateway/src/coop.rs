@@ -99,6 +99,8 @@ pub struct Coop {
     access: HashMap<String, ModelAccess>,
     /// Served name to resource name (the solver and rate card use resource names).
     resource_names: HashMap<String, String>,
+    /// Served names of the models run as pods by the operator.
+    pod_models: std::collections::HashSet<String>,
     limits: HashMap<String, CallerLimits>,
     prices: HashMap<String, Price>,
     pub currency: String,
@@ -236,6 +238,9 @@ impl Coop {
                     customers: m.spec.access.customers,
                 },
             );
+            if m.spec.engine.kind == synco_crds::EngineKind::Mistralrs {
+                out.pod_models.insert(served.clone());
+            }
             out.resource_names.insert(served, resource);
         }
         if let Some(surplus) = &coop.spec.surplus {
@@ -287,6 +292,13 @@ impl Coop {
     /// The Member or Customer called `name`.
     pub fn by_name(&self, kind: CallerKind, name: &str) -> Option<&Caller> {
         self.callers_by_name.get(&(kind, name.to_owned()))
+    }
+
+    /// Whether `model` is the served name of one of the co-op's InferenceModels that
+    /// the operator runs as pods (`Mistralrs`), which may have no replica ready yet
+    /// (starting, or scaled to zero): requests for it wait in the waiting room.
+    pub fn scales(&self, model: &str) -> bool {
+        self.pod_models.contains(model)
     }
 
     /// Whether `caller` may use the served model `model` (unlisted models: members only).

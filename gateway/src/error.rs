@@ -65,6 +65,10 @@ pub enum ApiError {
     /// The model is not ready, or the gateway is shutting down (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The model exists but has no replica ready yet (scaling from zero), and the
+    /// request's wait in the waiting room ran out (503, with `Retry-After`).
+    #[error("{message}")]
+    NoCapacityYet { message: String, retry_after: u64 },
     /// The upstream did not answer in time (504).
     #[error("{0}")]
     Timeout(String),
@@ -123,7 +127,7 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NoCapacityYet { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
         }
@@ -144,6 +148,7 @@ impl ApiError {
             Self::Engine(_) => "engine_error",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
+            Self::NoCapacityYet { .. } => "no_capacity_yet",
             Self::Timeout(_) => "timeout",
             Self::Upstream { .. } => "upstream_error",
         }
@@ -178,6 +183,11 @@ impl ApiError {
             Self::Engine(_) => ("server_error", None, Some("engine_error".into())),
             Self::BadGateway(_) => ("server_error", None, Some("bad_gateway".into())),
             Self::Unavailable(_) => ("server_error", None, Some("unavailable".into())),
+            Self::NoCapacityYet { .. } => (
+                "server_error",
+                Some("model".into()),
+                Some("no_capacity_yet".into()),
+            ),
             Self::Timeout(_) => ("server_error", None, Some("timeout".into())),
             Self::Upstream { body, .. } => return body.clone(),
         };
@@ -212,6 +222,11 @@ impl IntoResponse for ApiError {
             self.to_json(),
         )
             .into_response();
+        if let Self::NoCapacityYet { retry_after, .. } = &self
+            && let Ok(value) = header::HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if let Self::RateLimited {
             retry_after, headers, ..
         } = &self

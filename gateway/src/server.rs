@@ -47,6 +47,7 @@ fn settings(args: &ServerArgs) -> Settings {
         keep_alive: Duration::from_secs(args.keep_alive_seconds),
         session_ttl: Duration::from_secs(args.web_session_seconds),
         usage_flush: Duration::from_secs(args.usage_flush_seconds),
+        waiting_room: Duration::from_secs(args.waiting_room_seconds),
     }
 }
 

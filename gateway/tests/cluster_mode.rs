@@ -72,7 +72,8 @@ async fn the_gateway_follows_the_coops_resources_in_its_namespace() -> anyhow::R
         let data = tempfile::tempdir()?;
         let db = format!("sqlite://{}?mode=rwc", data.path().join("synco.db").display());
         let kubeconfig = cluster.kubeconfig().display().to_string();
-        let args = common::kube::cluster_args(&ns, &db);
+        let mut args = common::kube::cluster_args(&ns, &db);
+        args.extend(["--waiting-room-seconds".to_owned(), "3".to_owned()]);
         let _operator = common::operator::start(admin.clone(), &ns);
         let gateway = Gateway::start_with_env(tempfile::tempdir()?, &args, &[("KUBECONFIG", &kubeconfig)]);
         let result = follow(admin, &ns, &gateway, mock).await;
@@ -125,6 +126,40 @@ spec:
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!models(gateway, &member).await.contains(&"pod-chat".to_owned()));
+    // At zero replicas: a request waits in the waiting room (3 s here), then gets a 503
+    // with Retry-After, not a 404, since the model is the co-op's.
+    let started = std::time::Instant::now();
+    let waited = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .json(&c::chat("pod-chat", 4))
+        .send()
+        .await?;
+    assert_eq!(waited.status().as_u16(), 503);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(waited.headers()["retry-after"], "10");
+    let body: Value = waited.json().await?;
+    assert_eq!(body["error"]["code"], "no_capacity_yet", "{body}");
+    // A request that arrives while it scales up is served once an endpoint is ready.
+    let early = tokio::spawn({
+        let (url, member) = (gateway.url("/v1/chat/completions"), member.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(member)
+                .json(&c::chat("pod-chat", 4))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let api: Api<InferenceModel> = Api::namespaced(admin.clone(), ns);
     api.patch_status(
         "pod-chat",
@@ -132,6 +167,12 @@ spec:
         &Patch::Merge(json!({"status": {"endpoint": format!("http://{mock}/v1")}})),
     )
     .await?;
+    let (status, took) = early.await?;
+    assert_eq!(status, 200, "the waiting request is served");
+    assert!(
+        took >= Duration::from_millis(500),
+        "it waited for the endpoint: {took:?}"
+    );
     wait_until("pod-chat is served", Duration::from_secs(20), || async {
         Ok(models(gateway, &member).await.contains(&"pod-chat".to_owned()))
     })

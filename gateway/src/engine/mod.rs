@@ -112,6 +112,8 @@ pub struct ServedModel {
 #[derive(Debug, Clone, Default)]
 pub struct ModelRegistry {
     models: Arc<RwLock<BTreeMap<String, ServedModel>>>,
+    /// Woken whenever the table is replaced (for requests in the waiting room).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl ModelRegistry {
@@ -137,6 +139,22 @@ impl ModelRegistry {
     pub fn replace(&self, models: BTreeMap<String, ServedModel>) {
         if let Ok(mut current) = self.models.write() {
             *current = models;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Waits up to `wait` for `id` to be served (a model scaling up from zero): the
+    /// model, or `None` when the wait ran out.
+    pub async fn wait_for(&self, id: &str, wait: std::time::Duration) -> Option<ServedModel> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.changed.notified();
+            if let Ok(served) = self.get(id) {
+                return Some(served);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.get(id).ok();
+            }
         }
     }
 

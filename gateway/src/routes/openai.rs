@@ -82,6 +82,15 @@ fn json_size<T: serde::Serialize>(value: &T) -> usize {
 
 /// Whether a request for `model` may go to a peer co-op: only a member's that is not
 /// local only, only for chat and text completions, and only when a peer serves the model.
+/// Whether `model` is one of the co-op's models run as pods, which may have no replica
+/// ready yet (see `Coop::scales`).
+fn scales_from_zero(state: &AppState, model: &str) -> bool {
+    state
+        .accounts
+        .as_ref()
+        .is_some_and(|a| a.coop.current().scales(model))
+}
+
 fn overflow(
     state: &AppState,
     caller: &Caller,
@@ -112,6 +121,8 @@ fn overflow(
                 "The model `{model}` is not served here, and no peer co-op that serves it can be reached now; retry later."
             )));
         }
+        // One of the co-op's pod models with no replica ready: the waiting room (in `admit`).
+        (Err(_), false, _) if scales_from_zero(state, model) => Overflow::Never,
         (Err(_), false, _) => return Err(ApiError::ModelNotFound(model.to_owned())),
     })
 }
@@ -152,6 +163,24 @@ async fn admit(
             overflow,
         })
         .await?;
+    // The waiting room: a model of the co-op with no replica ready yet (scaling up
+    // from zero) is waited for, once the caller is admitted (a caller over quota has
+    // had its 429 already); past the wait, 503 with Retry-After.
+    let here = match here {
+        Err(ApiError::ModelNotFound(_)) if !reservation.at_peer() && scales_from_zero(state, model) => {
+            let waiting = metrics::gauge!("synco_gateway_waiting_room_requests", "model" => model.to_owned());
+            waiting.increment(1.0);
+            let served = state.models.wait_for(model, state.settings.waiting_room).await;
+            waiting.decrement(1.0);
+            served.ok_or_else(|| ApiError::NoCapacityYet {
+                message: format!(
+                    "The model `{model}` has no replica ready yet (it is scaling up); retry shortly."
+                ),
+                retry_after: 10,
+            })
+        }
+        other => other,
+    };
     let place = match (reservation.at_peer(), state.federation.clone(), here) {
         (true, Some(federation), _) => Place::Peer(federation),
         (false, _, Ok(served)) => Place::Here(served),
