@@ -587,8 +587,23 @@ pub(crate) async fn embed_as(
         caller,
         at: Instant::now(),
     };
+    embed(state, start, req).await.map(|(done, _)| done)
+}
+
+/// Admits and runs an embeddings request, metering what the engine reports: the answer
+/// (named by the served model) and the headers for the caller (limits, provenance).
+async fn embed(
+    state: &AppState,
+    start: Started,
+    req: EmbeddingsRequest,
+) -> Result<(EmbeddingsResponse, Vec<(&'static str, String)>), ApiError> {
     let model = req.model.clone();
-    let Admitted { place, mut guard, .. } = admit(
+    let Admitted {
+        place,
+        mut guard,
+        mut headers,
+        ..
+    } = admit(
         state,
         start,
         &model,
@@ -600,11 +615,13 @@ pub(crate) async fn embed_as(
     let Place::Here(served) = place else {
         return Err(ApiError::ModelNotFound(model));
     };
+    headers.extend(provenance_here(state, &model, served.engine.as_ref()));
     match served.engine.embeddings(req).await {
-        Ok(done) => {
+        Ok(mut done) => {
             guard.add_reported(done.usage);
+            done.model = model;
             guard.finish(Outcome::Completed);
-            Ok(done)
+            Ok((done, headers))
         }
         Err(e) => {
             guard.finish(Outcome::Failed(e.metric_label()));
@@ -621,38 +638,8 @@ pub async fn embeddings(
     ApiJson(req): ApiJson<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
     let start = started(&headers, caller);
-    let model = req.model.clone();
-    let Admitted {
-        place,
-        mut guard,
-        mut headers,
-        ..
-    } = admit(
-        &state,
-        start,
-        &model,
-        Endpoint::Embeddings,
-        Some(0),
-        PromptRef::Embeddings(&req),
-    )
-    .await?;
-    let Place::Here(served) = place else {
-        return Err(ApiError::ModelNotFound(model));
-    };
-    headers.extend(provenance_here(&state, &model, served.engine.as_ref()));
-    let result = match served.engine.embeddings(req).await {
-        Ok(mut done) => {
-            guard.add_reported(done.usage);
-            done.model = model;
-            guard.finish(Outcome::Completed);
-            Ok(Json(done).into_response())
-        }
-        Err(e) => {
-            guard.finish(Outcome::Failed(e.metric_label()));
-            Err(e)
-        }
-    };
-    result.map(|response| with_headers(response, &headers))
+    let (done, headers) = embed(&state, start, req).await?;
+    Ok(with_headers(Json(done).into_response(), &headers))
 }
 
 /// `GET /v1/models`: the models served here, then those a peer co-op serves for this
