@@ -941,6 +941,18 @@ async fn the_engine_limit_is_measured_and_the_queue_forms_where_tiers_apply() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no limit in /metrics:\n{metrics}"));
+    // The demand the gateway publishes for scaling: customers' requests wait.
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{model=\"open-chat\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+    };
+    assert!(gauge("synco_gateway_demand_queued_requests") >= 1.0, "{metrics}");
+    assert!(gauge("synco_gateway_demand_queued_tokens") >= 1.0);
+    assert!(gauge("synco_gateway_demand_running_requests") >= 1.0);
     let mut worst = Duration::ZERO;
     for _ in 0..5 {
         let (status, _, took) = call(&base, &member).await;

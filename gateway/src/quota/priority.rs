@@ -336,10 +336,21 @@ pub fn jain(shares: &[f64]) -> Option<f64> {
     Some(sum * sum / (shares.len() as f64 * squares))
 }
 
+/// What a model's callers ask of it now: the demand the gateway publishes (in
+/// `/metrics`) for scaling, counted in prompt tokens as estimated at admission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub queued_requests: u64,
+    pub queued_tokens: u64,
+    pub running_requests: u64,
+    pub running_tokens: u64,
+}
+
 #[derive(Debug)]
 struct State {
     gradient: Gradient,
     busy: usize,
+    demand: Demand,
     /// Running requests per capped share (by [`Share::key`]; customers under "").
     held: HashMap<String, usize>,
     tiers: BTreeMap<u32, Tier>,
@@ -356,6 +367,7 @@ impl State {
         Self {
             gradient: Gradient::new(ceiling),
             busy: 0,
+            demand: Demand::default(),
             held: HashMap::new(),
             tiers: BTreeMap::new(),
             seq: 0,
@@ -386,8 +398,10 @@ impl State {
         })
     }
 
-    fn hold(&mut self, share: Option<&Share>) {
+    fn hold(&mut self, share: Option<&Share>, cost: u64) {
         self.busy += 1;
+        self.demand.running_requests += 1;
+        self.demand.running_tokens += cost;
         if let Some(share) = share {
             *self.held.entry(share.key().to_owned()).or_default() += 1;
         }
@@ -423,6 +437,8 @@ pub struct Slot {
     caller: String,
     /// What the caller's counter was charged at dispatch.
     charged: u64,
+    /// Its prompt tokens as counted in the model's running demand.
+    demand: u64,
     dispatched: Instant,
     /// Whether it was the only request on the engine when dispatched.
     alone: bool,
@@ -561,6 +577,7 @@ impl Scheduler {
             tier: caller.tier,
             caller: caller.id.clone(),
             charged: prompt,
+            demand: prompt,
             dispatched: Instant::now(),
             alone,
         };
@@ -586,8 +603,9 @@ impl Scheduler {
                 && !ahead
                 && s.share_has_room(share.as_ref(), self.surplus_percent())
             {
-                s.hold(share.as_ref());
+                s.hold(share.as_ref(), prompt);
                 s.charge(caller.tier, &caller.id, prompt as f64);
+                self.publish(&s.demand);
                 return Ok(slot(s.busy == 1));
             }
             s.seq += 1;
@@ -602,6 +620,9 @@ impl Scheduler {
                         grant: tx,
                     },
                 );
+                s.demand.queued_requests += 1;
+                s.demand.queued_tokens += prompt;
+                self.publish(&s.demand);
             }
             (seq, rx)
         };
@@ -621,6 +642,12 @@ impl Scheduler {
                         s.tiers
                             .get_mut(&caller.tier)
                             .is_some_and(|t| t.withdraw(&caller.id, seq))
+                            .then(|| {
+                                s.demand.queued_requests = s.demand.queued_requests.saturating_sub(1);
+                                s.demand.queued_tokens = s.demand.queued_tokens.saturating_sub(prompt);
+                                self.publish(&s.demand);
+                            })
+                            .is_some()
                     })
                     .unwrap_or(true);
                 if !still_queued && let Ok(alone) = rx.try_recv() {
@@ -641,9 +668,11 @@ impl Scheduler {
         }
     }
 
-    fn release(&self, share: Option<&Share>) {
+    fn release(&self, share: Option<&Share>, cost: u64) {
         let Ok(mut s) = self.state.lock() else { return };
         s.busy = s.busy.saturating_sub(1);
+        s.demand.running_requests = s.demand.running_requests.saturating_sub(1);
+        s.demand.running_tokens = s.demand.running_tokens.saturating_sub(cost);
         if let Some(share) = share
             && let Some(held) = s.held.get_mut(share.key())
         {
@@ -672,12 +701,36 @@ impl Scheduler {
                 break;
             };
             let counter = tier.tenants.get(&name).map_or(tier.clock, |t| t.counter);
-            if waiter.grant.send(alone).is_ok() {
+            let granted = waiter.grant.send(alone).is_ok();
+            if granted {
                 tier.clock = counter;
-                s.hold(share.as_ref());
+            }
+            s.demand.queued_requests = s.demand.queued_requests.saturating_sub(1);
+            s.demand.queued_tokens = s.demand.queued_tokens.saturating_sub(waiter.cost);
+            if granted {
+                s.hold(share.as_ref(), waiter.cost);
                 s.charge(number, &name, waiter.cost as f64);
             }
         }
+        self.publish(&s.demand);
+    }
+
+    /// The model's demand now.
+    pub fn demand(&self) -> Demand {
+        self.state.lock().map(|s| s.demand).unwrap_or_default()
+    }
+
+    /// Publishes the demand in `/metrics`, for whatever scales the model.
+    fn publish(&self, d: &Demand) {
+        let model = &self.model;
+        metrics::gauge!("synco_gateway_demand_queued_requests", "model" => model.clone())
+            .set(d.queued_requests as f64);
+        metrics::gauge!("synco_gateway_demand_queued_tokens", "model" => model.clone())
+            .set(d.queued_tokens as f64);
+        metrics::gauge!("synco_gateway_demand_running_requests", "model" => model.clone())
+            .set(d.running_requests as f64);
+        metrics::gauge!("synco_gateway_demand_running_tokens", "model" => model.clone())
+            .set(d.running_tokens as f64);
     }
 }
 
@@ -719,7 +772,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.scheduler.release(self.share.as_ref());
+        self.scheduler.release(self.share.as_ref(), self.demand);
     }
 }
 
@@ -942,6 +995,50 @@ mod tests {
             waiting_peer.await.unwrap().is_err(),
             "the peer timed out behind the member"
         );
+    }
+
+    /// The demand the gateway publishes follows requests as they queue, run, time out
+    /// and finish, in requests and prompt tokens.
+    #[tokio::test]
+    async fn the_demand_counts_queued_and_running_requests_and_tokens() {
+        let s = Scheduler::new("m", 1, 0, Duration::from_secs(1), Duration::from_secs(5));
+        let a = s.acquire(&member("ana"), CallerWeight(1.0), 10).await.unwrap();
+        assert_eq!(
+            s.demand(),
+            Demand {
+                running_requests: 1,
+                running_tokens: 10,
+                ..Demand::default()
+            }
+        );
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire(&member("ben"), CallerWeight(1.0), 20).await })
+        };
+        let gives_up = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.acquire_within(&member("cy"), CallerWeight(1.0), 5, Duration::from_millis(150))
+                    .await
+                    .map(|slot| slot.is_none())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!((s.demand().queued_requests, s.demand().queued_tokens), (2, 25));
+        assert!(gives_up.await.unwrap().unwrap(), "cy's wait ran out");
+        assert_eq!((s.demand().queued_requests, s.demand().queued_tokens), (1, 20));
+        drop(a);
+        let b = waiting.await.unwrap().unwrap();
+        assert_eq!(
+            s.demand(),
+            Demand {
+                running_requests: 1,
+                running_tokens: 20,
+                ..Demand::default()
+            }
+        );
+        drop(b);
+        assert_eq!(s.demand(), Demand::default());
     }
 
     /// The assistant, in the members' tier, holds at most a quarter of the slots (one
