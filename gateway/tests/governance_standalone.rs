@@ -158,50 +158,9 @@ fn common_ground_answer(body: &serde_json::Value, user: &str) -> axum::Json<serd
 /// the co-op's governance budget; with its engine gone, no summary comes and votes go on.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_assistant_summarises_with_citations_and_never_blocks_governance() {
-    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let engine = canned_engine(down.clone()).await;
-    let manifests = tempfile::tempdir().expect("a temp dir");
-    let yaml = format!(
-        r#"
-apiVersion: synco.coop/v1alpha1
-kind: Cooperative
-metadata: {{name: commons, namespace: commons}}
-spec:
-  displayName: Commons
-  votingDefaults:
-    - {{kind: FreeText, method: Approval, votingPeriod: 1h}}
-  memberClasses:
-    - {{name: community, tier: 0}}
-  assistant: {{model: helper, monthlyTokens: 1500}}
----
-apiVersion: synco.coop/v1alpha1
-kind: Member
-metadata: {{name: ana, namespace: commons}}
-spec: {{displayName: Ana, class: community, identity: ana}}
----
-apiVersion: synco.coop/v1alpha1
-kind: Member
-metadata: {{name: ben, namespace: commons}}
-spec: {{displayName: Ben, class: community, identity: ben}}
----
-apiVersion: synco.coop/v1alpha1
-kind: InferenceModel
-metadata: {{name: helper, namespace: commons}}
-spec:
-  engine: {{kind: External, url: "http://{engine}/v1"}}
-  tokensPerSecondPerReplica: 1000
----
-apiVersion: synco.coop/v1alpha1
-kind: Allocation
-metadata: {{name: allocation-v1, namespace: commons}}
-spec:
-  version: 1
-  floors: [{{memberClass: community, sharePercent: 50}}]
-"#
-    );
-    std::fs::write(manifests.path().join("coop.yaml"), yaml).expect("the manifests are written");
-    let data = tempfile::tempdir().expect("a temp dir");
-    let gw = c::standalone(manifests.path(), data.path(), None, &[]);
+    // A budget of 1,500 tokens: room for two summaries, not three.
+    let Commons { gw, down, _dirs } = commons(None, 1500).await;
+    let data = &_dirs.1;
     let client = reqwest::Client::new();
     let (ana, ben) = (
         c::token(c::SECRET, &c::claims("ana")),
@@ -583,14 +542,14 @@ async fn common_ground_on_postgres() {
 }
 
 /// A running co-op of five members (ana, ben, cleo, dan, eve) whose assistant runs on
-/// the canned engine; `down` makes the engine answer 503.
+/// the canned engine within `monthly_tokens`; `down` makes the engine answer 503.
 struct Commons {
     gw: Gateway,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
-async fn commons(database_url: Option<&str>) -> Commons {
+async fn commons(database_url: Option<&str>, monthly_tokens: u64) -> Commons {
     let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let engine = canned_engine(down.clone()).await;
     let manifests = tempfile::tempdir().expect("a temp dir");
@@ -614,7 +573,7 @@ spec:
     - {{kind: FreeText, method: Approval, votingPeriod: 1h}}
   memberClasses:
     - {{name: community, tier: 0}}
-  assistant: {{model: helper, monthlyTokens: 100000}}
+  assistant: {{model: helper, monthlyTokens: {monthly_tokens}}}
 {members}---
 apiVersion: synco.coop/v1alpha1
 kind: InferenceModel
@@ -642,7 +601,7 @@ spec:
 }
 
 async fn common_ground_round(database_url: Option<&str>) {
-    let Commons { gw, down, _dirs } = commons(database_url).await;
+    let Commons { gw, down, _dirs } = commons(database_url, 100_000).await;
     let client = reqwest::Client::new();
     let token = |who: &str| c::token(c::SECRET, &c::claims(who));
     let call = |who: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
@@ -866,7 +825,7 @@ async fn common_ground_and_drafting_on_the_pages_in_chromium() {
     use common::browser::{
         accessible, axe_source, browser, choose, html, member_tab, open, submit, text, type_in,
     };
-    let Commons { gw, _dirs, .. } = commons(None).await;
+    let Commons { gw, _dirs, .. } = commons(None, 100_000).await;
     let client = reqwest::Client::new();
     let api = |who: &str, path: &str, body: serde_json::Value| {
         client

@@ -46,14 +46,27 @@ fn python() -> PathBuf {
 #[test]
 fn openai_python_client_against_the_tiny_model() {
     let gateway = Gateway::tiny();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_client.py");
+    run_checks(&gateway, "openai_client.py", &[MODEL]);
+}
+
+/// Runs `tests/python/<script>` with the gateway's base URL and `args`; fails the test
+/// unless every check passed. Returns what it printed.
+#[expect(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "test helper: a failure fails the test, and the checks' lines show in its output"
+)]
+fn run_checks(gateway: &Gateway, script: &str, args: &[&str]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let output = Command::new(python())
         .arg(&script)
         .arg(gateway.base_url())
-        .arg(MODEL)
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     assert!(
@@ -62,6 +75,7 @@ fn openai_python_client_against_the_tiny_model() {
         gateway.log()
     );
     assert!(stdout.contains("all checks passed"));
+    stdout
 }
 
 /// `/v1/embeddings` from the in-process embedding model: the example co-op's
@@ -85,22 +99,11 @@ async fn openai_python_client_embeds_with_the_in_process_embedding_model() {
     .collect();
     let mut gateway = Gateway::start(dir, &args);
     let key = common::coop::create_key(&["--member", "riverside-school"], &data, None);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/embeddings_client.py");
-    let output = Command::new(python())
-        .arg(&script)
-        .arg(gateway.base_url())
-        .args([key.as_str(), "coop-embed", "tiny-chat"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "python checks failed:\n{stdout}\n{stderr}\n--- gateway log ---\n{}",
-        gateway.log()
+    let stdout = run_checks(
+        &gateway,
+        "embeddings_client.py",
+        &[&key, "coop-embed", "tiny-chat"],
     );
-    assert!(stdout.contains("all checks passed"));
     let reported: i64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("TOKENS "))

@@ -336,6 +336,9 @@ pub fn jain(shares: &[f64]) -> Option<f64> {
     Some(sum * sum / (shares.len() as f64 * squares))
 }
 
+/// How often a model's demand gauges are set at most.
+const DEMAND_EVERY: Duration = Duration::from_millis(250);
+
 /// What a model's callers ask of it now: the demand the gateway publishes (in
 /// `/metrics`) for scaling, counted in prompt tokens as estimated at admission.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -351,6 +354,8 @@ struct State {
     gradient: Gradient,
     busy: usize,
     demand: Demand,
+    /// When the demand was last published.
+    published: Option<Instant>,
     /// Running requests per capped share (by [`Share::key`]; customers under "").
     held: HashMap<String, usize>,
     tiers: BTreeMap<u32, Tier>,
@@ -368,6 +373,7 @@ impl State {
             gradient: Gradient::new(ceiling),
             busy: 0,
             demand: Demand::default(),
+            published: None,
             held: HashMap::new(),
             tiers: BTreeMap::new(),
             seq: 0,
@@ -605,7 +611,7 @@ impl Scheduler {
             {
                 s.hold(share.as_ref(), prompt);
                 s.charge(caller.tier, &caller.id, prompt as f64);
-                self.publish(&s.demand);
+                self.publish(&mut s);
                 return Ok(slot(s.busy == 1));
             }
             s.seq += 1;
@@ -622,7 +628,7 @@ impl Scheduler {
                 );
                 s.demand.queued_requests += 1;
                 s.demand.queued_tokens += prompt;
-                self.publish(&s.demand);
+                self.publish(&mut s);
             }
             (seq, rx)
         };
@@ -645,7 +651,7 @@ impl Scheduler {
                             .then(|| {
                                 s.demand.queued_requests = s.demand.queued_requests.saturating_sub(1);
                                 s.demand.queued_tokens = s.demand.queued_tokens.saturating_sub(prompt);
-                                self.publish(&s.demand);
+                                self.publish(&mut s);
                             })
                             .is_some()
                     })
@@ -712,7 +718,7 @@ impl Scheduler {
                 s.charge(number, &name, waiter.cost as f64);
             }
         }
-        self.publish(&s.demand);
+        self.publish(&mut s);
     }
 
     /// The model's demand now.
@@ -720,9 +726,16 @@ impl Scheduler {
         self.state.lock().map(|s| s.demand).unwrap_or_default()
     }
 
-    /// Publishes the demand in `/metrics`, for whatever scales the model.
-    fn publish(&self, d: &Demand) {
-        let model = &self.model;
+    /// Publishes the demand in `/metrics`, for whatever scales the model: at most every
+    /// [`DEMAND_EVERY`] (the gauges are off the per-request path), and whenever it
+    /// falls to nothing, so that an idle model reads zero.
+    fn publish(&self, s: &mut State) {
+        let due = s.published.is_none_or(|at| at.elapsed() >= DEMAND_EVERY);
+        if !due && s.demand != Demand::default() {
+            return;
+        }
+        s.published = Some(Instant::now());
+        let (d, model) = (&s.demand, &self.model);
         metrics::gauge!("synco_gateway_demand_queued_requests", "model" => model.clone())
             .set(d.queued_requests as f64);
         metrics::gauge!("synco_gateway_demand_queued_tokens", "model" => model.clone())
