@@ -9,6 +9,7 @@
 //! `kubectl` users exactly as for the gateway and the operator.
 
 pub mod conditions;
+pub mod demand;
 pub mod generate;
 pub mod manifests;
 pub mod resources;

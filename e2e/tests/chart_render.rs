@@ -488,6 +488,9 @@ fn rbac_is_least_privilege() -> Result<()> {
         ("apps", "deployments", "create"),
         ("", "services", "patch"),
         ("", "nodes", "list"),
+        ("apps", "deployments/scale", "patch"),
+        ("", "pods", "list"),
+        ("coordination.k8s.io", "leases", "watch"),
         ("events.k8s.io", "events", "create"),
     ] {
         ensure!(grants(g, r, v), "the operator may not {v} {g}/{r}");
@@ -537,11 +540,12 @@ fn rbac_is_least_privilege() -> Result<()> {
                 (json!(["proposals"]), json!(["create", "patch"])),
                 (json!(["votes"]), json!(["create"])),
                 (json!(["delegations"]), json!(["create", "patch", "delete"])),
+                (json!(["leases"]), json!(["create", "patch"])),
                 (json!(["votes"]), json!(["cast-on-behalf"])),
                 (json!(["proposals"]), json!(["propose-on-behalf"])),
                 (json!(["delegations"]), json!(["delegate-on-behalf"])),
             ],
-        "the gateway writes only what it does for members (proposals, ballots, delegations): {writes:?}"
+        "the gateway writes only what it does for members (proposals, ballots, delegations) and its demand Lease: {writes:?}"
     );
     Ok(())
 }

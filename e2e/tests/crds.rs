@@ -200,3 +200,50 @@ async fn a_peer_has_one_key_one_kind_of_terms_and_a_tier_after_the_members() -> 
     })
     .await
 }
+
+const SCALING: &str = "
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {name: scaling}
+spec:
+  source: {hub: Qwen/Qwen2.5-0.5B-Instruct}
+  engine: {kind: Mistralrs}
+  pool: gpus
+  minReplicas: 0
+  maxReplicas: 3
+";
+
+/// Only pod models scale, and between bounds that make sense.
+#[tokio::test]
+async fn a_model_scales_between_sound_bounds() -> anyhow::Result<()> {
+    if skip_without_crds() {
+        return Ok(());
+    }
+    let cluster = cluster()?;
+    let admin = cluster.admin().await?;
+    apply_crds(&admin).await?;
+    with_temp_ns(&admin.clone(), "crd-scaling", |ns| async move {
+        apply_yaml(&admin, Some(&ns), SCALING).await?;
+        for (broken, rule) in [
+            (SCALING.replace("minReplicas: 0", "minReplicas: 4"), "must not exceed maxReplicas"),
+            (SCALING.replace("  maxReplicas: 3\n", ""), "minReplicas needs maxReplicas"),
+            (
+                SCALING
+                    .replace("{kind: Mistralrs}", "{kind: External, url: \"https://peer.example/v1\"}")
+                    .replace("  pool: gpus\n", ""),
+                "only a model served by mistralrs pods scales",
+            ),
+            (SCALING.replace("maxReplicas: 3", "maxReplicas: 5000"), "maxReplicas"),
+        ] {
+            let err = apply_yaml(&admin, Some(&ns), &broken.replace("name: scaling", "name: broken"))
+                .await
+                .err()
+                .ok_or_else(|| anyhow::anyhow!("accepted: {broken}"))?;
+            let (code, message) = api_error(&err).unwrap_or_default();
+            assert_eq!(code, 422, "{err:#}");
+            assert!(message.contains(rule), "{message}");
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+}

@@ -18,19 +18,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use synco_crds::demand::Demands;
 use synco_crds::{EngineKind, InferenceModel};
 use tokio::sync::Notify;
 
 use crate::cli::ClusterArgs;
 use crate::config::{EngineConfig, ModelConfig};
 use crate::coop::{CoopHandle, CoopOptions};
+use crate::engine::ModelRegistry;
 use crate::follow::{Models, build_coop};
 use crate::governance::Governance;
 use crate::governance::kube::{KubeStore, Watched};
+use crate::quota::CoopAdmission;
 
 /// Starts a reflector for `K` in `namespace`; `changed`, if given, is notified on every
 /// event.
@@ -110,8 +114,16 @@ pub fn model_config(model: &InferenceModel) -> Option<ModelConfig> {
     };
     let engine = match model.spec.engine.kind {
         EngineKind::External => external(model.spec.engine.url.clone()?, model.spec.engine.replicas.clone()),
-        // The operator's Deployment and Service; served once it publishes the endpoint.
-        EngineKind::Mistralrs => external(model.status.as_ref()?.endpoint.clone()?, Vec::new()),
+        // The operator's Deployment: served once it publishes a ready replica, at each
+        // replica's own endpoint where it lists them (so that prompts are routed by
+        // prefix across them), else at its Service's.
+        EngineKind::Mistralrs => {
+            let status = model.status.as_ref()?;
+            match status.endpoints.split_first() {
+                Some((first, rest)) => external(first.clone(), rest.to_vec()),
+                None => external(status.endpoint.clone()?, Vec::new()),
+            }
+        }
         EngineKind::Embedded => {
             let source = model.spec.source.as_ref()?;
             match (&source.path, &source.hub) {
@@ -197,6 +209,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             quota: &args.quota,
             federation: &args.federation,
             server: &args.server,
+            demand: Some(DemandLease {
+                client: client.clone(),
+                namespace: args.namespace.clone(),
+                replica: replica_name(args.pod_name.as_deref()),
+            }),
         },
     )
     .await;
@@ -204,6 +221,147 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     stop.cancel();
     let _ = books.await;
     result
+}
+
+/// Where a gateway replica publishes its models' demand: its Lease in the co-op's
+/// namespace ([`synco_crds::demand`]).
+#[derive(Clone)]
+pub struct DemandLease {
+    pub client: Client,
+    pub namespace: String,
+    /// This replica's name (its pod's).
+    pub replica: String,
+}
+
+impl Debug for DemandLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemandLease")
+            .field("namespace", &self.namespace)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This replica's name: its pod's, else the host's.
+fn replica_name(pod: Option<&str>) -> String {
+    pod.map(str::to_owned)
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map_or_else(|| "gateway".to_owned(), |h| h.trim().to_owned())
+}
+
+/// How often the demand is looked at.
+const DEMAND_TICK: Duration = Duration::from_millis(250);
+/// A changed demand is written at most this often (unless a model newly has some: a
+/// model at zero should start at once).
+const DEMAND_WRITE_EVERY: Duration = Duration::from_secs(1);
+/// The Lease is renewed at least this often.
+const DEMAND_RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// The demand this replica has: requests in the waiting room, queued and running,
+/// per model (idle models left out).
+fn demand_now(admission: &CoopAdmission, models: &ModelRegistry) -> Demands {
+    let mut out = Demands::new();
+    for (model, d) in admission.demand() {
+        let entry = out.entry(model).or_default();
+        entry.queued_requests = d.queued_requests;
+        entry.queued_tokens = d.queued_tokens;
+        entry.running_requests = d.running_requests;
+        entry.running_tokens = d.running_tokens;
+    }
+    // A request in the waiting room was admitted first: it holds its engine slot
+    // (counted as running) while it waits. Counted once, as waiting.
+    for (model, n) in models.waiting() {
+        let entry = out.entry(model).or_default();
+        entry.waiting_requests = n;
+        entry.running_requests = entry.running_requests.saturating_sub(n);
+    }
+    out.retain(|_, d| !d.is_idle());
+    out
+}
+
+/// Publishes this replica's demand in its Lease until `stop`: when it changes (at most
+/// every [`DEMAND_WRITE_EVERY`], at once when a model newly has some) and at least
+/// every [`DEMAND_RENEW_EVERY`]; at `stop`, none.
+pub async fn publish_demand(
+    lease: DemandLease,
+    admission: Arc<CoopAdmission>,
+    models: ModelRegistry,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let api: Api<Lease> = Api::namespaced(lease.client.clone(), &lease.namespace);
+    let name = synco_crds::demand::lease_name(&lease.replica);
+    let mut written: Option<(Demands, tokio::time::Instant)> = None;
+    let mut failing = false;
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(DEMAND_TICK) => false,
+            () = stop.cancelled() => true,
+        };
+        let now = if stopping {
+            Demands::new()
+        } else {
+            demand_now(&admission, &models)
+        };
+        let due = match &written {
+            None => true,
+            Some((last, at)) => {
+                stopping
+                    || at.elapsed() >= DEMAND_RENEW_EVERY
+                    || (*last != now && at.elapsed() >= DEMAND_WRITE_EVERY)
+                    || now.keys().any(|m| !last.contains_key(m))
+            }
+        };
+        if due {
+            match write_demand(&api, &name, &lease.replica, &now).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!(lease = %name, "demand published again");
+                    }
+                    failing = false;
+                    written = Some((now, tokio::time::Instant::now()));
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(lease = %name, error = %e, "cannot publish the demand; retrying");
+                    }
+                    failing = true;
+                    // Retry after the write interval rather than on every tick.
+                    written = written.map(|(d, _)| (d, tokio::time::Instant::now()));
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Applies the demand Lease.
+async fn write_demand(api: &Api<Lease>, name: &str, replica: &str, demand: &Demands) -> anyhow::Result<()> {
+    use synco_crds::demand::{DEMAND_ANNOTATION, DEMAND_LABEL, DEMAND_LEASE_SECONDS};
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let body = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "labels": { DEMAND_LABEL: "gateway" },
+            "annotations": { DEMAND_ANNOTATION: serde_json::to_string(demand)? },
+        },
+        "spec": {
+            "holderIdentity": replica,
+            "leaseDurationSeconds": DEMAND_LEASE_SECONDS,
+            "renewTime": now,
+        },
+    });
+    api.patch(
+        name,
+        &kube::api::PatchParams::apply("synco-gateway").force(),
+        &kube::api::Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
 }
 
 /// How often the books follow the operator: [`crate::server::BOOKS_EVERY`], or

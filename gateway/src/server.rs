@@ -124,6 +124,7 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
             quota: &args.quota,
             federation: &args.federation,
             server: &args.server,
+            demand: None,
         },
     )
     .await;
@@ -141,12 +142,14 @@ pub const BOOKS_EVERY: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
 
 /// The settings [`serve_coop`] takes from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CoopArgs<'a> {
     pub identity: &'a IdentityArgs,
     pub quota: &'a QuotaArgs,
     pub federation: &'a FederationArgs,
     pub server: &'a ServerArgs,
+    /// Where to publish the models' demand for the operator (cluster mode).
+    pub demand: Option<crate::cluster::DemandLease>,
 }
 
 /// Serves the co-op's API (both modes): identity, quotas, priority and metering in
@@ -163,6 +166,7 @@ pub async fn serve_coop(
         quota,
         federation,
         server,
+        demand,
     } = args;
     let jwt = jwt_verifier(identity).await?;
     let mut state = AppState::new(models);
@@ -201,7 +205,7 @@ pub async fn serve_coop(
         quota.budget_slice,
         Duration::from_secs(quota.budget_wait_seconds),
     );
-    state.admission = Arc::new(CoopAdmission::new(
+    let admission = Arc::new(CoopAdmission::new(
         coop.clone(),
         ledger.clone(),
         QuotaOptions {
@@ -211,6 +215,15 @@ pub async fn serve_coop(
             ..QuotaOptions::default()
         },
     ));
+    state.admission = admission.clone();
+    let publisher = demand.map(|lease| {
+        tokio::spawn(crate::cluster::publish_demand(
+            lease,
+            admission,
+            state.models.as_ref().clone(),
+            stop_exchange.clone(),
+        ))
+    });
     state.accounts = Some(Accounts {
         admin_token_sha256: identity
             .admin_token_sha256
@@ -230,6 +243,9 @@ pub async fn serve_coop(
     stop_exchange.cancel();
     if let Some(exchange) = exchange {
         let _ = exchange.await;
+    }
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
     }
     ledger.release_all().await;
     result

@@ -175,6 +175,22 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             };
             ensure!(verify("chart-admin-token").await?.status() == 200, "the chart's admin token");
             ensure!(verify("another").await?.status() == 401);
+            // It publishes its demand for the operator in its own Lease, as the chart's
+            // RBAC lets it.
+            let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), &coop);
+            let mut published = false;
+            for _ in 0..50 {
+                let listed = leases
+                    .list(&kube::api::ListParams::default().labels(synco_crds::demand::DEMAND_LABEL))
+                    .await?;
+                if !listed.items.is_empty() {
+                    published = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            ensure!(published, "no demand Lease in 10 s\n{}", gateway.log());
+            ensure!(!gateway.log().contains("cannot publish the demand"), "{}", gateway.log());
 
             // A member votes through the gateway: the chart's RBAC and the vote-author
             // admission policy (installed by the chart, in force here) let the

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use common::Gateway;
 use common::coop::{self as c, CoopSpec};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use synco_crds::{Customer, InferenceModel};
+use synco_crds::{Customer, InferenceModel, ModelPhase};
 use synco_e2e::{apply_crds, apply_yaml, cluster, wait_until, with_temp_ns};
 
 async fn models(gateway: &Gateway, token: &str) -> Vec<String> {
@@ -323,4 +325,265 @@ fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
     let first = vote_no(&tab, "#receipt")?;
     let second = vote_no(&tab, "#message")?;
     Ok((first, second))
+}
+
+/// A kwok node for `ns`'s engine pods: labelled and tainted for it alone, with the
+/// loopback address, so that engine pods on its host network have 127.0.0.1 as their
+/// address (where the test's loopback engine listens).
+async fn loopback_node(admin: &Client, name: &str, ns: &str) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(admin.clone());
+    let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "110"});
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "labels": {"kubernetes.io/hostname": name, "type": "kwok", "synco.coop/e2e-pool": ns},
+        },
+        "spec": {"taints": [{"key": "synco.coop/e2e-pool", "value": ns, "effect": "NoSchedule"}]},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        },
+    }))?;
+    nodes.create(&kube::api::PostParams::default(), &node).await?;
+    Ok(())
+}
+
+/// The replicas the Deployment of `model` asks for.
+async fn scale_of(admin: &Client, ns: &str, model: &str) -> anyhow::Result<Option<i32>> {
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    Ok(deployments
+        .get_opt(&format!("{model}-engine"))
+        .await?
+        .and_then(|d| d.spec?.replicas))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_scales_from_zero_with_demand_and_back() -> anyhow::Result<()> {
+    let cluster = cluster()?;
+    let admin = &cluster.admin().await?;
+    apply_crds(admin).await?;
+    // The engine every replica is: a loopback process on the operator's engine port.
+    let engine = synco_gateway::mock_upstream::start().await?;
+    with_temp_ns(admin, "gw-scale", |ns| async move {
+        let node = format!("{ns}-loopback");
+        loopback_node(admin, &node, &ns).await?;
+        let result = scale_from_zero(cluster, admin, &ns, engine).await;
+        let nodes: Api<Node> = Api::all(admin.clone());
+        nodes.delete(&node, &DeleteParams::default()).await?;
+        result
+    })
+    .await
+}
+
+async fn scale_from_zero(
+    cluster: &synco_e2e::Cluster,
+    admin: &Client,
+    ns: &str,
+    engine: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let open = format!("{{kind: External, url: \"http://{engine}/v1\"}}");
+    apply_yaml(admin, Some(ns), &coop_yaml(ns, &open)).await?;
+    apply_yaml(
+        admin,
+        Some(ns),
+        &format!(
+            r#"
+apiVersion: synco.coop/v1alpha1
+kind: ComputePool
+metadata: {{name: loopback}}
+spec:
+  nodeSelector: {{"synco.coop/e2e-pool": "{ns}"}}
+  tolerations: [{{key: "synco.coop/e2e-pool", operator: Exists, effect: NoSchedule}}]
+---
+apiVersion: synco.coop/v1alpha1
+kind: ComputePool
+metadata: {{name: nowhere}}
+spec:
+  nodeSelector: {{"synco.coop/e2e-pool": "{ns}-none"}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: scaling-chat}}
+spec:
+  source: {{hub: Qwen/Qwen2.5-0.5B-Instruct}}
+  engine: {{kind: Mistralrs}}
+  pool: loopback
+  minReplicas: 0
+  maxReplicas: 2
+  scaleDownDelaySeconds: 6
+  concurrentRequestsPerReplica: 1
+  tokensPerSecondPerReplica: 1000
+---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: stuck-chat}}
+spec:
+  source: {{hub: Qwen/Qwen2.5-0.5B-Instruct}}
+  engine: {{kind: Mistralrs}}
+  pool: nowhere
+  minReplicas: 0
+  maxReplicas: 1
+  scaleDownDelaySeconds: 6
+  tokensPerSecondPerReplica: 1000
+"#
+        ),
+    )
+    .await?;
+    let data = tempfile::tempdir()?;
+    let db = format!("sqlite://{}?mode=rwc", data.path().join("synco.db").display());
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let mut args = common::kube::cluster_args(ns, &db);
+    args.extend(["--waiting-room-seconds".to_owned(), "10".to_owned()]);
+    // The operator runs engine pods on the node's network at the loopback engine's port.
+    let _operator = common::operator::start_with(
+        admin.clone(),
+        synco_operator::Settings {
+            mistralrs_port: engine.port(),
+            engine_host_network: true,
+            ..common::operator::settings(ns)
+        },
+    );
+    let gateway = Gateway::start_with_env(tempfile::tempdir()?, &args, &[("KUBECONFIG", &kubeconfig)]);
+    let result = scale_with(admin, ns, &gateway, engine).await;
+    if result.is_err() {
+        eprintln!("gateway log:\n{}", gateway.log());
+    }
+    result
+}
+
+async fn scale_with(
+    admin: &Client,
+    ns: &str,
+    gateway: &Gateway,
+    engine: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let member = c::token(c::SECRET, &c::claims("bakery-sub"));
+    let models: Api<InferenceModel> = Api::namespaced(admin.clone(), ns);
+    // At zero: a Deployment asking for no replica, and no endpoint.
+    wait_until("the model is idle at zero", Duration::from_secs(30), || async {
+        let m = models.get("scaling-chat").await?;
+        let idle = m.status.as_ref().is_some_and(|s| s.phase == ModelPhase::Idle);
+        Ok(idle && scale_of(admin, ns, "scaling-chat").await? == Some(0))
+    })
+    .await?;
+    let status = models.get("scaling-chat").await?.status.unwrap();
+    assert_eq!((status.ready_replicas, status.endpoint.as_deref()), (0, None));
+    assert!(status.endpoints.is_empty());
+    wait_until("the quotas are in force", Duration::from_secs(30), || async {
+        Ok(chat(gateway, &member, "open-chat").await.0 == 200)
+    })
+    .await?;
+
+    // The first request waits; the operator scales the model up from the demand the
+    // gateway publishes; it is served once the replica is ready.
+    let started = std::time::Instant::now();
+    let (status, body) = chat(gateway, &member, "scaling-chat").await;
+    let took = started.elapsed();
+    let ended = std::time::Instant::now();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took < Duration::from_secs(10),
+        "served within the waiting room: {took:?}"
+    );
+    eprintln!("served from zero in {} ms", took.as_millis());
+    let model = models.get("scaling-chat").await?;
+    let status = model.status.unwrap();
+    assert_eq!(status.replicas, 1);
+    assert_eq!(status.phase, ModelPhase::Ready);
+    assert_eq!(
+        status.endpoints,
+        [format!("http://127.0.0.1:{}/v1", engine.port())]
+    );
+    assert_eq!(scale_of(admin, ns, "scaling-chat").await?, Some(1));
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), ns);
+    let scaled_up = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("ScaledUp")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("scaling-chat")
+        });
+    assert!(scaled_up, "a ScaledUp Event");
+    // The scale was set through the scale subresource, by its own field manager.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let managers: Vec<String> = deployments
+        .get("scaling-chat-engine")
+        .await?
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.subresource.as_deref() == Some("scale"))
+        .filter_map(|f| f.manager)
+        .collect();
+    assert_eq!(managers, ["synco-operator-scale"]);
+
+    // A model whose replica never becomes ready: the request waits out the waiting
+    // room, then 503 with Retry-After (and the operator did ask for a replica).
+    let stuck = tokio::spawn({
+        let (url, member) = (gateway.url("/v1/chat/completions"), member.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(member)
+                .json(&c::chat("stuck-chat", 4))
+                .send()
+                .await
+                .unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, retry, body, started.elapsed())
+        }
+    });
+
+    // No demand: the replica stays through the scale-down delay (6 s), then goes.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(ended.elapsed())).await;
+    assert_eq!(
+        scale_of(admin, ns, "scaling-chat").await?,
+        Some(1),
+        "kept through the delay"
+    );
+    wait_until("scaled back to zero", Duration::from_secs(30), || async {
+        Ok(scale_of(admin, ns, "scaling-chat").await? == Some(0))
+    })
+    .await?;
+    let down = ended.elapsed();
+    assert!(down >= Duration::from_secs(4), "not before the delay: {down:?}");
+    wait_until("the endpoints are withdrawn", Duration::from_secs(30), || async {
+        let s = models.get("scaling-chat").await?.status.unwrap_or_default();
+        Ok(s.endpoints.is_empty() && s.endpoint.is_none() && s.phase == ModelPhase::Idle)
+    })
+    .await?;
+    eprintln!(
+        "scaled back to zero {} ms after the last request",
+        down.as_millis()
+    );
+
+    let (status, retry, body, waited) = stuck.await?;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "no_capacity_yet", "{body}");
+    assert_eq!(retry.as_deref(), Some("10"));
+    assert!(waited >= Duration::from_secs(10), "{waited:?}");
+    let asked = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("ScaledUp")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("stuck-chat")
+        });
+    assert!(asked, "the operator asked for a replica of the stuck model");
+    Ok(())
 }

@@ -30,6 +30,10 @@ pub struct Args {
     /// The port the mistral.rs server listens on (and its Service's port).
     #[arg(long, env = "SYNCO_MISTRALRS_PORT", default_value_t = 8080)]
     pub mistralrs_port: u16,
+    /// Run engine pods on their node's network (`hostNetwork`): for nodes without a pod
+    /// network; each replica's endpoint is then its node's address.
+    #[arg(long, env = "SYNCO_ENGINE_HOST_NETWORK")]
+    pub engine_host_network: bool,
     /// Where to serve /metrics and /healthz.
     #[arg(long, env = "SYNCO_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -96,6 +100,7 @@ impl Args {
             namespace: self.namespace.clone(),
             mistralrs_image: self.mistralrs_image.clone(),
             mistralrs_port: self.mistralrs_port,
+            engine_host_network: self.engine_host_network,
             ..Settings::default()
         };
         let lease = (!self.no_leader_election).then(|| LeaseSettings {

@@ -26,6 +26,10 @@ pub struct Settings {
     pub mistralrs_image: String,
     /// The port the mistral.rs server listens on, and the Service's port.
     pub mistralrs_port: u16,
+    /// Run engine pods on their node's network (a node without a pod network, such as
+    /// a single machine whose pods listen on loopback): each replica's endpoint is then
+    /// its node's address.
+    pub engine_host_network: bool,
     /// How often to look again at resources whose correctness depends on others that
     /// are not watched (such as duplicate identities), as a safety net.
     pub resync: Duration,
@@ -37,6 +41,7 @@ impl Default for Settings {
             namespace: None,
             mistralrs_image: "ghcr.io/ericlbuehler/mistral.rs:cuda-90-0.8.1".to_owned(),
             mistralrs_port: 8080,
+            engine_host_network: false,
             resync: Duration::from_secs(300),
         }
     }
@@ -57,6 +62,10 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Watch caches of the resources many reconciles read, once the controllers run.
     pub caches: Option<Arc<Caches>>,
+    /// When each scaling model (`namespace/name`) last had demand for the replicas it
+    /// runs. Kept in memory: a new leader starts without it and waits a whole
+    /// scale-down delay before removing replicas.
+    pub busy: Arc<std::sync::Mutex<std::collections::HashMap<String, Timestamp>>>,
 }
 
 /// Watch caches (reflector stores) of Members, Customers and InferenceModels: the
@@ -97,6 +106,7 @@ impl Context {
             settings: Arc::new(settings),
             stats: Arc::new(Stats::default()),
             caches: None,
+            busy: Arc::default(),
         }
     }
 

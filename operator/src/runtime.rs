@@ -7,6 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::core::NamespaceResourceScope;
@@ -136,6 +137,7 @@ pub async fn run_controllers(mut ctx: Context, stop: CancellationToken) {
 
     let models = Controller::new(api::<InferenceModel>(&ctx), wc());
     let model_store = models.store();
+    let scaling_store = models.store();
     let models = models
         .owns(api::<Deployment>(&ctx), wc())
         .watches(api::<ComputePool>(&ctx), wc(), move |p: ComputePool| {
@@ -147,6 +149,20 @@ pub async fn run_controllers(mut ctx: Context, stop: CancellationToken) {
                 .map(|m| ObjectRef::from_obj(m.as_ref()))
                 .collect::<Vec<_>>()
         })
+        // The gateways' demand: a model that scales is looked at whenever it changes.
+        .watches(
+            api::<Lease>(&ctx),
+            wc().labels(synco_crds::demand::DEMAND_LABEL),
+            move |l: Lease| {
+                let ns = l.namespace();
+                scaling_store
+                    .state()
+                    .iter()
+                    .filter(|m| m.namespace() == ns && m.spec.scaling().is_some())
+                    .map(|m| ObjectRef::from_obj(m.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(drain(stop.clone()))
         .run(model::reconcile, model::error_policy, shared.clone())
         .for_each(|_| async {});

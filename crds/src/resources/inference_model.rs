@@ -32,6 +32,9 @@ use super::Conditions;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self.engine.kind != 'Mistralrs' || has(self.pool)").message("a model served by mistralrs pods needs a pool"))]
 #[x_kube(validation = kube::core::Rule::new("self.engine.kind == 'External' || has(self.source)").message("a model served by mistral.rs needs a source"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.maxReplicas) || self.engine.kind == 'Mistralrs'").message("only a model served by mistralrs pods scales (maxReplicas)"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.minReplicas) || has(self.maxReplicas)").message("minReplicas needs maxReplicas"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
 pub struct InferenceModelSpec {
     /// The model id callers use (`"model": …`). Defaults to the resource name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,9 +49,27 @@ pub struct InferenceModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub pool: Option<String>,
-    /// Engine replicas (mistralrs engine).
+    /// Engine replicas (mistralrs engine) when the model does not scale with demand
+    /// (no `maxReplicas`).
     #[serde(default = "one")]
     pub replicas: u32,
+    /// Scale with demand (mistralrs engine): the fewest replicas kept, 0 to scale to
+    /// zero when idle (the first request then waits in the gateway's waiting room).
+    /// Defaults to 1 when `maxReplicas` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<u32>,
+    /// Scale with demand (mistralrs engine): the most replicas. Setting it turns on
+    /// scaling: the operator sets the Deployment's scale from the demand the gateways
+    /// publish (requests waiting, queued and running, over `concurrentRequestsPerReplica`),
+    /// and plans quotas for this many replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
+    pub max_replicas: Option<u32>,
+    /// Scale with demand: how long demand must stay below the replicas running before
+    /// the operator removes any (scaling up is immediate).
+    #[serde(default = "sixty")]
+    #[schemars(range(max = 86400))]
+    pub scale_down_delay_seconds: u32,
     /// GPUs each replica needs (mistralrs engine).
     #[serde(default)]
     pub gpus_per_replica: u32,
@@ -71,6 +92,27 @@ pub struct InferenceModelSpec {
 
 fn one() -> u32 {
     1
+}
+
+fn sixty() -> u32 {
+    60
+}
+
+impl InferenceModelSpec {
+    /// The replicas the model scales between, when it scales with demand.
+    #[must_use]
+    pub fn scaling(&self) -> Option<(u32, u32)> {
+        let max = self.max_replicas?;
+        Some((self.min_replicas.unwrap_or(1).min(max), max))
+    }
+
+    /// The replicas the co-op plans for: `maxReplicas` for a model that scales, else
+    /// `replicas`. Quotas and pool GPUs are planned for this many, so that they do not
+    /// swing as the model scales.
+    #[must_use]
+    pub fn planned_replicas(&self) -> u32 {
+        self.max_replicas.unwrap_or(self.replicas)
+    }
 }
 
 fn thirty_two() -> u32 {
@@ -207,6 +249,8 @@ pub enum ModelPhase {
     Pending,
     /// Replicas are starting.
     Progressing,
+    /// Scaled to zero for want of demand; the next request starts a replica.
+    Idle,
     /// Serving.
     Ready,
     /// The spec cannot be served (see conditions).
@@ -230,9 +274,21 @@ pub struct InferenceModelStatus {
     /// Replicas ready to serve.
     #[serde(default)]
     pub ready_replicas: u32,
-    /// The base URL the gateway should use (`http://service.namespace.svc:port/v1`, or the external URL).
+    /// Replicas asked of the Deployment now (for a model that scales: what the demand
+    /// calls for, between `minReplicas` and `maxReplicas`).
+    #[serde(default)]
+    pub replicas: u32,
+    /// The base URL the gateway should use (`http://service.namespace.svc:port/v1`, or
+    /// the external URL); unset while no replica is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Each ready replica's own base URL (its pod's address), so that the gateway can
+    /// route by prompt prefix across them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// The demand the gateways last published for the model (a model that scales).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demand: Option<crate::demand::ModelDemand>,
     /// Tokens per second the ready replicas can serve.
     #[serde(default)]
     pub capacity_tokens_per_second: u64,

@@ -114,6 +114,36 @@ pub struct ModelRegistry {
     models: Arc<RwLock<BTreeMap<String, ServedModel>>>,
     /// Woken whenever the table is replaced (for requests in the waiting room).
     changed: Arc<tokio::sync::Notify>,
+    /// Requests in the waiting room, per model.
+    waiting: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+}
+
+/// Counts a request in the waiting room while it lives.
+struct Waiting<'a> {
+    counts: &'a std::sync::Mutex<BTreeMap<String, u64>>,
+    id: &'a str,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(counts: &'a std::sync::Mutex<BTreeMap<String, u64>>, id: &'a str) -> Self {
+        if let Ok(mut c) = counts.lock() {
+            *c.entry(id.to_owned()).or_default() += 1;
+        }
+        Waiting { counts, id }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.counts.lock()
+            && let Some(n) = c.get_mut(self.id)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(self.id);
+            }
+        }
+    }
 }
 
 impl ModelRegistry {
@@ -147,6 +177,7 @@ impl ModelRegistry {
     /// model, or `None` when the wait ran out.
     pub async fn wait_for(&self, id: &str, wait: std::time::Duration) -> Option<ServedModel> {
         let deadline = tokio::time::Instant::now() + wait;
+        let _counted = Waiting::enter(&self.waiting, id);
         loop {
             let changed = self.changed.notified();
             if let Ok(served) = self.get(id) {
@@ -156,6 +187,12 @@ impl ModelRegistry {
                 return self.get(id).ok();
             }
         }
+    }
+
+    /// Requests in the waiting room now, per model (none listed for none).
+    #[must_use]
+    pub fn waiting(&self) -> BTreeMap<String, u64> {
+        self.waiting.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// The model by name, or 404 `model_not_found`.

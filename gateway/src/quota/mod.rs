@@ -118,6 +118,16 @@ impl CoopAdmission {
         }
     }
 
+    /// Each model's demand now (queued and running, in requests and prompt tokens),
+    /// for the models requests have been admitted to.
+    #[must_use]
+    pub fn demand(&self) -> std::collections::BTreeMap<String, priority::Demand> {
+        self.schedulers
+            .lock()
+            .map(|s| s.iter().map(|(m, s)| (m.clone(), s.demand())).collect())
+            .unwrap_or_default()
+    }
+
     /// The model's scheduler, with the surplus share in force (changed in place, so that
     /// its fairness counters and measured limit carry over a new Allocation).
     fn scheduler(&self, model: &str, surplus_percent: u32) -> Result<Arc<Scheduler>, ApiError> {

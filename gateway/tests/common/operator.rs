@@ -22,11 +22,20 @@ impl Drop for Running {
 
 /// Starts the operator on namespace `ns`, acting as `client`.
 pub fn start(client: kube::Client, ns: &str) -> Running {
-    let settings = Settings {
+    start_with(client, settings(ns))
+}
+
+/// The test settings for namespace `ns`.
+pub fn settings(ns: &str) -> Settings {
+    Settings {
         namespace: Some(ns.to_owned()),
         mistralrs_image: "registry.invalid/synco/mistralrs:e2e".to_owned(),
         ..Settings::default()
-    };
+    }
+}
+
+/// Starts the operator with `settings`, acting as `client`.
+pub fn start_with(client: kube::Client, settings: Settings) -> Running {
     let options = RunOptions {
         lease: None,
         metrics_addr: None,

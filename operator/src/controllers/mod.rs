@@ -7,6 +7,7 @@ pub mod model;
 pub mod model_objects;
 pub mod pool;
 pub mod proposal;
+pub mod scale;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,15 +11,16 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt as _;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use synco_crds::conditions::{self, READY, reason};
 use synco_crds::{ComputePool, EngineKind, InferenceModel, InferenceModelStatus, ModelPhase};
 use synco_policies::crd::planned_capacity;
 
 use super::model_objects::{self, engine_name};
+use super::scale;
 use crate::apply;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -69,11 +70,57 @@ pub fn check_url(url: &str) -> std::result::Result<String, String> {
 struct Observed {
     phase: ModelPhase,
     ready_replicas: u32,
+    replicas: u32,
     endpoint: Option<String>,
+    endpoints: Vec<String>,
+    demand: Option<synco_crds::demand::ModelDemand>,
+    /// When to look again without an event (a model that scales).
+    recheck: Option<std::time::Duration>,
     capacity: u64,
     ok: bool,
     reason: &'static str,
     message: String,
+}
+
+impl Observed {
+    /// A model that serves nothing, for `why`.
+    fn not_serving(phase: ModelPhase, reason: &'static str, message: String) -> Observed {
+        Observed {
+            phase,
+            ready_replicas: 0,
+            replicas: 0,
+            endpoint: None,
+            endpoints: Vec::new(),
+            demand: None,
+            recheck: None,
+            capacity: 0,
+            ok: false,
+            reason,
+            message,
+        }
+    }
+
+    /// A model served without pods (external or in the gateway).
+    fn published(
+        model: &InferenceModel,
+        endpoint: Option<String>,
+        reason: &'static str,
+        message: String,
+    ) -> Observed {
+        Observed {
+            phase: ModelPhase::Ready,
+            ready_replicas: model.spec.replicas,
+            replicas: model.spec.replicas,
+            endpoint,
+            endpoints: Vec::new(),
+            demand: None,
+            recheck: None,
+            capacity: planned_capacity(model),
+            ok: true,
+            reason,
+            message,
+        }
+    }
 }
 
 async fn reconcile_model(model: &InferenceModel, ctx: &Context) -> Result<Action> {
@@ -81,34 +128,20 @@ async fn reconcile_model(model: &InferenceModel, ctx: &Context) -> Result<Action
     let observed = match model.spec.engine.kind {
         EngineKind::Mistralrs => deploy(model, ctx, &ns).await?,
         EngineKind::External => match check_url(model.spec.engine.url.as_deref().unwrap_or_default()) {
-            Ok(url) => Observed {
-                phase: ModelPhase::Ready,
-                ready_replicas: model.spec.replicas,
-                message: format!("served by {url}"),
-                endpoint: Some(url),
-                capacity: planned_capacity(model),
-                ok: true,
-                reason: reason::PUBLISHED,
-            },
-            Err(why) => Observed {
-                phase: ModelPhase::Failed,
-                ready_replicas: 0,
-                endpoint: None,
-                capacity: 0,
-                ok: false,
-                reason: reason::INVALID_SPEC,
-                message: why,
-            },
+            Ok(url) => Observed::published(
+                model,
+                Some(url.clone()),
+                reason::PUBLISHED,
+                format!("served by {url}"),
+            ),
+            Err(why) => Observed::not_serving(ModelPhase::Failed, reason::INVALID_SPEC, why),
         },
-        EngineKind::Embedded => Observed {
-            phase: ModelPhase::Ready,
-            ready_replicas: model.spec.replicas,
-            endpoint: None,
-            capacity: planned_capacity(model),
-            ok: true,
-            reason: reason::RECONCILED,
-            message: "served in the gateway process".to_owned(),
-        },
+        EngineKind::Embedded => Observed::published(
+            model,
+            None,
+            reason::RECONCILED,
+            "served in the gateway process".to_owned(),
+        ),
     };
     let current = model.status.clone().unwrap_or_default();
     let mut status = InferenceModelStatus {
@@ -116,7 +149,10 @@ async fn reconcile_model(model: &InferenceModel, ctx: &Context) -> Result<Action
         conditions: current.conditions.clone(),
         phase: observed.phase,
         ready_replicas: observed.ready_replicas,
+        replicas: observed.replicas,
         endpoint: observed.endpoint,
+        endpoints: observed.endpoints,
+        demand: observed.demand,
         capacity_tokens_per_second: observed.capacity,
     };
     conditions::set_condition(
@@ -142,11 +178,14 @@ async fn reconcile_model(model: &InferenceModel, ctx: &Context) -> Result<Action
         )
         .await;
     }
-    Ok(Action::await_change())
+    Ok(observed
+        .recheck
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Applies the Deployment and Service of a mistral.rs model and reads back how many
-/// replicas are ready.
+/// Applies the Deployment and Service of a mistral.rs model (for a model that scales,
+/// first the Deployment's scale from the published demand), and reads back how many
+/// replicas are ready and where.
 async fn deploy(model: &InferenceModel, ctx: &Context, ns: &str) -> Result<Observed> {
     let name = model.name_any();
     let Some(pool_name) = model.spec.pool.clone() else {
@@ -154,36 +193,48 @@ async fn deploy(model: &InferenceModel, ctx: &Context, ns: &str) -> Result<Obser
     };
     let pools: Api<ComputePool> = Api::namespaced(ctx.client.clone(), ns);
     let Some(pool) = pools.get_opt(&pool_name).await? else {
-        return Ok(Observed {
-            phase: ModelPhase::Pending,
-            ready_replicas: 0,
-            endpoint: None,
-            capacity: 0,
-            ok: false,
-            reason: reason::UNKNOWN_REFERENCE,
-            message: format!("ComputePool {pool_name} does not exist"),
-        });
+        return Ok(Observed::not_serving(
+            ModelPhase::Pending,
+            reason::UNKNOWN_REFERENCE,
+            format!("ComputePool {pool_name} does not exist"),
+        ));
     };
-    let deployment_body = match model_objects::deployment(model, &pool, &ctx.settings) {
+    let engine = engine_name(&name);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let existing = deployments.get_opt(&engine).await?;
+    let scaled = match model.spec.scaling() {
+        Some(bounds) => Some(autoscale(model, ctx, ns, bounds, existing.as_ref()).await?),
+        None => None,
+    };
+    let replicas = scaled
+        .as_ref()
+        .map_or(model.spec.replicas, |s| s.decision.replicas);
+    // A model that scales leaves `replicas` to the scale subresource once its
+    // Deployment exists; it sets the scale first, so that the field always has an owner.
+    let applied_replicas = match (&scaled, &existing) {
+        (Some(_), Some(_)) => {
+            scale::set(&deployments, &engine, replicas).await?;
+            None
+        }
+        _ => Some(replicas),
+    };
+    let deployment_body = match model_objects::deployment(model, &pool, &ctx.settings, applied_replicas) {
         Ok(d) => d,
         Err(Error::InvalidSpec(why)) => {
-            return Ok(Observed {
-                phase: ModelPhase::Failed,
-                ready_replicas: 0,
-                endpoint: None,
-                capacity: 0,
-                ok: false,
-                reason: reason::INVALID_SPEC,
-                message: why,
-            });
+            return Ok(Observed::not_serving(
+                ModelPhase::Failed,
+                reason::INVALID_SPEC,
+                why,
+            ));
         }
         Err(e) => return Err(e),
     };
     let service_body = model_objects::service(model, &ctx.settings)?;
     model_objects::check(&deployment_body, &service_body)?;
-    let engine = engine_name(&name);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let deployment = apply::object(&deployments, &engine, deployment_body).await?;
+    if scaled.is_some() && existing.is_none() {
+        scale::set(&deployments, &engine, replicas).await?;
+    }
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
     apply::object(&services, &engine, service_body).await?;
 
@@ -193,32 +244,128 @@ async fn deploy(model: &InferenceModel, ctx: &Context, ns: &str) -> Result<Obser
         .and_then(|s| s.ready_replicas)
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(0);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = model_objects::selector(&name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+    let endpoints = if ready > 0 {
+        model_objects::replica_endpoints(&listed.items, ctx.settings.mistralrs_port)
+    } else {
+        Vec::new()
+    };
     // Replicas the pool's ready GPUs can hold: a node that left takes its replicas'
     // capacity with it at once, before its pods are rescheduled.
+    let planned = model.spec.planned_replicas();
     let fit = match model.spec.gpus_per_replica {
-        0 => model.spec.replicas,
+        0 => planned,
         g => pool.status.as_ref().map_or(0, |s| s.total_gpus / g),
     };
-    let serving = ready.min(fit);
-    let capacity = u64::from(serving).saturating_mul(model.spec.tokens_per_second_per_replica);
-    let (phase, ok, why) = if serving > 0 {
-        (ModelPhase::Ready, true, reason::DEPLOYED)
+    // A model that scales is planned at the replicas it may scale to (that the pool
+    // holds): its quotas do not swing with its scale.
+    let serving = if scaled.is_some() {
+        planned.min(fit)
     } else {
-        (ModelPhase::Progressing, false, reason::PROGRESSING)
+        ready.min(fit)
     };
+    let capacity = u64::from(serving).saturating_mul(model.spec.tokens_per_second_per_replica);
+    let gpus = pool.status.as_ref().map_or(0, |s| s.total_gpus);
+    let (phase, ok, why) = match (&scaled, ready.min(fit)) {
+        (_, 1..) => (ModelPhase::Ready, true, reason::DEPLOYED),
+        (Some(_), 0) if replicas == 0 => (ModelPhase::Idle, true, reason::DEPLOYED),
+        _ => (ModelPhase::Progressing, false, reason::PROGRESSING),
+    };
+    let mut message = format!(
+        "{ready} of {replicas} replicas ready on pool {pool_name} ({gpus} GPUs); serving {capacity} tokens/s"
+    );
+    if let Some(s) = &scaled {
+        let (min, max) = model.spec.scaling().unwrap_or_default();
+        message = format!(
+            "{message}; scaling {min} to {max} for {} requests",
+            s.demand.requests()
+        );
+    }
     Ok(Observed {
         phase,
         ready_replicas: ready,
-        endpoint: Some(model_objects::endpoint(&name, ns, ctx.settings.mistralrs_port)),
+        replicas,
+        endpoint: (ready > 0).then(|| model_objects::endpoint(&name, ns, ctx.settings.mistralrs_port)),
+        endpoints,
+        demand: scaled.as_ref().map(|s| s.demand),
+        recheck: scaled
+            .as_ref()
+            .map(|s| s.decision.recheck.unwrap_or(DEMAND_RECHECK).min(DEMAND_RECHECK)),
         capacity,
         ok,
         reason: why,
-        message: format!(
-            "{ready} of {} replicas ready on pool {pool_name} ({} GPUs); serving {capacity} tokens/s",
-            model.spec.replicas,
-            pool.status.as_ref().map_or(0, |s| s.total_gpus)
-        ),
+        message,
     })
+}
+
+/// How often a model that scales is looked at with no event (a gateway replica that
+/// died stops renewing its demand Lease, which is no event).
+const DEMAND_RECHECK: std::time::Duration =
+    std::time::Duration::from_secs(synco_crds::demand::DEMAND_LEASE_SECONDS.unsigned_abs() as u64);
+
+/// A scaling decision and the demand it was made on.
+struct Scaled {
+    decision: scale::Decision,
+    demand: synco_crds::demand::ModelDemand,
+}
+
+/// Decides the replicas of a model that scales, from the demand the gateways publish,
+/// and reports a change as an Event.
+async fn autoscale(
+    model: &InferenceModel,
+    ctx: &Context,
+    ns: &str,
+    bounds: (u32, u32),
+    existing: Option<&Deployment>,
+) -> Result<Scaled> {
+    let name = model.name_any();
+    let served = model.spec.served_name.clone().unwrap_or_else(|| name.clone());
+    let demand = scale::demand(ctx, ns, &served).await?;
+    let key = format!("{ns}/{name}");
+    let busy_at = ctx.busy.lock().ok().and_then(|b| b.get(&key).copied());
+    let current = scale::current(existing).unwrap_or(bounds.0);
+    let decision = scale::decide(
+        current,
+        &demand,
+        model.spec.concurrent_requests_per_replica,
+        bounds,
+        busy_at,
+        ctx.now(),
+        std::time::Duration::from_secs(u64::from(model.spec.scale_down_delay_seconds)),
+    );
+    if let Ok(mut busy) = ctx.busy.lock() {
+        busy.insert(key, decision.busy_at);
+    }
+    if existing.is_some() && decision.replicas != current {
+        let (reason, verb) = if decision.replicas > current {
+            ("ScaledUp", "up")
+        } else {
+            ("ScaledDown", "down")
+        };
+        tracing::info!(model = %name, namespace = %ns, from = current, to = decision.replicas, requests = demand.requests(), "scaling {verb}");
+        ctx.event(
+            model,
+            false,
+            reason,
+            "Scale",
+            format!(
+                "scaled from {current} to {} replicas for {} requests (waiting {}, queued {}, running {})",
+                decision.replicas,
+                demand.requests(),
+                demand.waiting_requests,
+                demand.queued_requests,
+                demand.running_requests
+            ),
+        )
+        .await;
+    }
+    Ok(Scaled { decision, demand })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::json;
 use synco_crds::{ComputePool, InferenceModel};
 
@@ -29,6 +29,29 @@ pub fn engine_name(model: &str) -> String {
 #[must_use]
 pub fn endpoint(model: &str, namespace: &str, port: u16) -> String {
     format!("http://{}.{namespace}.svc:{port}/v1", engine_name(model))
+}
+
+/// The base URLs of the ready replicas among `pods` (each pod's address and the
+/// engine's port), sorted, once each: pods on the host network share their node's.
+#[must_use]
+pub fn replica_endpoints(pods: &[Pod], port: u16) -> Vec<String> {
+    let mut urls: Vec<String> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            let ready = status
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let ip: std::net::IpAddr = status.pod_ip.as_deref()?.parse().ok()?;
+            ready.then(|| format!("http://{}/v1", std::net::SocketAddr::new(ip, port)))
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
 }
 
 /// Labels of every object and pod of a model's engine.
@@ -99,11 +122,13 @@ pub fn engine_args(model: &InferenceModel, port: u16) -> Result<Vec<String>> {
     Ok(args)
 }
 
-/// The Deployment running `model` on `pool`, as a server-side apply body.
+/// The Deployment running `model` on `pool`, as a server-side apply body, asking for
+/// `replicas` (`None` leaves them to the scale subresource: a model that scales).
 pub fn deployment(
     model: &InferenceModel,
     pool: &ComputePool,
     settings: &Settings,
+    replicas: Option<u32>,
 ) -> Result<serde_json::Value> {
     let name = model
         .metadata
@@ -153,10 +178,9 @@ pub fn deployment(
             "persistentVolumeClaim": { "claimName": volume.claim_name, "readOnly": true },
         }));
     }
-    Ok(json!({
+    let mut body = json!({
         "metadata": { "labels": labels(&name), "ownerReferences": owner(model)? },
         "spec": {
-            "replicas": model.spec.replicas,
             "selector": { "matchLabels": selector(&name) },
             "template": {
                 "metadata": { "labels": labels(&name) },
@@ -168,7 +192,15 @@ pub fn deployment(
                 },
             },
         },
-    }))
+    });
+    if let Some(replicas) = replicas {
+        body["spec"]["replicas"] = json!(replicas);
+    }
+    if settings.engine_host_network {
+        body["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        body["spec"]["template"]["spec"]["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+    }
+    Ok(body)
 }
 
 /// The Service in front of `model`'s engine pods, as a server-side apply body.
@@ -231,7 +263,7 @@ mod tests {
     #[test]
     fn deployment_runs_the_server_on_the_pool_with_gpus() {
         let settings = Settings::default();
-        let d = deployment(&model(), &pool(), &settings).unwrap();
+        let d = deployment(&model(), &pool(), &settings, Some(2)).unwrap();
         let s = service(&model(), &settings).unwrap();
         check(&d, &s).unwrap();
         let pod = &d["spec"]["template"]["spec"];
@@ -257,6 +289,56 @@ mod tests {
         assert_eq!(
             endpoint("coop-large", "riverside", 8080),
             "http://coop-large-engine.riverside.svc:8080/v1"
+        );
+        assert!(pod.get("hostNetwork").is_none());
+    }
+
+    #[test]
+    fn a_scaling_model_leaves_replicas_to_the_scale_and_may_use_the_host_network() {
+        let settings = Settings {
+            engine_host_network: true,
+            ..Settings::default()
+        };
+        let d = deployment(&model(), &pool(), &settings, None).unwrap();
+        check(&d, &service(&model(), &settings).unwrap()).unwrap();
+        assert!(d["spec"].get("replicas").is_none());
+        assert_eq!(d["spec"]["template"]["spec"]["hostNetwork"], true);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["dnsPolicy"],
+            "ClusterFirstWithHostNet"
+        );
+    }
+
+    #[test]
+    fn replica_endpoints_are_ready_pods_addresses() {
+        let pod = |ip: &str, ready: &str, deleting: bool| -> Pod {
+            let mut p: Pod = serde_json::from_value(json!({
+                "metadata": { "name": format!("p-{ip}") },
+                "status": { "podIP": ip, "conditions": [{ "type": "Ready", "status": ready }] },
+            }))
+            .unwrap();
+            if deleting {
+                p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+            }
+            p
+        };
+        let pods = [
+            pod("10.0.0.2", "True", false),
+            pod("10.0.0.1", "True", false),
+            pod("10.0.0.3", "False", false),
+            pod("10.0.0.4", "True", true),
+            pod("fd00::5", "True", false),
+            pod("10.0.0.1", "True", false),
+        ];
+        assert_eq!(
+            replica_endpoints(&pods, 8080),
+            [
+                "http://10.0.0.1:8080/v1",
+                "http://10.0.0.2:8080/v1",
+                "http://[fd00::5]:8080/v1"
+            ]
         );
     }
 }

@@ -86,7 +86,7 @@ pub fn capacity(pool: &ComputePool, nodes: &[Node], models: &[InferenceModel]) -
         .filter(|m| {
             m.spec.engine.kind == EngineKind::Mistralrs && m.spec.pool.as_deref() == Some(name.as_str())
         })
-        .map(|m| m.spec.replicas.saturating_mul(m.spec.gpus_per_replica))
+        .map(|m| m.spec.planned_replicas().saturating_mul(m.spec.gpus_per_replica))
         .sum();
     ComputePoolStatus {
         observed_generation: pool.metadata.generation,

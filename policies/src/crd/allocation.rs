@@ -37,7 +37,7 @@ use crate::{
 /// uses this.
 #[must_use]
 pub fn planned_capacity(model: &InferenceModel) -> u64 {
-    u64::from(model.spec.replicas).saturating_mul(model.spec.tokens_per_second_per_replica)
+    u64::from(model.spec.planned_replicas()).saturating_mul(model.spec.tokens_per_second_per_replica)
 }
 
 /// The solver's input for `allocation`. Each model's capacity is its status's
@@ -262,7 +262,8 @@ pub fn allocation_figures(
     let sellable = |name: &str| model(name).is_some_and(|m| m.spec.access.customers);
     let slots = |name: &str| {
         model(name).map_or(0, |m| {
-            u64::from(m.spec.replicas).saturating_mul(u64::from(m.spec.concurrent_requests_per_replica))
+            u64::from(m.spec.planned_replicas())
+                .saturating_mul(u64::from(m.spec.concurrent_requests_per_replica))
         })
     };
     let capacity = quotas
