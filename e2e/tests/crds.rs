@@ -225,20 +225,36 @@ async fn a_model_scales_between_sound_bounds() -> anyhow::Result<()> {
     with_temp_ns(&admin.clone(), "crd-scaling", |ns| async move {
         apply_yaml(&admin, Some(&ns), SCALING).await?;
         for (broken, rule) in [
-            (SCALING.replace("minReplicas: 0", "minReplicas: 4"), "must not exceed maxReplicas"),
-            (SCALING.replace("  maxReplicas: 3\n", ""), "minReplicas needs maxReplicas"),
+            (
+                SCALING.replace("minReplicas: 0", "minReplicas: 4"),
+                "must not exceed maxReplicas",
+            ),
+            (
+                SCALING.replace("  maxReplicas: 3\n", ""),
+                "minReplicas needs maxReplicas",
+            ),
             (
                 SCALING
-                    .replace("{kind: Mistralrs}", "{kind: External, url: \"https://peer.example/v1\"}")
+                    .replace(
+                        "{kind: Mistralrs}",
+                        "{kind: External, url: \"https://peer.example/v1\"}",
+                    )
                     .replace("  pool: gpus\n", ""),
                 "only a model served by mistralrs pods scales",
             ),
-            (SCALING.replace("maxReplicas: 3", "maxReplicas: 5000"), "maxReplicas"),
+            (
+                SCALING.replace("maxReplicas: 3", "maxReplicas: 5000"),
+                "maxReplicas",
+            ),
         ] {
-            let err = apply_yaml(&admin, Some(&ns), &broken.replace("name: scaling", "name: broken"))
-                .await
-                .err()
-                .ok_or_else(|| anyhow::anyhow!("accepted: {broken}"))?;
+            let err = apply_yaml(
+                &admin,
+                Some(&ns),
+                &broken.replace("name: scaling", "name: broken"),
+            )
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("accepted: {broken}"))?;
             let (code, message) = api_error(&err).unwrap_or_default();
             assert_eq!(code, 422, "{err:#}");
             assert!(message.contains(rule), "{message}");

@@ -1148,3 +1148,126 @@ async fn members_are_protected_under_surplus_load() {
         100.0 * customer_rate / left,
     );
 }
+
+/// Issue 18: work within a caller's floor is reserved; work on borrowed capacity is
+/// overflow, queued behind everyone's reserved work (even a lower tier's), so it is
+/// the first taken back. A co-op of 200 tokens/s: the community member `bakery` (tier 0)
+/// spends its floor and borrows; the business `shop` (tier 1), within its floor, is
+/// served before bakery's queued borrowed requests, where tiers alone would put it
+/// behind all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn borrowed_work_waits_behind_every_floor() {
+    const SERVICE: Duration = Duration::from_millis(200);
+    // It reports a prompt's words as its tokens (a microsecond each).
+    let engine = mock_costing(Cost {
+        fixed: SERVICE,
+        per_prompt_token: Duration::from_micros(1),
+        ..Cost::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    c::write_manifests(
+        dir.path(),
+        &CoopSpec {
+            open_engine: &engine,
+            ..CoopSpec::default()
+        },
+    );
+    let path = dir.path().join("coop.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "tokensPerSecondPerReplica: 1000000",
+        "tokensPerSecondPerReplica: 100",
+    );
+    std::fs::write(&path, text).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let gateway = c::standalone(dir.path(), data.path(), None, &["--engine-slots", "1"]);
+    let bakery = c::create_key(&["--member", "bakery"], data.path(), None);
+    let shop = c::create_key(&["--member", "shop"], data.path(), None);
+    let base = gateway.url("");
+    let usage = |key: String| {
+        let base = base.clone();
+        async move {
+            client()
+                .get(format!("{base}/v1/usage"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let quota = usage(bakery.clone()).await["quota"].clone();
+    assert_eq!(
+        (
+            quota["tokens_per_second"].as_u64(),
+            quota["floor_tokens_per_second"].as_u64()
+        ),
+        (Some(200), Some(60)),
+        "60% of 200 tokens/s shared by two community members; the rest to borrow: {quota}"
+    );
+    let ask = |key: String, words: usize| {
+        let base = base.clone();
+        async move {
+            let r = client()
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&serde_json::json!({
+                    "model": "open-chat", "max_tokens": 4,
+                    "messages": [{"role": "user", "content": vec!["word"; words].join(" ")}],
+                }))
+                .send()
+                .await
+                .unwrap();
+            let lane = r
+                .headers()
+                .get("x-synco-lane")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            (lane.unwrap_or_default(), Instant::now())
+        }
+    };
+    // Bakery spends its floor (a minute of 60 tokens/s): its requests go from the
+    // reserved lane to the overflow lane.
+    // (Long prompts first, then ones as long as those it will queue: what a reserved
+    // request does not use goes back to its floor.)
+    let mut spent = 0;
+    for words in [600, 100] {
+        while ask(bakery.clone(), words).await.0 == "reserved" {
+            spent += 1;
+            assert!(spent < 60, "bakery never left its floor");
+        }
+    }
+    // Six borrowed requests queue on the one-slot engine; then shop asks, within its floor.
+    let flood: Vec<_> = (0..6).map(|_| tokio::spawn(ask(bakery.clone(), 100))).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let (lane, shop_done) = ask(shop.clone(), 10).await;
+    let took = started.elapsed();
+    assert_eq!(lane, "reserved");
+    let mut after = 0;
+    for f in flood {
+        let (lane, done) = f.await.unwrap();
+        assert_eq!(lane, "overflow");
+        after += usize::from(done > shop_done);
+    }
+    eprintln!(
+        "shop (tier 1, within its floor) served in {} ms with six of bakery's borrowed requests queued; {after} of them after it",
+        took.as_millis()
+    );
+    // Served after at most the request running and its own, ahead of the queue (by
+    // tier alone it would come after all six: 1.4 s).
+    assert!(took < SERVICE * 4, "{took:?}");
+    assert!(
+        after >= 4,
+        "{after} of bakery's borrowed requests came after shop"
+    );
+    let metrics = metrics_of(&gateway).await;
+    assert!(
+        metrics.contains("tier=\"0/overflow\",caller=\"bakery\""),
+        "{metrics}"
+    );
+}

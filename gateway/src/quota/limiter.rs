@@ -18,11 +18,33 @@ use std::time::{Duration, Instant};
 use crate::coop::CallerLimits;
 use crate::error::ApiError;
 
+/// Which lane a request is admitted in: within the caller's floor (reserved) or on
+/// capacity it borrows (overflow), which the scheduler serves behind every reserved
+/// request and so reclaims first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Reserved,
+    Overflow,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Reserved => "reserved",
+            Lane::Overflow => "overflow",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
     /// The size the bucket had when last filled.
     capacity: f64,
+    /// The part of the rate within the caller's floor: a second bucket, refilled at
+    /// the floor rate, that a request draws on too when it fits (its reserved lane).
+    reserved: f64,
+    reserved_capacity: f64,
     at: Instant,
     /// When each running request started.
     running: Vec<Instant>,
@@ -65,6 +87,7 @@ pub struct Ticket {
     limiter: Arc<Limiter>,
     caller: String,
     estimate: u64,
+    lane: Lane,
     started: Instant,
     headers: Headers,
 }
@@ -168,9 +191,13 @@ impl Limiter {
             .lock()
             .map_err(|_| ApiError::Unavailable("rate limiter unavailable".to_owned()))?;
         let now = Instant::now();
+        let floor = limits.floor_tokens_per_second.min(limits.tokens_per_second) as f64;
+        let reserved_capacity = floor * self.window.as_secs_f64();
         let bucket = callers.entry(caller.to_owned()).or_insert(Bucket {
             tokens: capacity,
             capacity,
+            reserved: reserved_capacity,
+            reserved_capacity,
             at: now,
             running: Vec::new(),
             typical: None,
@@ -180,7 +207,13 @@ impl Limiter {
             bucket.tokens += capacity - bucket.capacity;
             bucket.capacity = capacity;
         }
-        bucket.tokens = (bucket.tokens + rate * now.duration_since(bucket.at).as_secs_f64()).min(capacity);
+        if bucket.reserved_capacity != reserved_capacity {
+            bucket.reserved += reserved_capacity - bucket.reserved_capacity;
+            bucket.reserved_capacity = reserved_capacity;
+        }
+        let elapsed = now.duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + rate * elapsed).min(capacity);
+        bucket.reserved = (bucket.reserved + floor * elapsed).min(reserved_capacity);
         bucket.at = now;
         if limits.concurrency > 0 && bucket.running() >= limits.concurrency {
             return Err(rate_limited(
@@ -209,11 +242,20 @@ impl Limiter {
             ));
         }
         bucket.tokens -= estimate as f64;
+        // Within the floor: the reserved lane (a request larger than the reserved
+        // bucket fits when it is full, as above).
+        let lane = if reserved_capacity > 0.0 && bucket.reserved >= (estimate as f64).min(reserved_capacity) {
+            bucket.reserved -= estimate as f64;
+            Lane::Reserved
+        } else {
+            Lane::Overflow
+        };
         bucket.running.push(now);
         Ok(Ticket {
             limiter: self.clone(),
             caller: caller.to_owned(),
             estimate,
+            lane,
             started: now,
             headers: Headers::of(bucket, rate, limits.concurrency, now),
         })
@@ -226,9 +268,18 @@ impl Ticket {
         if let Ok(mut callers) = self.limiter.callers.lock()
             && let Some(bucket) = callers.get_mut(&self.caller)
         {
-            bucket.tokens = (bucket.tokens + self.estimate as f64 - used as f64).min(bucket.capacity);
+            let unused = self.estimate as f64 - used as f64;
+            bucket.tokens = (bucket.tokens + unused).min(bucket.capacity);
+            if self.lane == Lane::Reserved {
+                bucket.reserved = (bucket.reserved + unused).min(bucket.reserved_capacity);
+            }
         }
         self.estimate = used;
+    }
+
+    /// The lane the request was admitted in.
+    pub fn lane(&self) -> Lane {
+        self.lane
     }
 
     /// The `x-ratelimit-*` headers as they stood when the request was admitted.
@@ -278,6 +329,39 @@ mod tests {
             ),
             _ => ("", None),
         }
+    }
+
+    #[test]
+    fn work_within_the_floor_is_reserved_and_borrowed_work_is_overflow() {
+        let l = Limiter::new(Duration::from_secs(60));
+        // 10 tokens/s of which 4 are the floor: 600 in the bucket, 240 of them reserved.
+        let mixed = CallerLimits {
+            tokens_per_second: 10,
+            floor_tokens_per_second: 4,
+            monthly_budget: u64::MAX,
+            concurrency: 10,
+        };
+        let a = l.take("ana", &mixed, 200).unwrap();
+        assert_eq!(a.lane(), Lane::Reserved);
+        // 40 reserved left: a request of 100 borrows.
+        let mut b = l.take("ana", &mixed, 100).unwrap();
+        assert_eq!(b.lane(), Lane::Overflow);
+        // What a reserved request did not use goes back to the reserved bucket.
+        let mut c = l.take("ana", &mixed, 40).unwrap();
+        assert_eq!(c.lane(), Lane::Reserved);
+        c.settle(0);
+        b.settle(0);
+        assert_eq!(l.take("ana", &mixed, 40).unwrap().lane(), Lane::Reserved);
+        // Past the whole rate (floor and borrowing) it is still a 429.
+        let refused = l.take("ana", &mixed, 400).unwrap_err();
+        assert_eq!(code(&refused).0, "rate_limit_exceeded");
+        // No floor (customers, classes without one): everything borrows.
+        let borrowing = CallerLimits {
+            floor_tokens_per_second: 0,
+            ..mixed
+        };
+        assert_eq!(l.take("acme", &borrowing, 1).unwrap().lane(), Lane::Overflow);
+        drop(a);
     }
 
     #[test]
@@ -334,6 +418,8 @@ mod tests {
         let bucket = Bucket {
             tokens: 10.0,
             capacity: 10.0,
+            reserved: 10.0,
+            reserved_capacity: 10.0,
             at: now,
             running: vec![
                 now - Duration::from_millis(1500),

@@ -8,8 +8,12 @@
 //!    ([`ledger`]; 429 `insufficient_quota`);
 //! 4. a prepaid customer's credit: the worst-case price is reserved the same way
 //!    (429 `insufficient_quota` when the credit is spent);
-//! 5. a slot on the engine: by tier, and within a tier to the caller served the fewest
-//!    tokens for its floor ([`priority`]: a virtual token counter).
+//! 5. a slot on the engine: by band, and within a band to the caller served the fewest
+//!    tokens for its floor ([`priority`]: a virtual token counter). A member's request
+//!    within its floor (the reserved part of its rate, [`limiter::Lane`]) queues in its
+//!    tier; one on borrowed capacity in its tier's overflow band, behind every member's
+//!    reserved work and ahead of customers, so borrowed work is the first taken back,
+//!    in the solver's reclaim order. Responses say which (`x-synco-lane`).
 //!
 //! When the request ends, however it ends, the reservation is settled with the tokens
 //! actually used (a cancelled stream pays for what it produced) and the rest given back.
@@ -36,7 +40,7 @@ use crate::coop::{CoopHandle, Price};
 use crate::error::ApiError;
 use crate::openai::Usage;
 use ledger::{Hold, Ledger, LedgerError};
-use limiter::{Limiter, Ticket};
+use limiter::{Lane, Limiter, Ticket};
 use priority::{CallerWeight, Scheduler, Slot};
 
 /// Tunables of admission.
@@ -383,10 +387,23 @@ impl Admission for CoopAdmission {
             _ => None,
         };
         let weight = CallerWeight::of(&limits);
+        // A member's work on borrowed capacity queues in its tier's overflow band, behind
+        // every member's work within its floor (customers are in the lowest band anyway).
+        let lane = ticket.as_ref().map_or(Lane::Reserved, Ticket::lane);
+        let queued_as;
+        let queued = if caller.kind == CallerKind::Member && lane == Lane::Overflow {
+            queued_as = Caller {
+                tier: priority::band(caller.tier, lane),
+                ..caller.clone()
+            };
+            &queued_as
+        } else {
+            caller
+        };
         let slot = match req.overflow {
             Overflow::Never => Some(
                 self.scheduler(req.model, coop.surplus_percent)?
-                    .acquire(caller, weight, typical_prompt(req))
+                    .acquire(queued, weight, typical_prompt(req))
                     .await?,
             ),
             // Not served here: a peer serves it (budget and rate are still this
@@ -395,7 +412,7 @@ impl Admission for CoopAdmission {
             // No slot within the wait: a peer serves it.
             Overflow::After(wait) => {
                 self.scheduler(req.model, coop.surplus_percent)?
-                    .acquire_within(caller, weight, typical_prompt(req), wait)
+                    .acquire_within(queued, weight, typical_prompt(req), wait)
                     .await?
             }
         };
@@ -466,7 +483,14 @@ impl Reservation for CoopReservation {
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
-        self.ticket.as_ref().map(Ticket::headers).unwrap_or_default()
+        let Some(ticket) = &self.ticket else {
+            return Vec::new();
+        };
+        let mut headers = ticket.headers();
+        // Whether the request used the caller's floor or borrowed capacity (served
+        // behind every caller's floor, and taken back first).
+        headers.push(("x-synco-lane", ticket.lane().as_str().to_owned()));
+        headers
     }
 
     fn completion_allowance(&self) -> Option<u64> {

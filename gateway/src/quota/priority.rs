@@ -2,8 +2,9 @@
 //!
 //! Each engine has `slots` (requests it serves at once). While a slot is free and
 //! nobody waits, a request runs at once. Otherwise it queues, and a freed slot goes
-//! to a waiting request of the lowest tier: every member class before customers,
-//! lower tier numbers first (members and schools before local businesses).
+//! to a waiting request of the lowest band: every member class before customers,
+//! lower tier numbers first (members and schools before local businesses), and work
+//! within a member's floor before any member's borrowed work ([`OVERFLOW_BAND`]).
 //!
 //! **Within a tier, a virtual token counter** (after VTC, Sheng et al., OSDI 2024):
 //! each caller has a counter of the service it received, in weighted tokens (input
@@ -146,6 +147,35 @@ impl Gradient {
         let growth = if pressed { self.limit.sqrt() } else { 0.0 };
         let proposed = self.limit * gradient + growth;
         self.limit = (self.limit * 0.5 + proposed * 0.5).clamp(1.0, self.ceiling);
+    }
+}
+
+/// Where the overflow lane's bands start: a member's request on borrowed capacity
+/// (over its floor; see [`crate::quota::limiter::Lane`]) queues in band
+/// `OVERFLOW_BAND + tier`, behind every member's reserved work and ahead of customers.
+/// So the order in which capacity is taken back when a slot frees, the reverse of the
+/// order it is handed out, is the solver's reclaim order (`Quotas::reclaim_order`):
+/// customers first, then borrowers from the lowest-priority tier up, and within a
+/// band the one served most for its weight.
+pub const OVERFLOW_BAND: u32 = 1 << 16;
+
+/// The band a request queues in: its tier, or its tier's overflow band.
+#[must_use]
+pub fn band(tier: u32, lane: crate::quota::limiter::Lane) -> u32 {
+    match lane {
+        crate::quota::limiter::Lane::Reserved => tier,
+        crate::quota::limiter::Lane::Overflow => OVERFLOW_BAND
+            .saturating_add(tier.min(OVERFLOW_BAND - 1))
+            .min(crate::coop::CUSTOMER_TIER - 1),
+    }
+}
+
+/// How a band shows in `/metrics`: the tier, with `/overflow` for an overflow band.
+fn band_label(band: u32) -> String {
+    if (OVERFLOW_BAND..crate::coop::CUSTOMER_TIER).contains(&band) {
+        format!("{}/overflow", band - OVERFLOW_BAND)
+    } else {
+        band.to_string()
     }
 }
 
@@ -308,7 +338,7 @@ impl Tier {
             metrics::gauge!(
                 "synco_gateway_fairness_jain_index",
                 "model" => model.to_owned(),
-                "tier" => tier.to_string()
+                "tier" => band_label(tier)
             )
             .set(index);
         }
@@ -757,7 +787,7 @@ impl Slot {
         metrics::counter!(
             "synco_gateway_fair_service_tokens_total",
             "model" => self.scheduler.model.clone(),
-            "tier" => self.tier.to_string(),
+            "tier" => band_label(self.tier),
             "caller" => self.caller.clone()
         )
         .increment(used);
@@ -802,6 +832,87 @@ mod tests {
             weight: 1,
             local_only: false,
         }
+    }
+
+    /// Work over a member's floor queues in its tier's overflow band: a freed slot goes
+    /// to every reserved request first, then to borrowers by tier, then customers. The
+    /// reverse, who loses the slot first, is the solver's reclaim order.
+    #[tokio::test]
+    async fn borrowed_work_is_served_last_in_the_solvers_reclaim_order() {
+        use crate::quota::limiter::Lane;
+        use synco_policies::solver::{Caller as Holder, ClassPolicy, ModelCapacity, SolverInput};
+        use synco_policies::{Share, solve};
+
+        // The solver's worked example, with a customer that gets some surplus.
+        let quotas = solve(&SolverInput {
+            models: vec![ModelCapacity {
+                model: "m".to_owned(),
+                tokens_per_second: 1000,
+            }],
+            classes: vec![
+                ClassPolicy {
+                    name: "workers".to_owned(),
+                    tier: 0,
+                    floor: Share::percent(40),
+                },
+                ClassPolicy {
+                    name: "schools".to_owned(),
+                    tier: 1,
+                    floor: Share::percent(20),
+                },
+            ],
+            callers: vec![
+                Holder::member("w1", "workers").wants("m", 100),
+                Holder::member("w2", "workers").wants("m", 500),
+                Holder::member("s1", "schools").wants("m", 300),
+                Holder::customer("acme").wants("m", 1000),
+            ],
+            surplus_cap: Share::percent(30),
+            period_seconds: 1,
+        })
+        .unwrap();
+        assert_eq!(quotas.reclaim_order("m"), ["acme", "s1", "w2"]);
+
+        let s = Scheduler::new("m", 1, 100, Duration::from_secs(30), Duration::from_secs(30));
+        let in_tier = |id: &str, tier: u32| Caller { tier, ..member(id) };
+        let acme = Caller {
+            id: "acme".to_owned(),
+            kind: CallerKind::Customer,
+            class: None,
+            tier: crate::coop::CUSTOMER_TIER,
+            weight: 1,
+            local_only: false,
+        };
+        let running = s.acquire(&in_tier("w1", 0), CallerWeight(1.0), 1).await.unwrap();
+        let mut waiting = Vec::new();
+        for (caller, label) in [
+            (acme, "acme"),
+            (in_tier("s1", band(1, Lane::Overflow)), "s1"),
+            (in_tier("w2", band(0, Lane::Overflow)), "w2"),
+            (in_tier("s1", band(1, Lane::Reserved)), "s1 reserved"),
+        ] {
+            let s = s.clone();
+            waiting.push(tokio::spawn(async move {
+                let slot = s.acquire(&caller, CallerWeight(1.0), 1).await.unwrap();
+                (label, slot)
+            }));
+            tokio::task::yield_now().await;
+        }
+        drop(running);
+        let mut order = Vec::new();
+        while !waiting.is_empty() {
+            tokio::task::yield_now().await;
+            if let Some(at) = waiting.iter().position(tokio::task::JoinHandle::is_finished) {
+                let (label, slot) = waiting.swap_remove(at).await.unwrap();
+                order.push(label);
+                drop(slot);
+            }
+        }
+        assert_eq!(order, ["s1 reserved", "w2", "s1", "acme"]);
+        let reclaimed: Vec<&str> = order[1..].iter().rev().copied().collect();
+        assert_eq!(reclaimed, quotas.reclaim_order("m"));
+        assert_eq!(band_label(band(1, Lane::Overflow)), "1/overflow");
+        assert_eq!(band_label(band(1, Lane::Reserved)), "1");
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub async fn usage(
             "monthly_token_budget": limits.monthly_budget,
             "remaining_tokens": limits.monthly_budget.saturating_sub(totals.tokens()),
             "tokens_per_second": limits.tokens_per_second,
+            "floor_tokens_per_second": limits.floor_tokens_per_second,
             "concurrent_requests": limits.concurrency,
         },
         "cost": {
