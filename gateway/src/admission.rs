@@ -89,6 +89,8 @@ pub struct AdmissionRequest<'a> {
     pub prompt_tokens: Option<u64>,
     /// Whether the request may be served by a peer co-op instead (federation).
     pub overflow: Overflow,
+    /// The most requests the model's engine runs at once, when it says.
+    pub engine_max_running: Option<usize>,
 }
 
 /// Whether, and when, a request may leave for a peer co-op.

@@ -67,6 +67,8 @@ fn standalone(manifests: &std::path::Path) -> Gateway {
         "--data-dir".to_owned(),
         dir.path().join("data").display().to_string(),
         "--tiny-model".to_owned(),
+        "--max-seqs".to_owned(),
+        "3".to_owned(),
     ];
     Gateway::start(dir, &args)
 }
@@ -107,6 +109,21 @@ async fn serves_the_manifests_models_offline_and_meters_to_sqlite() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let completion = body["usage"]["completion_tokens"].as_i64().unwrap();
+    // The in-process engine runs 3 sequences at once (`--max-seqs`): the gateway gives
+    // it no more than that (not the 32 of `--engine-slots`), so requests beyond it wait
+    // in the gateway's queue, where tiers and fairness apply, not in the engine's.
+    let metrics = client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("synco_gateway_engine_concurrency_ceiling{model=\"assistant\"} 3\n"),
+        "{metrics}"
+    );
 
     assert!(gateway.terminate().success(), "{}", gateway.log());
     assert!(gateway.log().contains("in place of the configured source"));

@@ -46,6 +46,8 @@ pub struct EmbeddedEngine {
     model: Arc<mistralrs::Model>,
     source: ModelSource,
     digest: Option<String>,
+    /// The sequences mistral.rs runs at once; more wait in its own queue.
+    max_num_seqs: usize,
     /// One request constrained by a grammar or JSON schema runs at a time: mistral.rs
     /// 0.8.1 corrupts its KV cache when it batches constrained sequences whose caches
     /// have grown to different sizes ("shape mismatch" in `clone_in_cache`, or a
@@ -80,6 +82,7 @@ impl EmbeddedEngine {
             model: Arc::new(model),
             source,
             digest,
+            max_num_seqs: options.max_num_seqs,
             constrained: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
@@ -286,6 +289,10 @@ fn message_list(req: &ChatCompletionRequest) -> Result<Vec<IndexMap<String, Mess
 impl Engine for EmbeddedEngine {
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    fn max_running(&self) -> Option<usize> {
+        Some(self.max_num_seqs)
     }
 
     fn digest(&self) -> Option<String> {

@@ -32,6 +32,8 @@ pub struct EmbeddingEngine {
     model: Arc<mistralrs::Model>,
     source: ModelSource,
     digest: Option<String>,
+    /// The sequences mistral.rs runs at once; more wait in its own queue.
+    max_num_seqs: usize,
 }
 
 impl std::fmt::Debug for EmbeddingEngine {
@@ -80,6 +82,7 @@ impl EmbeddingEngine {
             model: Arc::new(model),
             source,
             digest,
+            max_num_seqs: options.max_num_seqs,
         })
     }
 
@@ -217,6 +220,10 @@ fn not_a_chat_model(model: &str) -> ApiError {
 impl Engine for EmbeddingEngine {
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    fn max_running(&self) -> Option<usize> {
+        Some(self.max_num_seqs)
     }
 
     fn digest(&self) -> Option<String> {

@@ -61,6 +61,13 @@ pub trait Engine: Send + Sync + Debug {
     /// Short name for logs and metrics: `embedded` or `external`.
     fn kind(&self) -> &'static str;
 
+    /// The most requests the engine runs at once, when it says (an in-process engine:
+    /// its sequences); more would wait in its own queue, where tiers and fairness do
+    /// not apply. The gateway gives it no more than this.
+    fn max_running(&self) -> Option<usize> {
+        None
+    }
+
     /// The digest of the weights it runs (`sha256:` over the folder's safetensors
     /// files), when it can know them: in-process models loaded from a folder.
     fn digest(&self) -> Option<String> {

@@ -134,18 +134,31 @@ impl CoopAdmission {
 
     /// The model's scheduler, with the surplus share in force (changed in place, so that
     /// its fairness counters and measured limit carry over a new Allocation).
-    fn scheduler(&self, model: &str, surplus_percent: u32) -> Result<Arc<Scheduler>, ApiError> {
+    /// `engine_max_running`, when the engine says, lowers the `--engine-slots` ceiling
+    /// to what it runs at once, so that nothing waits in its own queue.
+    fn scheduler(
+        &self,
+        model: &str,
+        surplus_percent: u32,
+        engine_max_running: Option<usize>,
+    ) -> Result<Arc<Scheduler>, ApiError> {
+        let ceiling = engine_max_running.map_or(self.options.engine_slots, |n| {
+            n.clamp(1, self.options.engine_slots.max(1))
+        });
         let mut schedulers = self
             .schedulers
             .lock()
             .map_err(|_| ApiError::Unavailable("scheduler unavailable".to_owned()))?;
         if let Some(current) = schedulers.get(model) {
             current.set_surplus_percent(surplus_percent);
+            if engine_max_running.is_some() {
+                current.set_ceiling(ceiling);
+            }
             return Ok(current.clone());
         }
         let scheduler = Scheduler::new(
             model,
-            self.options.engine_slots,
+            ceiling,
             surplus_percent,
             self.options.customer_wait,
             self.options.member_wait,
@@ -243,7 +256,7 @@ impl CoopAdmission {
         }
         let surplus = coop.surplus_percent;
         let slot = self
-            .scheduler(req.model, surplus)?
+            .scheduler(req.model, surplus, req.engine_max_running)?
             .acquire_lent(caller, peer.max_lend_percent, typical_prompt(req))
             .await?;
         Ok(Box::new(LentReservation { slot }))
@@ -290,7 +303,7 @@ impl Admission for CoopAdmission {
     fn room_for_peer(&self, model: &str, peer: &Caller) -> Option<u32> {
         let coop = self.coop.current();
         let lent = coop.peers.get(&peer.id)?;
-        let scheduler = self.scheduler(model, coop.surplus_percent).ok()?;
+        let scheduler = self.scheduler(model, coop.surplus_percent, None).ok()?;
         Some(scheduler.room_for(&peer.id, lent.max_lend_percent))
     }
 
@@ -402,7 +415,7 @@ impl Admission for CoopAdmission {
         };
         let slot = match req.overflow {
             Overflow::Never => Some(
-                self.scheduler(req.model, coop.surplus_percent)?
+                self.scheduler(req.model, coop.surplus_percent, req.engine_max_running)?
                     .acquire(queued, weight, typical_prompt(req))
                     .await?,
             ),
@@ -411,7 +424,7 @@ impl Admission for CoopAdmission {
             Overflow::Only => None,
             // No slot within the wait: a peer serves it.
             Overflow::After(wait) => {
-                self.scheduler(req.model, coop.surplus_percent)?
+                self.scheduler(req.model, coop.surplus_percent, req.engine_max_running)?
                     .acquire_within(queued, weight, typical_prompt(req), wait)
                     .await?
             }

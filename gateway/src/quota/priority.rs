@@ -26,7 +26,9 @@
 //! most `R` times the one-replica bound (and none when the load balancer spreads each
 //! caller's requests evenly).
 //!
-//! **The slots are measured, not configured.** `--engine-slots` is a ceiling; the
+//! **The slots are measured, not configured.** `--engine-slots` is a ceiling (an
+//! in-process engine lowers it to the sequences it runs at once, `--max-seqs`, so that
+//! nothing waits in the engine's own queue, where tiers do not apply); the
 //! number of slots in use follows the engine's latency per token ([`Gradient`], after
 //! the gradient concurrency limits of Netflix's `concurrency-limits`): while the
 //! recent time per token stays within [`TOLERANCE`] of the best seen, the limit grows
@@ -491,6 +493,8 @@ impl Scheduler {
         customer_wait: Duration,
         member_wait: Duration,
     ) -> Arc<Self> {
+        metrics::gauge!("synco_gateway_engine_concurrency_ceiling", "model" => model.to_owned())
+            .set(slots.max(1) as f64);
         Arc::new(Self {
             model: model.to_owned(),
             surplus_percent: AtomicU32::new(surplus_percent),
@@ -498,6 +502,25 @@ impl Scheduler {
             member_wait,
             state: Mutex::new(State::new(slots.max(1))),
         })
+    }
+
+    /// A new ceiling on the requests given to the engine at once (the engine says it
+    /// runs no more); the measured limit stays under it.
+    pub fn set_ceiling(&self, ceiling: usize) {
+        if let Ok(mut s) = self.state.lock() {
+            let ceiling = ceiling.max(1) as f64;
+            if s.gradient.ceiling != ceiling {
+                s.gradient.ceiling = ceiling;
+                s.gradient.limit = s.gradient.limit.min(ceiling);
+                metrics::gauge!("synco_gateway_engine_concurrency_ceiling", "model" => self.model.clone())
+                    .set(ceiling);
+            }
+        }
+    }
+
+    /// The most requests it gives the engine at once now.
+    pub fn ceiling(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.gradient.ceiling as usize)
     }
 
     /// The surplus share it was made with.

@@ -147,6 +147,7 @@ async fn admit(
         Ok(served) => served.engine.count_prompt_tokens(prompt).await,
         Err(_) => None,
     };
+    let engine_max_running = here.as_ref().ok().and_then(|s| s.engine.max_running());
     // Room in the usage buffer first: a backed-up metering database slows callers
     // down instead of losing their records.
     let slot = state.usage.slot().await?;
@@ -161,6 +162,7 @@ async fn admit(
             body_bytes,
             prompt_tokens,
             overflow,
+            engine_max_running,
         })
         .await?;
     // The waiting room: a model of the co-op with no replica ready yet (scaling up
