@@ -155,6 +155,8 @@ fn default_install_has_every_object() -> Result<()> {
         "Deployment/synco-gateway",
         "Service/synco-gateway",
         "PodDisruptionBudget/synco-gateway",
+        "NetworkPolicy/synco-gateway-engines",
+        "Role/synco-voter",
         // The canonical policy names: a release named "synco" keeps them.
         "ValidatingAdmissionPolicy/synco-vote-author",
         "ValidatingAdmissionPolicyBinding/synco-vote-author",
@@ -734,5 +736,119 @@ fn the_operator_is_configured_only_through_flags_it_has() -> Result<()> {
         })
     });
     ensure!(pinned, "no Role pins the Lease {lease}");
+    Ok(())
+}
+
+/// Issue 17's topology: the cluster's control plane in one release, each co-op's
+/// gateway in another.
+#[test]
+fn the_control_plane_and_each_coops_gateway_are_releases_of_their_own() -> Result<()> {
+    let control = render("synco", NS, &["--set", "gateway.enabled=false"])?;
+    let ids: Vec<String> = control.iter().map(id).collect();
+    ensure!(ids.contains(&"Deployment/synco-operator".to_owned()), "{ids:#?}");
+    ensure!(ids.iter().any(|i| i.starts_with("CustomResourceDefinition/")));
+    ensure!(ids.iter().any(|i| i.starts_with("ValidatingAdmissionPolicy/")));
+    ensure!(
+        !ids.iter()
+            .any(|i| i.contains("synco-gateway") || i.contains("voter") || i.starts_with("NetworkPolicy")),
+        "no gateway in the control plane's release: {ids:#?}"
+    );
+
+    let coop = render(
+        "riverside",
+        "riverside",
+        &[
+            "--set",
+            "crds.enabled=false,admission.enabled=false,operator.enabled=false",
+            "--set",
+            "voters.groups={riverside:members},voters.users={alice}",
+        ],
+    )?;
+    for obj in &coop {
+        let id = id(obj);
+        ensure!(
+            obj["metadata"]["namespace"] == "riverside",
+            "{id} outside the co-op"
+        );
+        ensure!(
+            !id.starts_with("Cluster")
+                && !id.starts_with("ValidatingAdmission")
+                && !id.starts_with("CustomResourceDefinition")
+                && !id.contains("operator"),
+            "{id} in a co-op's release"
+        );
+    }
+    find(&coop, "Deployment", "riverside-synco-gateway")?;
+
+    // The engines accept only this gateway's pods.
+    let policy = find(&coop, "NetworkPolicy", "riverside-synco-gateway-engines")?;
+    ensure!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "inference-engine"
+    );
+    ensure!(policy["spec"]["policyTypes"] == json!(["Ingress"]));
+    let from = &policy["spec"]["ingress"][0]["from"][0];
+    let gateway = find(&coop, "Deployment", "riverside-synco-gateway")?;
+    ensure!(
+        from["podSelector"]["matchLabels"] == gateway["spec"]["selector"]["matchLabels"],
+        "{from}"
+    );
+    ensure!(from["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "riverside");
+    let off = render(
+        "riverside",
+        "riverside",
+        &[
+            "--set",
+            "gateway.networkPolicy.enabled=false,voters.createRole=false",
+        ],
+    )?;
+    ensure!(of_kind(&off, "NetworkPolicy").is_empty());
+    ensure!(!off.iter().any(|o| id(o).contains("voter")));
+
+    // Members who vote with kubectl: read the co-op, cast ballots, delegate; nothing else.
+    let role = find(&coop, "Role", "riverside-synco-voter")?;
+    let writes: Vec<(Value, Value)> = role["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r["resources"].clone(), r["verbs"].clone()))
+        .filter(|(_, verbs)| verbs != &json!(["get", "list", "watch"]))
+        .collect();
+    ensure!(
+        writes
+            == [
+                (json!(["votes"]), json!(["create"])),
+                (json!(["delegations"]), json!(["create", "delete"])),
+            ],
+        "{writes:?}"
+    );
+    let binding = find(&coop, "RoleBinding", "riverside-synco-voter")?;
+    ensure!(
+        binding["subjects"]
+            == json!([
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "riverside:members"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+            ]),
+        "{}",
+        binding["subjects"]
+    );
+    ensure!(
+        !render("riverside", "riverside", &[])?
+            .iter()
+            .any(|o| id(o) == "RoleBinding/riverside-synco-voter"),
+        "no binding without voters"
+    );
+
+    let err = template(
+        "x",
+        NS,
+        &[
+            "--set",
+            "crds.enabled=false,admission.enabled=false,operator.enabled=false,gateway.enabled=false",
+        ],
+    )?
+    .err()
+    .ok_or_else(|| anyhow!("an empty release rendered"))?;
+    ensure!(err.contains("nothing to install"), "{err}");
     Ok(())
 }

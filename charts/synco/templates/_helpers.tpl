@@ -118,7 +118,11 @@ what to do. Included by NOTES.txt and by every Deployment, so `helm template`
 and `helm install` both fail early.
 */}}
 {{- define "synco.validate" -}}
+{{- if not (or .Values.operator.enabled .Values.gateway.enabled .Values.crds.enabled .Values.admission.enabled) }}
+{{- fail "nothing to install: crds, admission, operator and gateway are all disabled" }}
+{{- end }}
 {{- $g := .Values.gateway }}
+{{- if $g.enabled }}
 {{- if eq $g.database.type "sqlite" }}
 {{- if gt (int $g.replicas) 1 }}
 {{- fail (printf "gateway.database.type=sqlite keeps usage in one SQLite file on one volume, so it needs gateway.replicas=1 (got %d); use gateway.database.type=postgres for more replicas" (int $g.replicas)) }}
@@ -142,6 +146,7 @@ and `helm install` both fail early.
 {{- end }}
 {{- if and $g.autoscaling.enabled (gt (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas)) }}
 {{- fail (printf "gateway.autoscaling.minReplicas (%d) is more than maxReplicas (%d)" (int $g.autoscaling.minReplicas) (int $g.autoscaling.maxReplicas)) }}
+{{- end }}
 {{- end }}
 {{- if and (has "Deny" .Values.admission.validationActions) (has "Warn" .Values.admission.validationActions) }}
 {{- fail "admission.validationActions may not hold both Deny and Warn (the API server refuses it): use [Deny] or [Warn, Audit]" }}
