@@ -24,6 +24,9 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use synco_e2e::{apply_yaml, cluster, with_temp_ns};
 
+/// The two tests each run an operator (one watches every namespace): one at a time.
+static ONE_OPERATOR_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The environment variables `synco-gateway cluster` reads (from its `--help`), and
 /// those read by libraries rather than by its flags.
 fn known_env() -> Vec<String> {
@@ -79,6 +82,7 @@ async fn resolve_env(secrets: &Api<Secret>, env: &[Value]) -> Result<Vec<(String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<()> {
+    let _alone = ONE_OPERATOR_AT_A_TIME.lock().await;
     let Some(pg) = Postgres::start() else {
         return Ok(());
     };
@@ -231,6 +235,202 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             let records = synco_gateway::db::usage_record::Entity::find().all(&db).await?;
             ensure!(records.len() == 1 && records[0].caller == "bakery", "{records:?}");
             Ok(())
+        })
+        .await
+    })
+    .await
+}
+
+/// Values of a co-op's gateway-only release (no CRDs, policies or operator: the
+/// control plane's release has them), with SQLite and `voters` bound to the voters'
+/// Role.
+fn coop_release_values(voters: &[&str]) -> String {
+    let users = voters
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "crds: {{enabled: false}}\nadmission: {{enabled: false}}\noperator: {{enabled: false}}\n\
+         gateway:\n  replicas: 1\n  database: {{type: sqlite}}\nvoters:\n  users: [{users}]\n"
+    )
+}
+
+/// A gateway process for the co-op in `ns`, as the ServiceAccount of its release
+/// (with the RBAC that release grants), metering into a temp SQLite file.
+async fn coop_gateway(cluster: &synco_e2e::Cluster, ns: &str, release: &str) -> Result<Gateway> {
+    chart_support::chart_gateway_client(cluster, ns, release).await?;
+    let sa = gateway_service_account(release);
+    let token = cluster
+        .run_dir()
+        .join("serviceaccounts")
+        .join(format!("{ns}.{sa}.token"));
+    let kubeconfig = common::kube::service_account_kubeconfig(cluster, &format!("{ns}-gateway"), &token);
+    let data = tempfile::tempdir()?;
+    let db = format!("sqlite://{}?mode=rwc", data.path().join("synco.db").display());
+    let args = common::kube::cluster_args(ns, &db);
+    Ok(Gateway::start_with_env(
+        data,
+        &args,
+        &[("KUBECONFIG", &kubeconfig.display().to_string())],
+    ))
+}
+
+async fn chat_as(gateway: &Gateway, token: &str, model: &str) -> Result<u16> {
+    Ok(reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&c::chat(model, 4))
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+/// Issue 17's topology: one release for the control plane (CRDs, the operator watching
+/// every co-op namespace, the admission policies) and a gateway-only release per co-op.
+/// Two co-ops in one cluster: the co-op releases install nothing cluster-wide and
+/// nothing outside their namespace; the one operator (as the control plane's
+/// ServiceAccount) publishes both co-ops' quotas; neither gateway sees the other
+/// co-op's members or models (nor may its ServiceAccount read them); a member votes
+/// with kubectl in its own co-op through the voters' Role, and not in the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_coops_share_one_control_plane() -> Result<()> {
+    let _alone = ONE_OPERATOR_AT_A_TIME.lock().await;
+    let cluster = cluster()?;
+    let admin = cluster.admin().await?;
+    let mock = synco_gateway::mock_upstream::start().await?;
+    let outer = admin.clone();
+    with_temp_ns(&outer, "cp-sys", |sys| async move {
+        let a_admin = admin.clone();
+        with_temp_ns(&a_admin, "cp-a", |a| async move {
+            let b_admin = admin.clone();
+            with_temp_ns(&b_admin, "cp-b", |b| async move {
+                let control = release_name("cp");
+                let values = format!("gateway: {{enabled: false}}\n{}", scoped_admission_values(&[&a, &b]));
+                install_chart(cluster, &control, &sys, &values, &[])?;
+                let (ra, rb) = (release_name("coop-a"), release_name("coop-b"));
+                install_chart(cluster, &ra, &a, &coop_release_values(&["alice"]), &[])?;
+                install_chart(cluster, &rb, &b, &coop_release_values(&[]), &[])?;
+                // A co-op's release holds only namespaced objects of its own namespace.
+                for (release, ns) in [(&ra, &a), (&rb, &b)] {
+                    for obj in chart_support::release_manifest(cluster, release, ns)? {
+                        let kind = obj["kind"].as_str().unwrap_or_default();
+                        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                        ensure!(
+                            obj["metadata"]["namespace"].as_str() == Some(ns.as_str()),
+                            "{release} installs {kind} {name} outside {ns}"
+                        );
+                        ensure!(
+                            !kind.starts_with("Cluster")
+                                && !kind.starts_with("ValidatingAdmission")
+                                && kind != "CustomResourceDefinition"
+                                && !name.ends_with("-operator"),
+                            "{release} installs {kind} {name}"
+                        );
+                    }
+                }
+
+                // Two co-ops, each with its own members and model.
+                let engine = format!("{{kind: External, url: \"http://{mock}/v1\"}}");
+                let spec = CoopSpec {
+                    open_engine: &engine,
+                    ..CoopSpec::default()
+                };
+                let ana = "apiVersion: synco.coop/v1alpha1\nkind: Member\nmetadata: {name: ana}\n\
+                           spec: {displayName: Ana, organisation: WorkerCoop, class: community, identity: alice}\n";
+                apply_yaml(&admin, Some(&a), &format!("{}---\n{ana}", c::manifests_in(&a, &spec))).await?;
+                let coop_b = c::manifests_in(&b, &spec)
+                    .replace("open-chat", "b-chat")
+                    .replace("identity: bakery-sub", "identity: bakery-b-sub");
+                apply_yaml(&admin, Some(&b), &coop_b).await?;
+
+                // One operator, with the control plane release's ServiceAccount.
+                let operator_client = chart_support::chart_operator_client(cluster, &sys, &control).await?;
+                let _operator = common::operator::start_with(
+                    operator_client,
+                    synco_operator::Settings {
+                        namespace: None,
+                        ..common::operator::settings(&sys)
+                    },
+                );
+                let gateway_a = coop_gateway(cluster, &a, &ra).await?;
+                let gateway_b = coop_gateway(cluster, &b, &rb).await?;
+                let bakery_a = c::token(c::SECRET, &c::claims("bakery-sub"));
+                let bakery_b = c::token(c::SECRET, &c::claims("bakery-b-sub"));
+                let mut served = false;
+                for _ in 0..150 {
+                    if chat_as(&gateway_a, &bakery_a, "open-chat").await? == 200
+                        && chat_as(&gateway_b, &bakery_b, "b-chat").await? == 200
+                    {
+                        served = true;
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                ensure!(
+                    served,
+                    "both co-ops' quotas in 30 s\n{}\n{}",
+                    gateway_a.log(),
+                    gateway_b.log()
+                );
+                // Neither sees the other's members or models.
+                ensure!(chat_as(&gateway_b, &bakery_a, "b-chat").await? == 401, "A's member at B");
+                ensure!(chat_as(&gateway_a, &bakery_b, "open-chat").await? == 401, "B's member at A");
+                ensure!(chat_as(&gateway_a, &bakery_a, "b-chat").await? == 404, "B's model at A");
+                ensure!(chat_as(&gateway_b, &bakery_b, "open-chat").await? == 404, "A's model at B");
+                let sa_a = chart_support::chart_gateway_client(cluster, &a, &ra).await?;
+                let b_members: Api<synco_crds::Member> = Api::namespaced(sa_a.clone(), &b);
+                match b_members.list(&Default::default()).await {
+                    Err(kube::Error::Api(e)) if e.code == 403 => {}
+                    other => anyhow::bail!("A's gateway read B's members: {other:?}"),
+                }
+
+                // A member votes with kubectl: in its own co-op, through the voters' Role.
+                apply_yaml(
+                    &admin,
+                    Some(&a),
+                    "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
+                     title: q\n  body: b\n  proposer: school\n",
+                )
+                .await?;
+                let proposals: Api<synco_crds::Proposal> = Api::namespaced(admin.clone(), &a);
+                synco_e2e::wait_until("the proposal opens", std::time::Duration::from_secs(30), || async {
+                    Ok(proposals
+                        .get("q")
+                        .await?
+                        .status
+                        .is_some_and(|s| s.phase == synco_crds::ProposalPhase::Open))
+                })
+                .await?;
+                let alice = cluster.member("alice").await?;
+                let ballot = |member: &str| -> Result<synco_crds::Vote> {
+                    Ok(serde_json::from_value(json!({
+                        "apiVersion": "synco.coop/v1alpha1",
+                        "kind": "Vote",
+                        "metadata": {"name": format!("q-{member}")},
+                        "spec": {"proposal": "q", "member": member, "position": "Yes"},
+                    }))?)
+                };
+                let in_a: Api<synco_crds::Vote> = Api::namespaced(alice.clone(), &a);
+                in_a.create(&PostParams::default(), &ballot("ana")?).await?;
+                // Not for someone else (the admission policies), and not in the other co-op
+                // (no Role there).
+                match in_a.create(&PostParams::default(), &ballot("school")?).await {
+                    Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {}
+                    other => anyhow::bail!("alice voted as the school: {other:?}"),
+                }
+                let in_b: Api<synco_crds::Vote> = Api::namespaced(alice, &b);
+                match in_b.create(&PostParams::default(), &ballot("bakery")?).await {
+                    Err(kube::Error::Api(e)) if e.code == 403 => {}
+                    other => anyhow::bail!("alice voted in the other co-op: {other:?}"),
+                }
+                for (release, ns) in [(&ra, &a), (&rb, &b), (&control, &sys)] {
+                    chart_support::uninstall_chart(cluster, release, ns)?;
+                }
+                Ok(())
+            })
+            .await
         })
         .await
     })
