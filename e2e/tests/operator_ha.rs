@@ -145,7 +145,7 @@ async fn stuck_client(
     admin: &kube::Client,
     ns: &str,
 ) -> anyhow::Result<kube::Client> {
-    let full = operator_rbac(ns);
+    let full = operator_rbac(ns)?;
     let rules = full
         .split("rules:\n")
         .nth(1)

@@ -26,50 +26,22 @@ pub async fn install_crds(admin: &Client) -> Result<()> {
 /// The operator's ServiceAccount in each test namespace.
 pub const OPERATOR_SA: &str = "synco-operator";
 
-/// The ClusterRole the operator needs: exactly the rules in `operator/README.md`.
-pub fn operator_rbac(ns: &str) -> String {
-    format!(
+/// The operator's rules: the chart's one source (`charts/synco/files/rbac/operator-rules.yaml`),
+/// as the ClusterRole's `rules:` block.
+pub fn operator_rules() -> Result<String> {
+    let path = synco_e2e::workspace_root().join("charts/synco/files/rbac/operator-rules.yaml");
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The ClusterRole the operator needs: exactly the chart's rules ([`operator_rules`]).
+pub fn operator_rbac(ns: &str) -> Result<String> {
+    Ok(format!(
         r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {{name: synco-operator-{ns}}}
 rules:
-- apiGroups: [synco.coop]
-  resources: [cooperatives, members, customers, computepools, inferencemodels, proposals, votes, allocations, delegations]
-  verbs: [get, list, watch]
-- apiGroups: [synco.coop]
-  resources: [cooperatives/status, members/status, customers/status, computepools/status, inferencemodels/status, proposals/status, allocations/status]
-  verbs: [get, patch]
-- apiGroups: [synco.coop]
-  resources: [allocations]
-  verbs: [create]
-- apiGroups: [synco.coop]
-  resources: [cooperatives]
-  verbs: [patch]
-- apiGroups: [synco.coop]
-  resources: [inferencemodels, members]
-  verbs: [create, patch]
-- apiGroups: [apps]
-  resources: [deployments]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [""]
-  resources: [services]
-  verbs: [get, create, patch]
-- apiGroups: [apps]
-  resources: [deployments/scale]
-  verbs: [patch]
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
-- apiGroups: [coordination.k8s.io]
-  resources: [leases]
-  verbs: [list, watch]
-- apiGroups: [""]
-  resources: [nodes]
-  verbs: [get, list, watch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+{rules}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -96,13 +68,14 @@ metadata: {{name: synco-operator-leader, namespace: {ns}}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: synco-operator-leader}}
 subjects:
 - {{kind: ServiceAccount, name: {OPERATOR_SA}, namespace: {ns}}}
-"#
-    )
+"#,
+        rules = operator_rules()?
+    ))
 }
 
 /// Grants the operator's RBAC in `ns` and returns a client acting as its ServiceAccount.
 pub async fn operator_client(cluster: &Cluster, admin: &Client, ns: &str) -> Result<Client> {
-    apply_yaml(admin, Some(ns), &operator_rbac(ns)).await?;
+    apply_yaml(admin, Some(ns), &operator_rbac(ns)?).await?;
     cluster.service_account(ns, OPERATOR_SA).await
 }
 
