@@ -374,6 +374,13 @@ async fn a_model_scales_from_zero_with_demand_and_back() -> anyhow::Result<()> {
         let result = scale_from_zero(cluster, admin, &ns, engine).await;
         let nodes: Api<Node> = Api::all(admin.clone());
         nodes.delete(&node, &DeleteParams::default()).await?;
+        let name = format!("scale-operator-{ns}");
+        let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(admin.clone())
+            .delete(&name, &DeleteParams::default())
+            .await;
+        let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone())
+            .delete(&name, &DeleteParams::default())
+            .await;
         result
     })
     .await
@@ -438,9 +445,26 @@ spec:
     let kubeconfig = cluster.kubeconfig().display().to_string();
     let mut args = common::kube::cluster_args(ns, &db);
     args.extend(["--waiting-room-seconds".to_owned(), "10".to_owned()]);
-    // The operator runs engine pods on the node's network at the loopback engine's port.
+    // The operator runs engine pods on the node's network at the loopback engine's port,
+    // as a ServiceAccount with exactly the chart's rules (the one source), so that the
+    // rights scaling needs (Leases, Pods, the scale subresource) are proven there.
+    let rules = std::fs::read_to_string(
+        synco_e2e::workspace_root().join("charts/synco/files/rbac/operator-rules.yaml"),
+    )?;
+    apply_yaml(
+        admin,
+        Some(ns),
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: scale-operator-{ns}}}\nrules:\n{rules}\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: scale-operator-{ns}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: scale-operator-{ns}}}\n\
+             subjects: [{{kind: ServiceAccount, name: synco-operator, namespace: {ns}}}]\n"
+        ),
+    )
+    .await?;
+    let operator_client = cluster.service_account(ns, "synco-operator").await?;
     let _operator = common::operator::start_with(
-        admin.clone(),
+        operator_client,
         synco_operator::Settings {
             mistralrs_port: engine.port(),
             engine_host_network: true,
