@@ -20,6 +20,7 @@
 mod apply;
 mod cluster;
 mod namespace;
+mod nodes;
 mod wait;
 
 pub use apply::{
@@ -33,4 +34,5 @@ pub use cluster::{
 pub use namespace::{
     TEMP_NS_LABEL, create_namespace, delete_namespace, dump_namespace, temp_ns_name, with_temp_ns,
 };
+pub use nodes::kwok_node;
 pub use wait::wait_until;

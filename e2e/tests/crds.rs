@@ -160,6 +160,18 @@ spec:
     terms: {price: {currency: EUR, inputPerMillion: 100, outputPerMillion: 200}}
 ";
 
+/// Applying `yaml` in `ns` is refused as invalid (422), with a message containing `rule`.
+async fn refused(admin: &kube::Client, ns: &str, yaml: &str, rule: &str) -> anyhow::Result<()> {
+    let err = apply_yaml(admin, Some(ns), yaml)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("accepted: {yaml}"))?;
+    let (code, message) = api_error(&err).unwrap_or_default();
+    assert_eq!(code, 422, "{err:#}");
+    assert!(message.contains(rule), "{message}");
+    Ok(())
+}
+
 /// A peer proves who it is one way, pays one way, and comes after every member class.
 #[tokio::test]
 async fn a_peer_has_one_key_one_kind_of_terms_and_a_tier_after_the_members() -> anyhow::Result<()> {
@@ -188,13 +200,7 @@ async fn a_peer_has_one_key_one_kind_of_terms_and_a_tier_after_the_members() -> 
             ),
             (PEERED.replace("    tier: 5\n", "    tier: 1\n"), "after every member class"),
         ] {
-            let err = apply_yaml(&admin, Some(&ns), &broken.replace("name: riverside", "name: broken"))
-                .await
-                .err()
-                .ok_or_else(|| anyhow::anyhow!("accepted: {broken}"))?;
-            let (code, message) = api_error(&err).unwrap_or_default();
-            assert_eq!(code, 422, "{err:#}");
-            assert!(message.contains(rule), "{message}");
+            refused(&admin, &ns, &broken.replace("name: riverside", "name: broken"), rule).await?;
         }
         Ok::<_, anyhow::Error>(())
     })
@@ -247,17 +253,13 @@ async fn a_model_scales_between_sound_bounds() -> anyhow::Result<()> {
                 "maxReplicas",
             ),
         ] {
-            let err = apply_yaml(
+            refused(
                 &admin,
-                Some(&ns),
+                &ns,
                 &broken.replace("name: scaling", "name: broken"),
+                rule,
             )
-            .await
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("accepted: {broken}"))?;
-            let (code, message) = api_error(&err).unwrap_or_default();
-            assert_eq!(code, 422, "{err:#}");
-            assert!(message.contains(rule), "{message}");
+            .await?;
         }
         Ok::<_, anyhow::Error>(())
     })

@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use operator_support::*;
 use serde_json::json;
 use synco_crds::{ComputePool, InferenceModel, ModelPhase};
@@ -21,32 +21,12 @@ use synco_e2e::{apply_yaml, cluster, wait_until, with_temp_ns};
 const POOL_LABEL: &str = "synco.coop/e2e-pool";
 
 async fn gpu_node(admin: &Client, name: &str, ns: &str, contributed_by: Option<&str>) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(admin.clone());
-    let mut labels = json!({"kubernetes.io/hostname": name, "type": "kwok", POOL_LABEL: ns});
+    let mut labels = json!({POOL_LABEL: ns});
     if let Some(member) = contributed_by {
         labels[synco_crds::CONTRIBUTED_BY_LABEL] = json!(member);
     }
     let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "1"});
-    let node: Node = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": labels,
-        },
-        "spec": {"taints": [{"key": POOL_LABEL, "value": ns, "effect": "NoSchedule"}]},
-        "status": {"capacity": capacity, "allocatable": capacity},
-    }))?;
-    nodes.create(&PostParams::default(), &node).await?;
-    nodes
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"capacity": capacity, "allocatable": capacity}})),
-        )
-        .await?;
-    Ok(())
+    synco_e2e::kwok_node(admin, name, labels, (POOL_LABEL, ns), capacity, None).await
 }
 
 #[tokio::test]

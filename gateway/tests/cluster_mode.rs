@@ -331,25 +331,17 @@ fn browser_vote(page: &str, token: &str) -> anyhow::Result<(String, String)> {
 /// loopback address, so that engine pods on its host network have 127.0.0.1 as their
 /// address (where the test's loopback engine listens).
 async fn loopback_node(admin: &Client, name: &str, ns: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(admin.clone());
     let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "110"});
-    let node: Node = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"kubernetes.io/hostname": name, "type": "kwok", "synco.coop/e2e-pool": ns},
-        },
-        "spec": {"taints": [{"key": "synco.coop/e2e-pool", "value": ns, "effect": "NoSchedule"}]},
-        "status": {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-        },
-    }))?;
-    nodes.create(&kube::api::PostParams::default(), &node).await?;
-    Ok(())
+    let labels = json!({"synco.coop/e2e-pool": ns});
+    synco_e2e::kwok_node(
+        admin,
+        name,
+        labels,
+        ("synco.coop/e2e-pool", ns),
+        capacity,
+        Some("127.0.0.1"),
+    )
+    .await
 }
 
 /// The replicas the Deployment of `model` asks for.
