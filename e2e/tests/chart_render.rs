@@ -339,6 +339,15 @@ fn sqlite_refuses_several_replicas_and_autoscaling() -> Result<()> {
 
 #[test]
 fn variations_render_what_they_promise() -> Result<()> {
+    let objects = render("synco", NS, &["--set", "operator.engineHostNetwork=true"])?;
+    let env = container(find(&objects, "Deployment", "-operator")?)?["env"].clone();
+    ensure!(
+        env_value(&env, "SYNCO_ENGINE_HOST_NETWORK") == Some(json!("true")),
+        "{env}"
+    );
+    let env = container(find(&render("synco", NS, &[])?, "Deployment", "-operator")?)?["env"].clone();
+    ensure!(env_value(&env, "SYNCO_ENGINE_HOST_NETWORK").is_none(), "{env}");
+
     let objects = render("synco", NS, &["--set", "gateway.ingress.enabled=true"])?;
     let ingress = find(&objects, "Ingress", "-gateway")?;
     ensure!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "synco-gateway");
