@@ -358,14 +358,24 @@ async fn a_model_scales_from_zero_with_demand_and_back() -> anyhow::Result<()> {
     let cluster = cluster()?;
     let admin = &cluster.admin().await?;
     apply_crds(admin).await?;
-    // The engine every replica is: a loopback process on the operator's engine port.
-    let engine = synco_gateway::mock_upstream::start().await?;
+    // The engine every replica is: a loopback process on the operator's engine port,
+    // taking 5 ms a prompt word (a few for the short prompts; 1.5 s for a long one).
+    let engine = synco_gateway::mock_upstream::start_with_cost(synco_gateway::mock_upstream::Cost {
+        per_prompt_token: Duration::from_millis(5),
+        ..synco_gateway::mock_upstream::Cost::default()
+    })
+    .await?;
     with_temp_ns(admin, "gw-scale", |ns| async move {
-        let node = format!("{ns}-loopback");
-        loopback_node(admin, &node, &ns).await?;
+        // Two nodes: replicas on the host network take the engine's port, one a node.
+        let node_names = [format!("{ns}-loopback-0"), format!("{ns}-loopback-1")];
+        for node in &node_names {
+            loopback_node(admin, node, &ns).await?;
+        }
         let result = scale_from_zero(cluster, admin, &ns, engine).await;
         let nodes: Api<Node> = Api::all(admin.clone());
-        nodes.delete(&node, &DeleteParams::default()).await?;
+        for node in &node_names {
+            nodes.delete(node, &DeleteParams::default()).await?;
+        }
         let name = format!("scale-operator-{ns}");
         let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(admin.clone())
             .delete(&name, &DeleteParams::default())
@@ -601,5 +611,67 @@ async fn scale_with(
                 && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("stuck-chat")
         });
     assert!(asked, "the operator asked for a replica of the stuck model");
+
+    // Three long requests at once at zero, a replica taking one at a time: up to two
+    // replicas (its maximum) while they wait or run, and all three served.
+    let long = vec!["word"; 300].join(" ");
+    let asks: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, member) = (gateway.url("/v1/chat/completions"), member.clone());
+            let body = json!({"model": "scaling-chat", "max_tokens": 4,
+                              "messages": [{"role": "user", "content": long}]});
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(member)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let mut most = 0;
+    while !asks.iter().all(tokio::task::JoinHandle::is_finished) {
+        most = most.max(scale_of(admin, ns, "scaling-chat").await?.unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for ask in asks {
+        assert_eq!(ask.await??, 200);
+    }
+    assert_eq!(most, 2, "scaled to its maximum for three requests");
+    let to_two = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("ScaledUp")
+                && e.action.as_deref() == Some("ScaleTo2")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("scaling-chat")
+        });
+    assert!(to_two, "a ScaledUp Event for two replicas");
+    // Back to zero at once with no delay, and its pods gone (without their 30 s of
+    // grace: nothing runs in them) while their nodes are there to see them off.
+    models
+        .patch(
+            "scaling-chat",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"scaleDownDelaySeconds": 0}})),
+        )
+        .await?;
+    wait_until(
+        "scaled to zero with no delay",
+        Duration::from_secs(30),
+        || async { Ok(scale_of(admin, ns, "scaling-chat").await? == Some(0)) },
+    )
+    .await?;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), ns);
+    wait_until("the engine pods are gone", Duration::from_secs(30), || async {
+        pods.delete_collection(&DeleteParams::default().grace_period(0), &Default::default())
+            .await?;
+        Ok(pods.list(&Default::default()).await?.items.is_empty())
+    })
+    .await?;
     Ok(())
 }

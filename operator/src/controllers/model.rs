@@ -353,7 +353,9 @@ async fn autoscale(
             model,
             false,
             reason,
-            "Scale",
+            // Events of one reason and action on one object are counted as one series
+            // under its first note: the target in the action keeps each scale visible.
+            &format!("ScaleTo{}", decision.replicas),
             format!(
                 "scaled from {current} to {} replicas for {} requests (waiting {}, queued {}, running {})",
                 decision.replicas,
