@@ -199,13 +199,7 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
             // A member votes through the gateway: the chart's RBAC and the vote-author
             // admission policy (installed by the chart, in force here) let the
             // gateway's ServiceAccount cast the ballot in the member's name.
-            apply_yaml(
-                &admin,
-                Some(&coop),
-                "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
-                 title: q\n  body: b\n  proposer: school\n",
-            )
-            .await?;
+            propose_q(&admin, &coop).await?;
             let mut cast = None;
             for _ in 0..100 {
                 let response = reqwest::Client::new()
@@ -239,6 +233,28 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
         .await
     })
     .await
+}
+
+/// Opens the free-text proposal `q` in `ns`, by the school. The admission policies read
+/// the Members they check against through an informer, which can lag a moment behind a
+/// change of the CRDs (another release taking them over): "no params found" is retried.
+async fn propose_q(admin: &kube::Client, ns: &str) -> Result<()> {
+    let yaml = "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
+                title: q\n  body: b\n  proposer: school\n";
+    let mut tries = 0;
+    loop {
+        match apply_yaml(admin, Some(ns), yaml).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 50 && format!("{e:#}").contains("no params found") => {
+                if tries == 0 {
+                    eprintln!("the proposal-author policy has not seen the Members yet; retrying: {e:#}");
+                }
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Values of a co-op's gateway-only release (no CRDs, policies or operator: the
@@ -387,13 +403,7 @@ async fn two_coops_share_one_control_plane() -> Result<()> {
                 }
 
                 // A member votes with kubectl: in its own co-op, through the voters' Role.
-                apply_yaml(
-                    &admin,
-                    Some(&a),
-                    "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
-                     title: q\n  body: b\n  proposer: school\n",
-                )
-                .await?;
+                propose_q(&admin, &a).await?;
                 let proposals: Api<synco_crds::Proposal> = Api::namespaced(admin.clone(), &a);
                 synco_e2e::wait_until("the proposal opens", std::time::Duration::from_secs(30), || async {
                     Ok(proposals
