@@ -292,6 +292,8 @@ pub async fn publish_demand(
     let api: Api<Lease> = Api::namespaced(lease.client.clone(), &lease.namespace);
     let name = synco_crds::demand::lease_name(&lease.replica);
     let mut written: Option<(Demands, tokio::time::Instant)> = None;
+    // After a failed write, the next try waits until then.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     let mut failing = false;
     loop {
         let stopping = tokio::select! {
@@ -304,6 +306,7 @@ pub async fn publish_demand(
             demand_now(&admission, &models)
         };
         let due = match &written {
+            _ if retry_at.is_some_and(|at| !stopping && tokio::time::Instant::now() < at) => false,
             None => true,
             Some((last, at)) => {
                 stopping
@@ -319,6 +322,7 @@ pub async fn publish_demand(
                         tracing::info!(lease = %name, "demand published again");
                     }
                     failing = false;
+                    retry_at = None;
                     written = Some((now, tokio::time::Instant::now()));
                 }
                 Err(e) => {
@@ -327,7 +331,7 @@ pub async fn publish_demand(
                     }
                     failing = true;
                     // Retry after the write interval rather than on every tick.
-                    written = written.map(|(d, _)| (d, tokio::time::Instant::now()));
+                    retry_at = Some(tokio::time::Instant::now() + DEMAND_WRITE_EVERY);
                 }
             }
         }

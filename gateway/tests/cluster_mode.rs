@@ -51,6 +51,41 @@ async fn chat(gateway: &Gateway, token: &str, model: &str) -> (u16, Value) {
     )
 }
 
+/// What a chat request spawned with [`ask`] got back.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+    took: Duration,
+}
+
+/// Sends `body` to the chat endpoint as `token` on a task of its own.
+fn ask(gateway: &Gateway, token: &str, body: Value) -> tokio::task::JoinHandle<Answer> {
+    let (url, token) = (gateway.url("/v1/chat/completions"), token.to_owned());
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            retry_after,
+            body,
+            took: started.elapsed(),
+        }
+    })
+}
+
 /// The test co-op's manifests, in `ns`, with `open-chat` on `engine`.
 fn coop_yaml(ns: &str, engine: &str) -> String {
     c::manifests_in(
@@ -130,38 +165,19 @@ spec:
     assert!(!models(gateway, &member).await.contains(&"pod-chat".to_owned()));
     // At zero replicas: a request waits in the waiting room (3 s here), then gets a 503
     // with Retry-After, not a 404, since the model is the co-op's.
-    let started = std::time::Instant::now();
-    let waited = reqwest::Client::new()
-        .post(gateway.url("/v1/chat/completions"))
-        .bearer_auth(&member)
-        .json(&c::chat("pod-chat", 4))
-        .send()
-        .await?;
-    assert_eq!(waited.status().as_u16(), 503);
-    assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(waited.headers()["retry-after"], "10");
-    let body: Value = waited.json().await?;
-    assert_eq!(body["error"]["code"], "no_capacity_yet", "{body}");
+    let waited = ask(gateway, &member, c::chat("pod-chat", 4)).await?;
+    assert_eq!(waited.status, 503);
+    assert!(waited.took >= Duration::from_secs(3), "{:?}", waited.took);
+    assert_eq!(waited.retry_after.as_deref(), Some("10"));
+    assert_eq!(waited.body["error"]["code"], "no_capacity_yet", "{}", waited.body);
     // A request that arrives while it scales up is served once an endpoint is ready.
-    let early = tokio::spawn({
-        let (url, member) = (gateway.url("/v1/chat/completions"), member.clone());
-        async move {
-            let started = std::time::Instant::now();
-            let r = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(member)
-                .json(&c::chat("pod-chat", 4))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), started.elapsed())
-        }
-    });
+    let early = ask(gateway, &member, c::chat("pod-chat", 4));
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = reqwest::get(gateway.url("/metrics")).await?.text().await?;
+    assert!(
+        metrics.contains("synco_gateway_waiting_room_requests{model=\"pod-chat\"} 1\n"),
+        "{metrics}"
+    );
     let api: Api<InferenceModel> = Api::namespaced(admin.clone(), ns);
     api.patch_status(
         "pod-chat",
@@ -169,7 +185,7 @@ spec:
         &Patch::Merge(json!({"status": {"endpoint": format!("http://{mock}/v1")}})),
     )
     .await?;
-    let (status, took) = early.await?;
+    let Answer { status, took, .. } = early.await?;
     assert_eq!(status, 200, "the waiting request is served");
     assert!(
         took >= Duration::from_millis(500),
@@ -342,6 +358,21 @@ async fn loopback_node(admin: &Client, name: &str, ns: &str) -> anyhow::Result<(
         Some("127.0.0.1"),
     )
     .await
+}
+
+/// Whether a ScaledUp Event was published for `model` (to `action`'s target, if given).
+async fn scaled_up(admin: &Client, ns: &str, model: &str, action: Option<&str>) -> anyhow::Result<bool> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), ns);
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("ScaledUp")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(model)
+                && action.is_none_or(|a| e.action.as_deref() == Some(a))
+        }))
 }
 
 /// The replicas the Deployment of `model` asks for.
@@ -525,17 +556,10 @@ async fn scale_with(
         [format!("http://127.0.0.1:{}/v1", engine.port())]
     );
     assert_eq!(scale_of(admin, ns, "scaling-chat").await?, Some(1));
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), ns);
-    let scaled_up = events
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .any(|e| {
-            e.reason.as_deref() == Some("ScaledUp")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("scaling-chat")
-        });
-    assert!(scaled_up, "a ScaledUp Event");
+    assert!(
+        scaled_up(admin, ns, "scaling-chat", None).await?,
+        "a ScaledUp Event"
+    );
     // The scale was set through the scale subresource, by its own field manager.
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     let managers: Vec<String> = deployments
@@ -552,26 +576,7 @@ async fn scale_with(
 
     // A model whose replica never becomes ready: the request waits out the waiting
     // room, then 503 with Retry-After (and the operator did ask for a replica).
-    let stuck = tokio::spawn({
-        let (url, member) = (gateway.url("/v1/chat/completions"), member.clone());
-        async move {
-            let started = std::time::Instant::now();
-            let r = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(member)
-                .json(&c::chat("stuck-chat", 4))
-                .send()
-                .await
-                .unwrap();
-            let retry = r
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            (status, retry, body, started.elapsed())
-        }
-    });
+    let stuck = ask(gateway, &member, c::chat("stuck-chat", 4));
 
     // No demand: the replica stays through the scale-down delay (6 s), then goes.
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(ended.elapsed())).await;
@@ -596,61 +601,40 @@ async fn scale_with(
         down.as_millis()
     );
 
-    let (status, retry, body, waited) = stuck.await?;
+    let Answer {
+        status,
+        retry_after: retry,
+        body,
+        took: waited,
+    } = stuck.await?;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "no_capacity_yet", "{body}");
     assert_eq!(retry.as_deref(), Some("10"));
     assert!(waited >= Duration::from_secs(10), "{waited:?}");
-    let asked = events
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .any(|e| {
-            e.reason.as_deref() == Some("ScaledUp")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("stuck-chat")
-        });
-    assert!(asked, "the operator asked for a replica of the stuck model");
+    assert!(
+        scaled_up(admin, ns, "stuck-chat", None).await?,
+        "the operator asked for a replica of the stuck model"
+    );
 
     // Three long requests at once at zero, a replica taking one at a time: up to two
     // replicas (its maximum) while they wait or run, and all three served.
     let long = vec!["word"; 300].join(" ");
-    let asks: Vec<_> = (0..3)
-        .map(|_| {
-            let (url, member) = (gateway.url("/v1/chat/completions"), member.clone());
-            let body = json!({"model": "scaling-chat", "max_tokens": 4,
-                              "messages": [{"role": "user", "content": long}]});
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .post(url)
-                    .bearer_auth(member)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-            })
-        })
-        .collect();
+    let body = json!({"model": "scaling-chat", "max_tokens": 4,
+                      "messages": [{"role": "user", "content": long}]});
+    let asks: Vec<_> = (0..3).map(|_| ask(gateway, &member, body.clone())).collect();
     let mut most = 0;
     while !asks.iter().all(tokio::task::JoinHandle::is_finished) {
         most = most.max(scale_of(admin, ns, "scaling-chat").await?.unwrap_or(0));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for ask in asks {
-        assert_eq!(ask.await??, 200);
+    for answer in asks {
+        assert_eq!(answer.await?.status, 200);
     }
     assert_eq!(most, 2, "scaled to its maximum for three requests");
-    let to_two = events
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .any(|e| {
-            e.reason.as_deref() == Some("ScaledUp")
-                && e.action.as_deref() == Some("ScaleTo2")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("scaling-chat")
-        });
-    assert!(to_two, "a ScaledUp Event for two replicas");
+    assert!(
+        scaled_up(admin, ns, "scaling-chat", Some("ScaleTo2")).await?,
+        "a ScaledUp Event for two replicas"
+    );
     // Back to zero at once with no delay, and its pods gone (without their 30 s of
     // grace: nothing runs in them) while their nodes are there to see them off.
     models

@@ -131,17 +131,24 @@ struct Waiting<'a> {
     id: &'a str,
 }
 
+/// The waiting room's count in `/metrics` (the same count the demand Lease publishes).
+fn waiting_gauge(id: &str) -> metrics::Gauge {
+    metrics::gauge!("synco_gateway_waiting_room_requests", "model" => id.to_owned())
+}
+
 impl<'a> Waiting<'a> {
     fn enter(counts: &'a std::sync::Mutex<BTreeMap<String, u64>>, id: &'a str) -> Self {
         if let Ok(mut c) = counts.lock() {
             *c.entry(id.to_owned()).or_default() += 1;
         }
+        waiting_gauge(id).increment(1.0);
         Waiting { counts, id }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        waiting_gauge(self.id).decrement(1.0);
         if let Ok(mut c) = self.counts.lock()
             && let Some(n) = c.get_mut(self.id)
         {

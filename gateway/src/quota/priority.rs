@@ -518,11 +518,6 @@ impl Scheduler {
         }
     }
 
-    /// The most requests it gives the engine at once now.
-    pub fn ceiling(&self) -> usize {
-        self.state.lock().map_or(0, |s| s.gradient.ceiling as usize)
-    }
-
     /// The surplus share it was made with.
     pub fn surplus_percent(&self) -> u32 {
         self.surplus_percent.load(Ordering::Relaxed)

@@ -170,10 +170,7 @@ async fn admit(
     // had its 429 already); past the wait, 503 with Retry-After.
     let here = match here {
         Err(ApiError::ModelNotFound(_)) if !reservation.at_peer() && scales_from_zero(state, model) => {
-            let waiting = metrics::gauge!("synco_gateway_waiting_room_requests", "model" => model.to_owned());
-            waiting.increment(1.0);
             let served = state.models.wait_for(model, state.settings.waiting_room).await;
-            waiting.decrement(1.0);
             served.ok_or_else(|| ApiError::NoCapacityYet {
                 message: format!(
                     "The model `{model}` has no replica ready yet (it is scaling up); retry shortly."
