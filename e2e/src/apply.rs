@@ -69,9 +69,28 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<DynamicObject>> {
 pub async fn apply_yaml(client: &Client, namespace: Option<&str>, text: &str) -> Result<Vec<DynamicObject>> {
     let mut applied = Vec::new();
     for obj in parse_yaml_documents(text)? {
-        applied.push(apply_object(client, namespace, obj).await?);
+        // An admission policy whose params (Members) come through an informer can refuse
+        // for a moment after the CRDs changed hands (another release took them over):
+        // that refusal, and only it, is retried for up to 10 s.
+        let mut tries = 0;
+        let stored = loop {
+            match apply_object(client, namespace, obj.clone()).await {
+                Err(e) if tries < 50 && param_informer_lag(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => break other?,
+            }
+        };
+        applied.push(stored);
     }
     Ok(applied)
+}
+
+/// Whether `e` is an admission policy not yet seeing its params' kind or objects.
+fn param_informer_lag(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("no params found") || text.contains("failed to find resource referenced by paramKind")
 }
 
 /// Server-side applies one object (see [`apply_yaml`]).

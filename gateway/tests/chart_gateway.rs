@@ -235,26 +235,16 @@ async fn the_charts_gateway_serves_the_coop_as_its_service_account() -> Result<(
     .await
 }
 
-/// Opens the free-text proposal `q` in `ns`, by the school. The admission policies read
-/// the Members they check against through an informer, which can lag a moment behind a
-/// change of the CRDs (another release taking them over): "no params found" is retried.
+/// Opens the free-text proposal `q` in `ns`, by the school.
 async fn propose_q(admin: &kube::Client, ns: &str) -> Result<()> {
-    let yaml = "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
-                title: q\n  body: b\n  proposer: school\n";
-    let mut tries = 0;
-    loop {
-        match apply_yaml(admin, Some(ns), yaml).await {
-            Ok(_) => return Ok(()),
-            Err(e) if tries < 50 && format!("{e:#}").contains("no params found") => {
-                if tries == 0 {
-                    eprintln!("the proposal-author policy has not seen the Members yet; retrying: {e:#}");
-                }
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    apply_yaml(
+        admin,
+        Some(ns),
+        "apiVersion: synco.coop/v1alpha1\nkind: Proposal\nmetadata: {name: q}\nspec:\n  kind: FreeText\n  \
+         title: q\n  body: b\n  proposer: school\n",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Values of a co-op's gateway-only release (no CRDs, policies or operator: the
