@@ -348,6 +348,57 @@ fn variations_render_what_they_promise() -> Result<()> {
     let env = container(find(&render("synco", NS, &[])?, "Deployment", "-operator")?)?["env"].clone();
     ensure!(env_value(&env, "SYNCO_ENGINE_HOST_NETWORK").is_none(), "{env}");
 
+    // Nodes without a pod network: both run on the node's network, bound where told,
+    // sharing their ports with the next replica (a rolling update on one node).
+    let defaults = render("synco", NS, &[])?;
+    let objects = render(
+        "synco",
+        NS,
+        &[
+            "--set",
+            "gateway.hostNetwork=true,gateway.listenAddress=127.0.0.1,gateway.port=18080",
+            "--set",
+            "operator.hostNetwork=true,operator.metrics.address=127.0.0.1",
+            "--set",
+            "operator.engineImage.repository=localhost/synco/synco-engine,operator.engineImage.tag=dev",
+        ],
+    )?;
+    for (part, listen, reuse) in [
+        ("-gateway", "SYNCO_LISTEN", "SYNCO_REUSE_PORT"),
+        ("-operator", "SYNCO_METRICS_ADDR", "SYNCO_METRICS_REUSE_PORT"),
+    ] {
+        let on = find(&objects, "Deployment", part)?;
+        let off = find(&defaults, "Deployment", part)?;
+        let pod = &on["spec"]["template"]["spec"];
+        ensure!(
+            pod["hostNetwork"] == true && pod["dnsPolicy"] == "ClusterFirstWithHostNet",
+            "{pod}"
+        );
+        ensure!(off["spec"]["template"]["spec"]["hostNetwork"].is_null());
+        let env = container(on)?["env"].clone();
+        ensure!(env_value(&env, reuse) == Some(json!("true")), "{env}");
+        ensure!(
+            env_value(&env, listen).is_some_and(|v| v.as_str().is_some_and(|a| a.starts_with("127.0.0.1:"))),
+            "{env}"
+        );
+        let env = container(off)?["env"].clone();
+        ensure!(env_value(&env, reuse).is_none(), "{env}");
+        ensure!(
+            env_value(&env, listen).is_some_and(|v| v.as_str().is_some_and(|a| a.starts_with("0.0.0.0:"))),
+            "{env}"
+        );
+    }
+    let env = container(find(&objects, "Deployment", "-operator")?)?["env"].clone();
+    ensure!(
+        env_value(&env, "SYNCO_MISTRALRS_IMAGE") == Some(json!("localhost/synco/synco-engine:dev")),
+        "{env}"
+    );
+    let env = container(find(&defaults, "Deployment", "-operator")?)?["env"].clone();
+    ensure!(
+        env_value(&env, "SYNCO_MISTRALRS_IMAGE") == Some(json!("ghcr.io/synco-coop/synco-engine:0.8.1")),
+        "{env}"
+    );
+
     let objects = render("synco", NS, &["--set", "gateway.ingress.enabled=true"])?;
     let ingress = find(&objects, "Ingress", "-gateway")?;
     ensure!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "synco-gateway");
@@ -715,7 +766,13 @@ fn the_operator_is_configured_only_through_flags_it_has() -> Result<()> {
         .collect();
     // Read by the logging filter and the OpenTelemetry SDK rather than by clap.
     known.extend(["RUST_LOG".to_owned(), "OTEL_SERVICE_NAME".to_owned()]);
-    for values in [&[][..], &["--set", "operator.leaderElection.enabled=false"][..]] {
+    for values in [
+        &[][..],
+        &[
+            "--set",
+            "operator.leaderElection.enabled=false,operator.hostNetwork=true",
+        ][..],
+    ] {
         let objects = render("rel", "synco-system", values)?;
         let env = operator_env(&objects)?;
         for (name, _) in &env {

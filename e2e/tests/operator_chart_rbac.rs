@@ -61,6 +61,7 @@ async fn the_operator_reconciles_the_example_coop_with_exactly_the_charts_rbac()
             let options = RunOptions {
                 lease: Some(lease),
                 metrics_addr: None,
+                metrics_reuse_port: false,
             };
             let operator = Operator::new(
                 client,

@@ -409,6 +409,11 @@ pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port; see --port-file).
     #[arg(long, env = "SYNCO_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Share the port with other processes of the same user (`SO_REUSEPORT`): for
+    /// replicas on one node's network, whose rolling update overlaps old and new.
+    /// Never give two co-ops' gateways the same port with it.
+    #[arg(long, env = "SYNCO_REUSE_PORT")]
+    pub reuse_port: bool,
     /// Write the address actually bound to this file once listening.
     #[arg(long, env = "SYNCO_PORT_FILE")]
     pub port_file: Option<PathBuf>,

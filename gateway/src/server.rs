@@ -295,8 +295,7 @@ pub fn run_tiny_model(args: &TinyModelArgs) -> anyhow::Result<()> {
 
 async fn serve_until_signal(mut state: AppState, args: &ServerArgs) -> anyhow::Result<()> {
     state.metrics = crate::telemetry::prometheus();
-    let listener = TcpListener::bind(args.listen)
-        .await
+    let listener = bind(args.listen, args.reuse_port)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     if let Some(path) = &args.port_file {
@@ -305,6 +304,20 @@ async fn serve_until_signal(mut state: AppState, args: &ServerArgs) -> anyhow::R
     tracing::info!(%addr, models = state.models.len(), "gateway listening");
     cancel_on_signal(state.shutdown.clone());
     serve(listener, state, Duration::from_secs(args.grace_period_seconds)).await
+}
+
+/// Binds `addr` for listening; with `reuse_port`, other sockets of the same user may bind
+/// it too (`SO_REUSEPORT`) and the kernel spreads new connections over them.
+pub fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(reuse_port)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Writes atomically, so a reader never sees a half-written address.

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(
         long,
         env = "SYNCO_MISTRALRS_IMAGE",
-        default_value = "ghcr.io/ericlbuehler/mistral.rs:cuda-90-0.8.1"
+        default_value = "ghcr.io/synco-coop/synco-engine:0.8.1"
     )]
     pub mistralrs_image: String,
     /// The port the mistral.rs server listens on (and its Service's port).
@@ -37,6 +37,10 @@ pub struct Args {
     /// Where to serve /metrics and /healthz.
     #[arg(long, env = "SYNCO_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
+    /// Share the metrics port with other processes of the same user (`SO_REUSEPORT`):
+    /// for replicas on one node's network, whose rolling update overlaps old and new.
+    #[arg(long, env = "SYNCO_METRICS_REUSE_PORT")]
+    pub metrics_reuse_port: bool,
     /// Turn leader election off (only ever run one replica then).
     #[arg(long, env = "SYNCO_NO_LEADER_ELECTION")]
     pub no_leader_election: bool,
@@ -114,6 +118,7 @@ impl Args {
         let options = RunOptions {
             lease,
             metrics_addr: Some(self.metrics_addr),
+            metrics_reuse_port: self.metrics_reuse_port,
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));

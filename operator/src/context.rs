@@ -39,7 +39,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             namespace: None,
-            mistralrs_image: "ghcr.io/ericlbuehler/mistral.rs:cuda-90-0.8.1".to_owned(),
+            mistralrs_image: "ghcr.io/synco-coop/synco-engine:0.8.1".to_owned(),
             mistralrs_port: 8080,
             engine_host_network: false,
             resync: Duration::from_secs(300),

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub lease: Option<LeaseSettings>,
     /// Where to serve `/metrics` and `/healthz`; nowhere when `None`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Bind the metrics address with `SO_REUSEPORT` (host-network replicas on one node).
+    pub metrics_reuse_port: bool,
 }
 
 /// Why [`Operator::run`] stopped with an error.
@@ -91,7 +93,7 @@ impl Operator {
     /// [`RunError::Metrics`] when the metrics address cannot be bound.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
         if let Some(addr) = self.options.metrics_addr {
-            runtime::serve_metrics(addr, shutdown.clone()).await?;
+            runtime::serve_metrics(addr, self.options.metrics_reuse_port, shutdown.clone()).await?;
         }
         let elector = self
             .options

@@ -195,8 +195,26 @@ pub async fn run_controllers(mut ctx: Context, stop: CancellationToken) {
     tracing::info!("controllers stopped");
 }
 
+/// Binds `addr` for listening; with `reuse_port`, other sockets of the same user may bind
+/// it too (`SO_REUSEPORT`) and the kernel spreads connections over them.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(reuse_port)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Serves `/metrics` (Prometheus text) and `/healthz` on `addr` until `stop`.
-pub async fn serve_metrics(addr: SocketAddr, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    reuse_port: bool,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let handle = crate::metrics::prometheus();
     let app = Router::new()
         .route(
@@ -207,8 +225,8 @@ pub async fn serve_metrics(addr: SocketAddr, stop: CancellationToken) -> std::io
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics");
+    let listener = bind(addr, reuse_port)?;
+    tracing::info!(%addr, reuse_port, "serving /metrics");
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -218,4 +236,24 @@ pub async fn serve_metrics(addr: SocketAddr, stop: CancellationToken) -> std::io
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind;
+
+    #[tokio::test]
+    async fn a_port_is_shared_only_when_both_ask() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = first.local_addr().unwrap();
+        // A rolling update on one node's network: the new replica binds beside the old.
+        let second = bind(addr, true).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        // Without the option the port stays the first one's.
+        let refused = bind(addr, false).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse);
+        let alone = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let taken = bind(alone.local_addr().unwrap(), true).unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+    }
 }

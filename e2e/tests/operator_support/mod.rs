@@ -132,6 +132,7 @@ pub fn start(client: Client, ns: &str, instance: &str, lease: bool) -> Running {
     let options = RunOptions {
         lease: lease.then(|| test_lease(ns, instance)),
         metrics_addr: None,
+        metrics_reuse_port: false,
     };
     let operator = Operator::new(client, Arc::new(SystemClock), settings, options, instance);
     let stats = operator.stats();

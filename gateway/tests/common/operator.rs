@@ -39,6 +39,7 @@ pub fn start_with(client: kube::Client, settings: Settings) -> Running {
     let options = RunOptions {
         lease: None,
         metrics_addr: None,
+        metrics_reuse_port: false,
     };
     let operator = Operator::new(client, Arc::new(SystemClock), settings, options, "gateway-test");
     let stop = CancellationToken::new();
