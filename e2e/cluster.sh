@@ -5,7 +5,10 @@
 # run as local processes on 127.0.0.1 only. See e2e/README.md.
 #
 #   e2e/cluster.sh build               build (or find cached) binaries; print their folder
-#   e2e/cluster.sh up [--watch-pid P]  start a cluster; print KEY=VALUE env lines
+#   e2e/cluster.sh up [--watch-pid P] [--real-node]
+#                                      start a cluster; print KEY=VALUE env lines;
+#                                      --real-node (or SYNCO_E2E_REAL_NODE=1) adds a
+#                                      kubelet with containerd and runc (root)
 #   e2e/cluster.sh env                 print the env lines of a running cluster
 #   e2e/cluster.sh status              say whether it runs, and list its nodes
 #   e2e/cluster.sh down [--clean]      stop it, leaving no process behind
@@ -24,6 +27,7 @@ CACHE="${SYNCO_E2E_CACHE:-$HOME/.cache/synco-e2e}"
 RUN_DIR="${SYNCO_E2E_RUN_DIR:-$HERE/.cache/run}"
 WATCH_PID=0
 CLEAN=0
+REAL_NODE="${SYNCO_E2E_REAL_NODE:-0}"
 UP_TIMEOUT="${SYNCO_E2E_UP_TIMEOUT:-180}"
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
@@ -38,7 +42,7 @@ build_key() {
 		cd "$HARNESS"
 		go env GOVERSION GOOS GOARCH
 		sed -n '/^# build-flags-begin/,/^# build-flags-end/p' "$HERE/cluster.sh"
-		for f in go.mod go.sum $(ls ./*.go | LC_ALL=C sort); do
+		for f in go.mod go.sum $(ls ./*.go ./cmd/*/*.go | LC_ALL=C sort); do
 			printf '%s\n' "$f"
 			cat "$f"
 		done
@@ -100,8 +104,14 @@ do_build() {
 			rm -rf "$tmp"
 			die "go build failed"
 		fi
+		# The real node's sandbox process, small enough for an image of its own.
+		if ! (cd "$HARNESS" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" \
+			-o "$tmp/pause" ./cmd/pause); then
+			rm -rf "$tmp"
+			die "go build of the pause binary failed"
+		fi
 		rm -rf "$tmp/kwok" "$tmp/go.mod" "$tmp/go.sum"
-		for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl helm; do
+		for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubelet kubectl helm; do
 			ln -s synco-cluster "$tmp/$name"
 		done
 		rm -rf "$bindir"
@@ -147,6 +157,7 @@ do_up() {
 	# would not match. Only ever empty a directory an earlier run made.
 	if [[ -n "$(ls -A "$RUN_DIR")" ]]; then
 		[[ -f "$RUN_DIR/.synco-e2e-run" ]] || die "$RUN_DIR is not empty and not a run directory; refusing to reuse it"
+		unmount_under "$RUN_DIR"
 		find "$RUN_DIR" -mindepth 1 -delete
 	fi
 	: >"$RUN_DIR/.synco-e2e-run"
@@ -155,7 +166,9 @@ do_up() {
 	start=$SECONDS
 	# setsid: the supervisor leads a new session and process group; every
 	# component is its child in that group, so down can check none is left.
-	setsid "$bindir/synco-cluster" supervise --run-dir "$RUN_DIR" --watch-pid "$WATCH_PID" \
+	local node_flag=()
+	[[ "$REAL_NODE" == 1 ]] && node_flag=(--real-node)
+	setsid "$bindir/synco-cluster" supervise --run-dir "$RUN_DIR" --watch-pid "$WATCH_PID" "${node_flag[@]}" \
 		>"$RUN_DIR/logs/supervisor.log" 2>&1 </dev/null &
 	pid=$!
 	while :; do
@@ -176,6 +189,19 @@ do_up() {
 	done
 	log "up in $((SECONDS - start))s: $RUN_DIR (supervisor pid $pid)"
 	print_env
+}
+
+# A real node's kubelet and containerd mount volumes and root filesystems under
+# the run directory; the supervisor unmounts them when it stops, and this is the
+# backstop (deepest first, detached) before anything there is deleted.
+unmount_under() {
+	local dir="$1" m
+	[[ -d "$dir" ]] || return 0
+	dir="$(cd "$dir" && pwd -P)"
+	awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo |
+		LC_ALL=C sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null || log "could not unmount $m"
+	done
 }
 
 do_down() {
@@ -205,6 +231,7 @@ do_down() {
 		log "stopped $RUN_DIR"
 	fi
 	if ((CLEAN)); then
+		unmount_under "$RUN_DIR"
 		rm -rf "$RUN_DIR"
 	fi
 }
@@ -245,6 +272,7 @@ while (($#)); do
 	--watch-pid) WATCH_PID="$2"; shift 2 ;;
 	--watch-pid=*) WATCH_PID="${1#*=}"; shift ;;
 	--clean) CLEAN=1; shift ;;
+	--real-node) REAL_NODE=1; shift ;;
 	*) die "unknown argument: $1" ;;
 	esac
 done

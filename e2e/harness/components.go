@@ -31,6 +31,7 @@ import (
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	kwokconfig "sigs.k8s.io/kwok/pkg/config"
 	kwokcmd "sigs.k8s.io/kwok/pkg/kwok/cmd"
 	kwoklog "sigs.k8s.io/kwok/pkg/log"
@@ -49,6 +50,12 @@ func runAPIServer(args []string) int {
 
 func runControllerManager(args []string) int {
 	cmd := kcmapp.NewControllerManagerCommand()
+	cmd.SetArgs(args)
+	return cli.Run(cmd)
+}
+
+func runKubelet(args []string) int {
+	cmd := kubeletapp.NewKubeletCommand(context.Background())
 	cmd.SetArgs(args)
 	return cli.Run(cmd)
 }

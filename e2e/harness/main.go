@@ -1,7 +1,7 @@
 // Command synco-cluster is a multi-call binary holding a whole local Kubernetes
 // control plane for Synco's end-to-end tests: embedded etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler, kwok (simulated nodes), kubectl and
-// helm. The first argument names the component, or the binary is called
+// kube-controller-manager, kube-scheduler, kwok (simulated nodes), a kubelet
+// (the real node, with containerd and runc from the host), kubectl and helm. The first argument names the component, or the binary is called
 // through a link with that name (bin/kubectl -> synco-cluster).
 //
 // `synco-cluster supervise --run-dir DIR` starts them all as child processes,
@@ -24,6 +24,7 @@ var commands = map[string]func(args []string) int{
 	"kube-apiserver":          runAPIServer,
 	"kube-controller-manager": runControllerManager,
 	"kube-scheduler":          runScheduler,
+	"kubelet":                 runKubelet,
 	"kwok":                    runKwok,
 	"kubectl":                 runKubectl,
 	"helm":                    runHelm,

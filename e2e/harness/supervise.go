@@ -49,6 +49,7 @@ type child struct {
 type supervisor struct {
 	dir      string
 	self     string
+	node     *realNode // nil without --real-node
 	mu       sync.Mutex
 	children []*child
 	died     chan *child
@@ -80,13 +81,19 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+// start starts the named component of this binary.
 func (s *supervisor) start(name string, args ...string) error {
+	return s.startExternal(name, s.self, append([]string{name}, args...)...)
+}
+
+// startExternal starts another program (containerd) as the component name.
+func (s *supervisor) startExternal(name, program string, args ...string) error {
 	logPath := filepath.Join(s.dir, "logs", name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.self, append([]string{name}, args...)...)
+	cmd := exec.Command(program, args...)
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.Dir = s.dir
@@ -145,6 +152,9 @@ func (s *supervisor) stop(grace time.Duration, names ...string) {
 }
 
 func (s *supervisor) stopAll() {
+	if s.node != nil {
+		s.node.stop()
+	}
 	s.stop(10*time.Second, "kwok", "kube-scheduler", "kube-controller-manager")
 	s.stop(15*time.Second, "kube-apiserver")
 	s.stop(10*time.Second, "etcd")
@@ -191,6 +201,7 @@ type clusterInfo struct {
 	Ports      map[string]int    `json:"ports"`
 	Users      []userInfo        `json:"users"`
 	Nodes      []nodeInfo        `json:"nodes"`
+	RealNode   *realNodeInfo     `json:"realNode,omitempty"`
 	Logs       map[string]string `json:"logs"`
 }
 
@@ -202,6 +213,7 @@ func runSupervise(args []string) int {
 	dir := fs.String("run-dir", "", "run directory (created; must be empty or absent)")
 	watchPid := fs.Int("watch-pid", 0, "stop the cluster when this process exits (0: never)")
 	timeout := fs.Duration("ready-timeout", 3*time.Minute, "give up if the cluster is not ready by then")
+	withNode := fs.Bool("real-node", false, "also run a real node: a kubelet with containerd and runc (root)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -226,6 +238,16 @@ func runSupervise(args []string) int {
 		return 1
 	}
 	s := &supervisor{dir: abs, self: self, died: make(chan *child, 8), log: os.Stderr}
+	if *withNode {
+		ports, err := freePorts(2)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "supervise:", err)
+			return 1
+		}
+		dir := filepath.Join(abs, "node")
+		s.node = &realNode{dir: dir, socket: filepath.Join(dir, "containerd", "containerd.sock"),
+			kubelet: ports[0], healthz: ports[1], supervise: s}
+	}
 	_ = os.Remove(filepath.Join(abs, "ready"))
 	_ = os.Remove(filepath.Join(abs, "failed"))
 	if err := os.WriteFile(filepath.Join(abs, "supervisor.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -473,6 +495,16 @@ func (s *supervisor) bringUp(ctx context.Context, dir string) (*clusterInfo, err
 	}
 	for _, n := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
 		info.Logs[n] = filepath.Join(dir, "logs", n+".log")
+	}
+	if s.node != nil {
+		pause := filepath.Join(filepath.Dir(s.self), "pause")
+		if err := s.node.start(ctx, cs, kc("kubelet"), p.CACert, pause); err != nil {
+			return nil, fmt.Errorf("real node: %w", err)
+		}
+		info.RealNode = s.node.info()
+		info.Ports["kubelet"] = s.node.kubelet
+		info.Logs["kubelet"] = filepath.Join(dir, "logs", "kubelet.log")
+		info.Logs["containerd"] = filepath.Join(dir, "logs", "containerd.log")
 	}
 	for _, u := range userList {
 		if u.isPerson {

@@ -39,6 +39,9 @@ var userList = []userSpec{
 	{"kube-controller-manager", "system:kube-controller-manager", nil, false},
 	{"kube-scheduler", "system:kube-scheduler", nil, false},
 	{"kwok", "synco-e2e-kwok", []string{"system:masters"}, false},
+	// The real node's kubelet, which the Node authorizer and NodeRestriction
+	// keep to its own node and its pods.
+	{"kubelet", "system:node:" + realNodeName, []string{"system:nodes"}, false},
 }
 
 type userInfo struct {

@@ -63,6 +63,9 @@ pub struct ClusterInfo {
     pub ports: BTreeMap<String, u16>,
     pub users: Vec<UserInfo>,
     pub nodes: Vec<NodeInfo>,
+    /// The real node, when the cluster has one.
+    #[serde(default)]
+    pub real_node: Option<RealNodeInfo>,
     /// Component name to log file.
     pub logs: BTreeMap<String, PathBuf>,
 }
@@ -92,6 +95,24 @@ pub struct NodeInfo {
     pub gpu_product: Option<String>,
 }
 
+/// The real node: a kubelet running pods with containerd and runc. Its pods use the
+/// host network (its address is 127.0.0.1); it is tainted and labelled
+/// [`REAL_NODE_LABEL`]`=true`, so only pods that tolerate and select it land there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RealNodeInfo {
+    pub name: String,
+    /// The node's containerd, where images are loaded (`ctr --address ... images import`).
+    pub containerd_socket: PathBuf,
+    /// The containerd namespace the kubelet's pods live in.
+    pub containerd_namespace: String,
+    pub dir: PathBuf,
+}
+
+/// The real node's label and taint key.
+pub const REAL_NODE_LABEL: &str = "synco.coop/real-node";
+
 /// A running control plane.
 #[derive(Debug)]
 pub struct Cluster {
@@ -102,6 +123,17 @@ pub struct Cluster {
 }
 
 static SHARED: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new();
+static WITH_REAL_NODE: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new();
+
+/// A control plane of this test process with a real node beside the kwok nodes
+/// (see [`RealNodeInfo`]): always private to the process, started on first use.
+/// Needs root, containerd, runc and Debian's CNI plugins.
+pub fn cluster_with_real_node() -> Result<&'static Cluster> {
+    WITH_REAL_NODE
+        .get_or_init(|| Cluster::start_private_with(true).map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("{e}"))
+}
 
 /// The control plane of this test process: attached or started on first use.
 ///
@@ -159,10 +191,18 @@ impl Cluster {
     /// Starts a new cluster in `run_dir` that stops when this process exits
     /// (or at [`Cluster::stop`]). Builds the binaries first if needed.
     pub fn start(run_dir: &Path) -> Result<Self> {
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["up", "--run-dir"])
-            .arg(run_dir)
+        Self::start_with(run_dir, false)
+    }
+
+    /// Starts a cluster in `run_dir`, with a real node (a kubelet with containerd and
+    /// runc; needs root) when `real_node`.
+    pub fn start_with(run_dir: &Path, real_node: bool) -> Result<Self> {
+        let mut up = Command::new("bash");
+        up.arg(script()).args(["up", "--run-dir"]).arg(run_dir);
+        if real_node {
+            up.arg("--real-node");
+        }
+        let out = up
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
             .stderr(Stdio::inherit())
@@ -179,6 +219,10 @@ impl Cluster {
     }
 
     fn start_private() -> Result<Self> {
+        Self::start_private_with(false)
+    }
+
+    fn start_private_with(real_node: bool) -> Result<Self> {
         let runs = std::env::var_os(RUNS_ENV)
             .filter(|d| !d.is_empty())
             .map_or_else(|| std::env::temp_dir().join("synco-e2e"), PathBuf::from);
@@ -188,7 +232,7 @@ impl Cluster {
             .ok()
             .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "test".to_owned());
-        Self::start(&runs.join(format!("{exe}-{}", std::process::id())))
+        Self::start_with(&runs.join(format!("{exe}-{}", std::process::id())), real_node)
     }
 
     fn from_env_output(stdout: &str, owned: bool) -> Result<Self> {
@@ -408,7 +452,14 @@ fn prune_stale_runs(runs: &Path) {
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age > Duration::from_secs(600));
         if !alive && old {
-            let _ = std::fs::remove_dir_all(&dir);
+            // Through the script, which first unmounts what a real node left mounted.
+            let _ = Command::new("bash")
+                .arg(script())
+                .args(["down", "--clean", "--run-dir"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

@@ -29,7 +29,8 @@ pub use apply::{
 };
 pub use cluster::{
     ADMIN, Cluster, ClusterInfo, GATEWAY, GPU_PRESENT_LABEL, GPU_PRODUCT_LABEL, GPU_RESOURCE, MEMBERS,
-    NodeInfo, OPERATOR, RUN_DIR_ENV, RUNS_ENV, UserInfo, cluster,
+    NodeInfo, OPERATOR, REAL_NODE_LABEL, RUN_DIR_ENV, RUNS_ENV, RealNodeInfo, UserInfo, cluster,
+    cluster_with_real_node,
 };
 pub use namespace::{
     TEMP_NS_LABEL, create_namespace, delete_namespace, dump_namespace, temp_ns_name, with_temp_ns,

@@ -375,6 +375,19 @@ fn variations_render_what_they_promise() -> Result<()> {
             "{pod}"
         );
         ensure!(off["spec"]["template"]["spec"]["hostNetwork"].is_null());
+        // No declared (host) port, which the scheduler would give one pod per node:
+        // the probes name the number instead.
+        ensure!(container(on)?["ports"].is_null(), "{}", container(on)?);
+        ensure!(
+            container(on)?["readinessProbe"]["httpGet"]["port"].is_u64(),
+            "{}",
+            container(on)?
+        );
+        ensure!(
+            container(off)?["readinessProbe"]["httpGet"]["port"].is_string(),
+            "{}",
+            container(off)?
+        );
         let env = container(on)?["env"].clone();
         ensure!(env_value(&env, reuse) == Some(json!("true")), "{env}");
         ensure!(

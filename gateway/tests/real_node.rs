@@ -1,0 +1,386 @@
+//! The chart on a real node (issue 17): the operator's and the gateway's images built
+//! here (`charts/images/build.sh`) and loaded into the node's containerd, the control
+//! plane's release and one co-op's gateway-only release installed with Helm, and their
+//! pods run by a real kubelet with containerd and runc (the harness's real node: host
+//! network, loopback only). Then, through the gateway pod:
+//!
+//! * the pods become Ready through their own probes;
+//! * the governance scenario (`common/scenario.rs`): members propose, discuss, delegate
+//!   and vote; the operator pod closes and applies the vote; ana's limit, a real 429
+//!   before, moves with it;
+//! * a streamed answer from the model;
+//! * `helm upgrade` rolls the gateway pod while a bounded loop of requests runs, and
+//!   none of them fails;
+//! * `helm uninstall` of both releases leaves the CRDs and the co-op's resources.
+//!
+//! Needs root, containerd, runc, Debian's CNI plugins, mmdebstrap, buildah and
+//! PostgreSQL (`.ci/run` installs them).
+
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+#[path = "../../e2e/tests/chart_support.rs"]
+mod chart_support;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, ensure};
+use async_trait::async_trait;
+use chart_support::{fullname, install_chart, run_ok, uninstall_chart};
+use common::coop as c;
+use common::postgres::Postgres;
+use common::scenario::{self, Env};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use synco_crds::{Cooperative, Member};
+use synco_e2e::{REAL_NODE_LABEL, apply_yaml, cluster_with_real_node};
+
+const CONTROL: &str = "synco";
+const CONTROL_NS: &str = "synco-system";
+const COOP: &str = "riverside";
+
+/// The gateway pod, as the scenario sees it.
+struct OnNode {
+    base: String,
+    admin: kube::Client,
+    /// The kubelet's container logs.
+    pod_logs: PathBuf,
+}
+
+#[async_trait]
+impl Env for OnNode {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    fn token(&self, who: &str) -> String {
+        c::token(c::SECRET, &c::claims(who))
+    }
+    async fn suspend(&self, member: &str) {
+        let members: Api<Member> = Api::namespaced(self.admin.clone(), COOP);
+        members
+            .patch(
+                member,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"standing": "Suspended"}})),
+            )
+            .await
+            .unwrap();
+    }
+    fn log(&self) -> String {
+        logs_of(&self.pod_logs, COOP)
+    }
+}
+
+/// Every container log the kubelet kept for pods in `ns`.
+fn logs_of(pod_logs: &Path, ns: &str) -> String {
+    let mut out = String::new();
+    let Ok(pods) = std::fs::read_dir(pod_logs) else {
+        return out;
+    };
+    for pod in pods.flatten() {
+        if !pod.file_name().to_string_lossy().starts_with(&format!("{ns}_")) {
+            continue;
+        }
+        for container in std::fs::read_dir(pod.path()).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(container.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                out.push_str(&format!("== {}\n{text}", file.path().display()));
+            }
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where a pod goes on the real node, and how it reaches the API server there (the
+/// `kubernetes` Service's address is bookkeeping: nothing routes it).
+fn on_the_node(api_port: u16, extra_env: &str) -> String {
+    format!(
+        "  hostNetwork: true\n  nodeSelector: {{{REAL_NODE_LABEL}: \"true\"}}\n  \
+         tolerations: [{{key: {REAL_NODE_LABEL}, operator: Exists, effect: NoSchedule}}]\n  \
+         extraEnv:\n    - {{name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}}\n    \
+         - {{name: KUBERNETES_SERVICE_PORT, value: \"{api_port}\"}}\n{extra_env}"
+    )
+}
+
+/// Waits until `deployment` in `ns` has `replicas` pods, all updated and Ready, and
+/// no others; returns their names.
+async fn rolled_out(admin: &kube::Client, ns: &str, deployment: &str, replicas: i32) -> Result<Vec<String>> {
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let started = Instant::now();
+    loop {
+        let d = deployments.get(deployment).await?;
+        let status = d.status.clone().unwrap_or_default();
+        let settled = d.metadata.generation == status.observed_generation
+            && status.updated_replicas == Some(replicas)
+            && status.ready_replicas == Some(replicas)
+            && status.replicas == Some(replicas);
+        let selector = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+        if settled && listed.items.len() == usize::try_from(replicas)? {
+            for pod in &listed.items {
+                let spec = pod.spec.as_ref().ok_or_else(|| anyhow!("a pod without a spec"))?;
+                ensure!(
+                    spec.node_name.as_deref() == Some("real-0"),
+                    "{:?}",
+                    spec.node_name
+                );
+            }
+            return Ok(listed
+                .items
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect());
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(180),
+            "{ns}/{deployment} not rolled out in 180 s: {status:?}\n{}",
+            serde_json::to_string(&listed.items.iter().map(|p| &p.status).collect::<Vec<_>>())?
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
+    let pg = Postgres::start().ok_or_else(|| anyhow!("PostgreSQL is needed (.ci/run installs it)"))?;
+    let cluster = cluster_with_real_node()?;
+    let node = cluster
+        .info()
+        .real_node
+        .clone()
+        .ok_or_else(|| anyhow!("the cluster has no real node"))?;
+    let admin = cluster.admin().await?;
+    let api_port = *cluster
+        .info()
+        .ports
+        .get("apiserver")
+        .ok_or_else(|| anyhow!("no API server port"))?;
+
+    // The images, built here and loaded into the node's containerd.
+    let gateway_bin = PathBuf::from(common::binary());
+    let bin_dir = gateway_bin.parent().ok_or_else(|| anyhow!("no binary folder"))?;
+    let work = tempfile::tempdir()?;
+    let tag = format!("node-{}", std::process::id());
+    let started = Instant::now();
+    let mut build = Command::new(common::repo_root().join("charts/images/build.sh"));
+    build
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .args(["--tag", &tag, "--out"])
+        .arg(work.path())
+        .args(["operator", "gateway"]);
+    run_ok(build)?;
+    for image in ["operator", "gateway"] {
+        let mut import = Command::new("ctr");
+        import
+            .arg("--address")
+            .arg(&node.containerd_socket)
+            .args(["--namespace", &node.containerd_namespace, "images", "import"])
+            .arg(work.path().join(format!("synco-{image}.tar")));
+        run_ok(import)?;
+    }
+    println!(
+        "images built and loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The model the gateway pod serves in process, on a read-only hostPath volume
+    // (the pod runs as 65532).
+    let model = work.path().join("tiny-model");
+    run_ok({
+        let mut cp = Command::new("cp");
+        cp.arg("-r").arg(common::tiny_model()).arg(&model);
+        cp
+    })?;
+    run_ok({
+        let mut chmod = Command::new("chmod");
+        chmod.args(["-R", "a+rX"]).arg(work.path());
+        chmod
+    })?;
+
+    // The control plane's release: CRDs, admission policies and the operator, whose two
+    // replicas share the node's network.
+    let operator_port = free_port();
+    let control_values = format!(
+        "gateway: {{enabled: false}}\noperator:\n  replicas: 2\n  \
+         image: {{repository: localhost/synco/synco-operator, tag: {tag}, pullPolicy: Never}}\n  \
+         metrics: {{address: 127.0.0.1, port: {operator_port}}}\n{}",
+        on_the_node(api_port, "")
+    );
+    install_chart(cluster, CONTROL, CONTROL_NS, &control_values, &[])?;
+
+    // The co-op: its namespace, Secrets and resources, then its gateway-only release.
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": COOP}}))?,
+        )
+        .await?;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), COOP);
+    for (name, key, value) in [
+        ("synco-jwt", "secret", c::SECRET.to_owned()),
+        ("synco-database", "url", pg.url()),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {key: value}}))?,
+            )
+            .await?;
+    }
+    apply_yaml(
+        &admin,
+        Some(COOP),
+        &scenario::manifests(COOP, "20s", "{path: /models/tiny}"),
+    )
+    .await?;
+    let gateway_port = free_port();
+    let coop_values = |rollout: u32| {
+        format!(
+            "crds: {{enabled: false}}\nadmission: {{enabled: false}}\noperator: {{enabled: false}}\n\
+             gateway:\n  replicas: 1\n  \
+             image: {{repository: localhost/synco/synco-gateway, tag: {tag}, pullPolicy: Never}}\n  \
+             listenAddress: 127.0.0.1\n  port: {gateway_port}\n  \
+             auth: {{issuer: {}, audience: {}}}\n  podAnnotations: {{rollout: \"{rollout}\"}}\n  \
+             extraVolumes: [{{name: tiny-model, hostPath: {{path: {}, type: Directory}}}}]\n  \
+             extraVolumeMounts: [{{name: tiny-model, mountPath: /models/tiny, readOnly: true}}]\n{}",
+            c::ISSUER,
+            c::AUDIENCE,
+            model.display(),
+            on_the_node(
+                api_port,
+                // The books follow the operator's Applied proposals every half second.
+                "    - {name: SYNCO_BOOKS_EVERY_MS, value: \"500\"}\n"
+            )
+        )
+    };
+    install_chart(cluster, COOP, COOP, &coop_values(1), &[])?;
+
+    // Ready through their own probes, on the real node.
+    let operator_deployment = format!("{}-operator", fullname(CONTROL));
+    let gateway_deployment = format!("{}-gateway", fullname(COOP));
+    let operators = rolled_out(&admin, CONTROL_NS, &operator_deployment, 2).await?;
+    let first = rolled_out(&admin, COOP, &gateway_deployment, 1).await?;
+    println!(
+        "operator pods {operators:?} and gateway pod {first:?} Ready after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let pod_logs = node.dir.join("pod-logs");
+    let env = OnNode {
+        base: format!("http://127.0.0.1:{gateway_port}"),
+        admin: admin.clone(),
+        pod_logs: pod_logs.clone(),
+    };
+
+    // The governance scenario through the gateway pod; the operator pod decides.
+    scenario::run(&env, 20).await;
+
+    // A streamed answer from the model.
+    let streamed = reqwest::Client::new()
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(env.token("fay"))
+        .json(&json!({"model": "tiny", "stream": true, "max_tokens": 4,
+            "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await?;
+    ensure!(streamed.status() == 200, "{}", streamed.text().await?);
+    ensure!(
+        streamed
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"))
+    );
+    let text = streamed.text().await?;
+    ensure!(
+        text.matches("data: {").count() >= 2 && text.trim_end().ends_with("data: [DONE]"),
+        "{text}"
+    );
+
+    // helm upgrade rolls the gateway pod under a bounded loop of requests, each on a
+    // new connection (as a client's would be after the old pod closes its own).
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let url = env.url("/v1/models");
+        let token = env.token("cleo");
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let until = Instant::now() + Duration::from_secs(240);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                match client.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("{}", r.status())),
+                    Err(e) => failed.push(format!("{e:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    install_chart(cluster, COOP, COOP, &coop_values(2), &[])?;
+    let second = rolled_out(&admin, COOP, &gateway_deployment, 1).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await?;
+    println!(
+        "during the upgrade: {ok} requests answered, {} failed",
+        failed.len()
+    );
+    ensure!(second != first, "the upgrade did not roll the pod: {first:?}");
+    ensure!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    ensure!(ok >= 50, "only {ok} requests during the upgrade");
+
+    // helm uninstall leaves the CRDs and the co-op's resources.
+    uninstall_chart(cluster, COOP, COOP)?;
+    uninstall_chart(cluster, CONTROL, CONTROL_NS)?;
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    ensure!(crds.get_opt("cooperatives.synco.coop").await?.is_some());
+    ensure!(crds.get_opt("votes.synco.coop").await?.is_some());
+    let coops: Api<Cooperative> = Api::namespaced(admin.clone(), COOP);
+    ensure!(coops.get_opt("commons").await?.is_some());
+    let members: Api<Member> = Api::namespaced(admin.clone(), COOP);
+    ensure!(members.list(&ListParams::default()).await?.items.len() == scenario::MEMBERS.len());
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), COOP);
+    ensure!(deployments.get_opt(&gateway_deployment).await?.is_none());
+    Ok(())
+}
