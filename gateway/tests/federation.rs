@@ -30,14 +30,6 @@ const A: &str = "riverside";
 const B: &str = "hillside";
 const C: &str = "valley";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes a signing key with the CLI; returns its path and public key.
 fn keygen(dir: &Path) -> (PathBuf, String) {
     let path = dir.join("federation.pem");
@@ -71,7 +63,7 @@ impl Coop {
         let (key, public) = keygen(manifests.path());
         Self {
             name,
-            port: free_port(),
+            port: common::free_port(),
             key,
             public,
             manifests,

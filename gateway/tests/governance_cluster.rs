@@ -8,7 +8,7 @@
 //! proposal's spec edited, a Vote deleted (by the cluster admin too), a member casting a
 //! Vote or opening a Proposal in someone else's name with kubectl.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![expect(clippy::expect_used, reason = "tests")]
 
 #[path = "../../e2e/tests/chart_support.rs"]
 mod chart_support;
@@ -25,7 +25,7 @@ use common::coop::{self as c};
 use common::scenario::{self, Env};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use synco_crds::{Member, Proposal, Vote};
+use synco_crds::{Proposal, Vote};
 use synco_e2e::{apply_yaml, cluster, with_temp_ns};
 
 struct InCluster {
@@ -45,15 +45,7 @@ impl Env for InCluster {
         c::token(c::SECRET, &c::claims(who))
     }
     async fn suspend(&self, member: &str) {
-        let members: Api<Member> = Api::namespaced(self.admin.clone(), &self.ns);
-        members
-            .patch(
-                member,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"standing": "Suspended"}})),
-            )
-            .await
-            .unwrap();
+        common::kube::suspend(&self.admin, &self.ns, member).await;
     }
     fn log(&self) -> String {
         self.gateway.log()

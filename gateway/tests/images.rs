@@ -121,14 +121,6 @@ impl Drop for Containerd {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_charts_images_build_here_and_run_as_the_chart_runs_them() {
     let gateway_bin = PathBuf::from(common::binary());
@@ -204,7 +196,7 @@ async fn the_charts_images_build_here_and_run_as_the_chart_runs_them() {
     let data = work.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     run(Command::new("chown").arg("65532:65532").arg(&data));
-    let port = free_port();
+    let port = common::free_port();
     let gateway = format!("localhost/synco/synco-gateway:{tag}");
     let volumes = |cmd: &mut Command| {
         let mount = |src: &Path, dst: &str, mode: &str| {

@@ -16,8 +16,6 @@
 //! Needs root, containerd, runc, Debian's CNI plugins, mmdebstrap, buildah and
 //! PostgreSQL (`.ci/run` installs them).
 
-#![expect(clippy::unwrap_used, reason = "tests")]
-
 #[path = "../../e2e/tests/chart_support.rs"]
 mod chart_support;
 mod common;
@@ -37,7 +35,7 @@ use common::scenario::{self, Env};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use synco_crds::{Cooperative, Member};
 use synco_e2e::{REAL_NODE_LABEL, apply_yaml, cluster_with_real_node};
@@ -63,15 +61,7 @@ impl Env for OnNode {
         c::token(c::SECRET, &c::claims(who))
     }
     async fn suspend(&self, member: &str) {
-        let members: Api<Member> = Api::namespaced(self.admin.clone(), COOP);
-        members
-            .patch(
-                member,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"standing": "Suspended"}})),
-            )
-            .await
-            .unwrap();
+        common::kube::suspend(&self.admin, COOP, member).await;
     }
     fn log(&self) -> String {
         logs_of(&self.pod_logs, COOP)
@@ -100,14 +90,6 @@ fn logs_of(pod_logs: &Path, ns: &str) -> String {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Where a pod goes on the real node, and how it reaches the API server there (the
@@ -228,7 +210,7 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
 
     // The control plane's release: CRDs, admission policies and the operator, whose two
     // replicas share the node's network.
-    let operator_port = free_port();
+    let operator_port = common::free_port();
     let control_values = format!(
         "gateway: {{enabled: false}}\noperator:\n  replicas: 2\n  \
          image: {{repository: localhost/synco/synco-operator, tag: {tag}, pullPolicy: Never}}\n  \
@@ -263,7 +245,7 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
         &scenario::manifests(COOP, "20s", "{path: /models/tiny}"),
     )
     .await?;
-    let gateway_port = free_port();
+    let gateway_port = common::free_port();
     let coop_values = |rollout: u32| {
         format!(
             "crds: {{enabled: false}}\nadmission: {{enabled: false}}\noperator: {{enabled: false}}\n\

@@ -7,6 +7,19 @@ use std::path::{Path, PathBuf};
 
 use super::coop as c;
 
+/// Suspends `member` of the co-op in `ns`, as an administrator does with kubectl.
+pub async fn suspend(admin: &kube::Client, ns: &str, member: &str) {
+    let members: kube::Api<synco_crds::Member> = kube::Api::namespaced(admin.clone(), ns);
+    members
+        .patch(
+            member,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"standing": "Suspended"}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// `synco-gateway cluster` on `namespace`, metering to `database_url`, accepting the
 /// test co-op's HS256 tokens.
 pub fn cluster_args(namespace: &str, database_url: &str) -> Vec<String> {

@@ -143,6 +143,24 @@ pub async fn run(env: &dyn Env, books: &(dyn Fn(&[&str]) -> (bool, String) + Syn
     let request = json!({"name": "refunds", "kind": "PatronageDistribution",
         "title": format!("Patronage refunds for {last}"), "patronagePeriod": last});
 
+    // The gateway listens before it has read the co-op (in a cluster, through its
+    // informers): wait until it knows ana, as a member on her phone would see it.
+    let started = std::time::Instant::now();
+    loop {
+        let coop = call(env, "GET", "/v1/governance/coop", Some("ana"), None).await;
+        if coop.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the gateway never knew ana: {} {}\n{}",
+            coop.status,
+            coop.body,
+            env.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // Not before the month is closed.
     let open = propose(request.clone()).await;
     assert_eq!(open.status, 400, "{}", open.body);
