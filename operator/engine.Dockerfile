@@ -31,7 +31,8 @@ ARG FEATURES=
 RUN cargo install mistralrs-cli --version "${MISTRALRS_VERSION}" --locked \
       --features "${FEATURES}" --root /usr/local \
  && install -D -m 0755 /usr/local/bin/mistralrs /out/mistralrs \
- && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /out/ca-certificates.crt
+ && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /out/ca-certificates.crt \
+ && install -d -m 0755 /out/huggingface
 
 FROM ${BINARIES} AS binaries
 
@@ -39,7 +40,9 @@ FROM ${BASE}
 # Certificate roots, for a model that comes from a hub over https.
 COPY --from=binaries /out/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=binaries /out/mistralrs /usr/local/bin/mistralrs
-# Weights from a hub are cached here (mount a volume to keep them).
+# Weights from a hub are cached here, writable by the engine's user (mount a volume
+# to keep them).
+COPY --from=binaries --chown=65532:65532 /out/huggingface /var/cache/huggingface
 ENV HF_HOME=/var/cache/huggingface
 EXPOSE 8080
 USER 65532:65532

@@ -109,7 +109,8 @@ for image in "${images[@]}"; do
 						--root "$CACHE/engine-$MISTRALRS_VERSION"
 				fi
 			fi
-			install -D -m 0755 "$ENGINE_BINARY" "$stage/out/mistralrs" ;;
+			install -D -m 0755 "$ENGINE_BINARY" "$stage/out/mistralrs"
+			install -d -m 0755 "$stage/out/huggingface" ;;
 		*) install -D -m 0755 "$BIN_DIR/synco-$image" "$stage/out/synco-$image" ;;
 	esac
 done

@@ -38,7 +38,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use synco_crds::{Cooperative, Member};
-use synco_e2e::{REAL_NODE_LABEL, apply_yaml, cluster_with_real_node};
+use synco_e2e::{REAL_NODE_LABEL, RealNodeInfo, apply_yaml, cluster_with_real_node};
 
 const CONTROL: &str = "synco";
 const CONTROL_NS: &str = "synco-system";
@@ -100,6 +100,92 @@ fn on_the_node(api_port: u16, extra_env: &str) -> String {
          tolerations: [{{key: {REAL_NODE_LABEL}, operator: Exists, effect: NoSchedule}}]\n  \
          extraEnv:\n    - {{name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}}\n    \
          - {{name: KUBERNETES_SERVICE_PORT, value: \"{api_port}\"}}\n{extra_env}"
+    )
+}
+
+/// Builds `images` with `charts/images/build.sh` (the operator's and gateway's from this
+/// build's binaries) into `out`, and loads them into the real node's containerd.
+fn build_and_load(node: &RealNodeInfo, out: &Path, tag: &str, images: &[&str]) -> Result<()> {
+    let gateway_bin = PathBuf::from(common::binary());
+    let bin_dir = gateway_bin.parent().ok_or_else(|| anyhow!("no binary folder"))?;
+    let mut build = Command::new(common::repo_root().join("charts/images/build.sh"));
+    build
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .args(["--tag", tag, "--out"])
+        .arg(out)
+        .args(images);
+    if let Some(engine) = std::env::var_os("SYNCO_ENGINE_BINARY") {
+        build.arg("--engine-binary").arg(engine);
+    }
+    run_ok(build)?;
+    for image in images {
+        let mut import = Command::new("ctr");
+        import
+            .arg("--address")
+            .arg(&node.containerd_socket)
+            .args(["--namespace", &node.containerd_namespace, "images", "import"])
+            .arg(out.join(format!("synco-{image}.tar")));
+        run_ok(import)?;
+    }
+    Ok(())
+}
+
+/// A copy of the tiny model in `dir` that the pods (user 65532) can read.
+fn readable_tiny_model(dir: &Path) -> Result<PathBuf> {
+    let model = dir.join("tiny-model");
+    let mut cp = Command::new("cp");
+    cp.arg("-r").arg(common::tiny_model()).arg(&model);
+    run_ok(cp)?;
+    let mut chmod = Command::new("chmod");
+    chmod.args(["-R", "a+rX"]).arg(dir);
+    run_ok(chmod)?;
+    Ok(model)
+}
+
+/// Creates the co-op's namespace and the Secrets its gateway release reads.
+async fn coop_namespace(admin: &kube::Client, database_url: &str) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": COOP}}))?,
+        )
+        .await?;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), COOP);
+    for (name, key, value) in [
+        ("synco-jwt", "secret", c::SECRET),
+        ("synco-database", "url", database_url),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {key: value}}))?,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The values of the co-op's gateway-only release: the gateway pod on the real node,
+/// serving the tiny model (mounted from `model`) in process; `rollout` changes the pod.
+fn coop_values(tag: &str, api_port: u16, gateway_port: u16, model: &Path, rollout: u32) -> String {
+    format!(
+        "crds: {{enabled: false}}\nadmission: {{enabled: false}}\noperator: {{enabled: false}}\n\
+         gateway:\n  replicas: 1\n  \
+         image: {{repository: localhost/synco/synco-gateway, tag: {tag}, pullPolicy: Never}}\n  \
+         listenAddress: 127.0.0.1\n  port: {gateway_port}\n  \
+         auth: {{issuer: {}, audience: {}}}\n  podAnnotations: {{rollout: \"{rollout}\"}}\n  \
+         extraVolumes: [{{name: tiny-model, hostPath: {{path: {}, type: Directory}}}}]\n  \
+         extraVolumeMounts: [{{name: tiny-model, mountPath: /models/tiny, readOnly: true}}]\n{}",
+        c::ISSUER,
+        c::AUDIENCE,
+        model.display(),
+        on_the_node(
+            api_port,
+            // The books follow the operator's Applied proposals every half second.
+            "    - {name: SYNCO_BOOKS_EVERY_MS, value: \"500\"}\n"
+        )
     )
 }
 
@@ -167,46 +253,16 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
         .ok_or_else(|| anyhow!("no API server port"))?;
 
     // The images, built here and loaded into the node's containerd.
-    let gateway_bin = PathBuf::from(common::binary());
-    let bin_dir = gateway_bin.parent().ok_or_else(|| anyhow!("no binary folder"))?;
     let work = tempfile::tempdir()?;
     let tag = format!("node-{}", std::process::id());
     let started = Instant::now();
-    let mut build = Command::new(common::repo_root().join("charts/images/build.sh"));
-    build
-        .arg("--bin-dir")
-        .arg(bin_dir)
-        .args(["--tag", &tag, "--out"])
-        .arg(work.path())
-        .args(["operator", "gateway"]);
-    run_ok(build)?;
-    for image in ["operator", "gateway"] {
-        let mut import = Command::new("ctr");
-        import
-            .arg("--address")
-            .arg(&node.containerd_socket)
-            .args(["--namespace", &node.containerd_namespace, "images", "import"])
-            .arg(work.path().join(format!("synco-{image}.tar")));
-        run_ok(import)?;
-    }
+    build_and_load(&node, work.path(), &tag, &["operator", "gateway"])?;
     println!(
         "images built and loaded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-
-    // The model the gateway pod serves in process, on a read-only hostPath volume
-    // (the pod runs as 65532).
-    let model = work.path().join("tiny-model");
-    run_ok({
-        let mut cp = Command::new("cp");
-        cp.arg("-r").arg(common::tiny_model()).arg(&model);
-        cp
-    })?;
-    run_ok({
-        let mut chmod = Command::new("chmod");
-        chmod.args(["-R", "a+rX"]).arg(work.path());
-        chmod
-    })?;
+    // The model the gateway pod serves in process, on a read-only hostPath volume.
+    let model = readable_tiny_model(work.path())?;
 
     // The control plane's release: CRDs, admission policies and the operator, whose two
     // replicas share the node's network.
@@ -220,25 +276,7 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
     install_chart(cluster, CONTROL, CONTROL_NS, &control_values, &[])?;
 
     // The co-op: its namespace, Secrets and resources, then its gateway-only release.
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": COOP}}))?,
-        )
-        .await?;
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), COOP);
-    for (name, key, value) in [
-        ("synco-jwt", "secret", c::SECRET.to_owned()),
-        ("synco-database", "url", pg.url()),
-    ] {
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {key: value}}))?,
-            )
-            .await?;
-    }
+    coop_namespace(&admin, &pg.url()).await?;
     apply_yaml(
         &admin,
         Some(COOP),
@@ -246,25 +284,7 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
     )
     .await?;
     let gateway_port = common::free_port();
-    let coop_values = |rollout: u32| {
-        format!(
-            "crds: {{enabled: false}}\nadmission: {{enabled: false}}\noperator: {{enabled: false}}\n\
-             gateway:\n  replicas: 1\n  \
-             image: {{repository: localhost/synco/synco-gateway, tag: {tag}, pullPolicy: Never}}\n  \
-             listenAddress: 127.0.0.1\n  port: {gateway_port}\n  \
-             auth: {{issuer: {}, audience: {}}}\n  podAnnotations: {{rollout: \"{rollout}\"}}\n  \
-             extraVolumes: [{{name: tiny-model, hostPath: {{path: {}, type: Directory}}}}]\n  \
-             extraVolumeMounts: [{{name: tiny-model, mountPath: /models/tiny, readOnly: true}}]\n{}",
-            c::ISSUER,
-            c::AUDIENCE,
-            model.display(),
-            on_the_node(
-                api_port,
-                // The books follow the operator's Applied proposals every half second.
-                "    - {name: SYNCO_BOOKS_EVERY_MS, value: \"500\"}\n"
-            )
-        )
-    };
+    let coop_values = |rollout| coop_values(&tag, api_port, gateway_port, &model, rollout);
     install_chart(cluster, COOP, COOP, &coop_values(1), &[])?;
 
     // Ready through their own probes, on the real node.
@@ -364,5 +384,161 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
     ensure!(members.list(&ListParams::default()).await?.items.len() == scenario::MEMBERS.len());
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), COOP);
     ensure!(deployments.get_opt(&gateway_deployment).await?.is_none());
+    Ok(())
+}
+
+/// The engine pod: an InferenceModel with the mistral.rs engine, which the operator pod
+/// deploys on the real node from the engine image (`operator/engine.Dockerfile`, the
+/// `mistralrs` server of mistralrs-cli), the tiny model on a PersistentVolume; a streamed
+/// answer through the gateway pod, which routes to the endpoint the operator publishes.
+///
+/// Ignored by default: the engine image needs mistralrs-cli compiled in release (about
+/// 20 minutes on two cores; cached by `charts/images/build.sh` in
+/// `~/.cache/synco-images`, or given as `SYNCO_ENGINE_BINARY`). Run it with
+/// `cargo test --workspace --test real_node -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "builds mistralrs-cli in release (about 20 minutes) unless cached"]
+async fn the_operator_runs_the_engine_pod_on_the_real_node() -> Result<()> {
+    let pg = Postgres::start().ok_or_else(|| anyhow!("PostgreSQL is needed (.ci/run installs it)"))?;
+    let cluster = cluster_with_real_node()?;
+    let node = cluster
+        .info()
+        .real_node
+        .clone()
+        .ok_or_else(|| anyhow!("the cluster has no real node"))?;
+    let admin = cluster.admin().await?;
+    let api_port = *cluster
+        .info()
+        .ports
+        .get("apiserver")
+        .ok_or_else(|| anyhow!("no API server port"))?;
+    let work = tempfile::tempdir()?;
+    let tag = format!("engine-{}", std::process::id());
+    let started = Instant::now();
+    build_and_load(&node, work.path(), &tag, &["operator", "gateway", "engine"])?;
+    println!(
+        "images built and loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let model = readable_tiny_model(work.path())?;
+
+    // The operator deploys engines from the image built here, on the node's network, on
+    // a port of the test's choosing, bound to loopback (the engine's own --host).
+    let engine_port = common::free_port();
+    let control_values = format!(
+        "gateway: {{enabled: false}}\noperator:\n  replicas: 1\n  \
+         image: {{repository: localhost/synco/synco-operator, tag: {tag}, pullPolicy: Never}}\n  \
+         engineImage: {{repository: localhost/synco/synco-engine, tag: {tag}}}\n  \
+         engineHostNetwork: true\n  \
+         metrics: {{address: 127.0.0.1, port: {}}}\n{}",
+        common::free_port(),
+        on_the_node(
+            api_port,
+            &format!("    - {{name: SYNCO_MISTRALRS_PORT, value: \"{engine_port}\"}}\n")
+        )
+    );
+    install_chart(cluster, CONTROL, CONTROL_NS, &control_values, &[])?;
+    coop_namespace(&admin, &pg.url()).await?;
+    let engine_model = format!(
+        r#"
+apiVersion: synco.coop/v1alpha1
+kind: ComputePool
+metadata: {{name: node, namespace: {COOP}}}
+spec:
+  nodeSelector: {{{REAL_NODE_LABEL}: "true"}}
+  tolerations: [{{key: {REAL_NODE_LABEL}, operator: Exists, effect: NoSchedule}}]
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {COOP}-tiny-model}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadOnlyMany]
+  storageClassName: ""
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{path: {model}, type: Directory}}
+  claimRef: {{namespace: {COOP}, name: tiny-model}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: tiny-model, namespace: {COOP}}}
+spec:
+  accessModes: [ReadOnlyMany]
+  storageClassName: ""
+  volumeName: {COOP}-tiny-model
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: synco.coop/v1alpha1
+kind: InferenceModel
+metadata: {{name: engine-chat, namespace: {COOP}}}
+spec:
+  servedName: engine-chat
+  source: {{volume: {{claimName: tiny-model}}}}
+  engine: {{kind: Mistralrs, args: ["--host", "127.0.0.1"]}}
+  pool: node
+  replicas: 1
+  tokensPerSecondPerReplica: 50
+"#,
+        model = model.display()
+    );
+    apply_yaml(
+        &admin,
+        Some(COOP),
+        &scenario::manifests(COOP, "20s", "{path: /models/tiny}"),
+    )
+    .await?;
+    apply_yaml(&admin, None, &engine_model).await?;
+    let gateway_port = common::free_port();
+    install_chart(
+        cluster,
+        COOP,
+        COOP,
+        &coop_values(&tag, api_port, gateway_port, &model, 1),
+        &[],
+    )?;
+    rolled_out(&admin, COOP, &format!("{}-gateway", fullname(COOP)), 1).await?;
+    let engines = rolled_out(&admin, COOP, "engine-chat", 1).await?;
+    println!(
+        "engine pod {engines:?} Ready after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let env = OnNode {
+        base: format!("http://127.0.0.1:{gateway_port}"),
+        admin: admin.clone(),
+        pod_logs: node.dir.join("pod-logs"),
+    };
+    // Through the gateway pod to the engine pod, once the operator has published the
+    // endpoint and the quotas.
+    let until = Instant::now() + Duration::from_secs(120);
+    let text = loop {
+        let answer = reqwest::Client::new()
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(env.token("ana"))
+            .json(&json!({"model": "engine-chat", "stream": true, "max_tokens": 4,
+                "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await?;
+        let status = answer.status();
+        let text = answer.text().await?;
+        if status == 200 {
+            break text;
+        }
+        ensure!(
+            Instant::now() < until,
+            "{status}: {text}\n{}",
+            logs_of(&env.pod_logs, COOP)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(
+        text.matches("data: {").count() >= 2 && text.trim_end().ends_with("data: [DONE]"),
+        "{text}"
+    );
+    println!(
+        "streamed from the engine pod after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    uninstall_chart(cluster, COOP, COOP)?;
+    uninstall_chart(cluster, CONTROL, CONTROL_NS)?;
     Ok(())
 }

@@ -78,6 +78,49 @@ impl std::fmt::Debug for KubeStore {
     }
 }
 
+/// How long a write refused only because an admission policy has not yet seen its
+/// params is retried.
+pub const PARAMS_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the API server refused a write because an admission policy's binding has not
+/// yet seen its params (the co-op's Members, read through an informer that lags for a
+/// moment after the policies or the CRDs are installed or taken over). Transient: the
+/// same write is admitted once the informer has caught up.
+fn params_not_seen_yet(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.message.contains("no params found")
+        || s.message.contains("failed to find resource referenced by paramKind"))
+}
+
+/// Runs `write`, again (backing off) while it is refused only because an admission
+/// policy has not seen its params yet, for at most `PARAMS_WAIT`; a member is not told
+/// "forbidden" for the cluster's own lag.
+async fn admitted<T, F, Fut>(what: &str, write: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    admitted_within(what, PARAMS_WAIT, write).await
+}
+
+async fn admitted_within<T, F, Fut>(what: &str, wait: Duration, mut write: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if params_not_seen_yet(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(what, error = %e, "an admission policy has not seen its params yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn api_error(e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(s) if s.code == 409 => StoreError::Refused(s.message),
@@ -167,7 +210,8 @@ impl GovernanceStore for KubeStore {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
-        match self.api::<Proposal>().create(&params, &proposal).await {
+        let proposals = self.api::<Proposal>();
+        match admitted("proposal", || proposals.create(&params, &proposal)).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => return Err(StoreError::Exists(name)),
             Err(e) => return Err(api_error(e)),
@@ -243,7 +287,8 @@ impl GovernanceStore for KubeStore {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
-        match self.api::<Vote>().create(&params, &vote).await {
+        let votes = self.api::<Vote>();
+        match admitted("ballot", || votes.create(&params, &vote)).await {
             Ok(created) => Ok(CastBallot {
                 member: member.to_owned(),
                 cast_at: created
@@ -261,8 +306,9 @@ impl GovernanceStore for KubeStore {
     async fn withdraw(&self, p: &Proposal, by: &str) -> Result<Proposal, StoreError> {
         let name = p.metadata.name.clone().unwrap_or_default();
         let patch = serde_json::json!({"metadata": {"annotations": {WITHDRAW_ANNOTATION: by}}});
-        self.api::<Proposal>()
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let proposals = self.api::<Proposal>();
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        admitted("withdrawal", || proposals.patch(&name, &params, &patch))
             .await
             .map_err(api_error)?;
         self.wait_for(&name, "withdrawn", |p| {
@@ -294,26 +340,75 @@ impl GovernanceStore for KubeStore {
             "metadata": {"name": member},
             "spec": delegation.spec,
         });
-        self.api::<Delegation>()
-            .patch(
-                member,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        let delegations = self.api::<Delegation>();
+        let (params, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&patch));
+        admitted("delegation", || delegations.patch(member, &params, &patch))
             .await
             .map_err(api_error)?;
         Ok(())
     }
 
     async fn revoke_delegation(&self, member: &str) -> Result<bool, StoreError> {
-        match self
-            .api::<Delegation>()
-            .delete(member, &kube::api::DeleteParams::default())
-            .await
-        {
+        let delegations = self.api::<Delegation>();
+        let params = kube::api::DeleteParams::default();
+        match admitted("revocation", || delegations.delete(member, &params)).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
             Err(e) => Err(api_error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn refusal(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "reason": "Forbidden", "message": message,
+        }))
+        .unwrap_or_default();
+        kube::Error::Api(Box::new(status))
+    }
+
+    const LAG: &str = "proposals.synco.coop \"refunds\" is forbidden: ValidatingAdmissionPolicy \
+        'synco-proposal-author' with binding 'synco-proposal-author' denied request: failed to \
+        configure binding: no params found for policy binding with `Deny` parameterNotFoundAction";
+
+    #[tokio::test]
+    async fn a_policy_that_has_not_seen_its_params_is_waited_for_and_nothing_else_is() {
+        // Refused twice for the lag, then admitted: the caller sees the success.
+        let calls = AtomicU32::new(0);
+        let result = admitted("proposal", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(refusal(403, LAG))
+            } else {
+                Ok("created")
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some("created"));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // A real refusal is answered at once.
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = admitted("ballot", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(refusal(403, "a member may cast only their own ballot"))
+        })
+        .await;
+        assert!(matches!(api_error(result.unwrap_err()), StoreError::Refused(_)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A lag that lasts gives up within the wait, with the API server's words.
+        let started = tokio::time::Instant::now();
+        let wait = Duration::from_millis(500);
+        let result: Result<(), _> =
+            admitted_within("ballot", wait, || async { Err(refusal(403, LAG)) }).await;
+        assert!(started.elapsed() <= wait, "{:?}", started.elapsed());
+        match api_error(result.unwrap_err()) {
+            StoreError::Refused(message) => assert!(message.contains("no params found"), "{message}"),
+            other => panic!("{other:?}"),
         }
     }
 }
