@@ -1232,19 +1232,19 @@ async fn borrowed_work_waits_behind_every_floor() {
     };
     // Bakery spends its floor (a minute of 60 tokens/s): its requests go from the
     // reserved lane to the overflow lane.
-    // (Long prompts first, then ones as long as those it will queue: what a reserved
-    // request does not use goes back to its floor. Each queued one costs five seconds of
-    // the floor's refill, so that a slow machine does not refill the floor for one of
-    // them while they wait.)
+    // (Long prompts first, then ones as long as those it will queue, then short ones:
+    // what a reserved request does not use goes back to its floor, and the floor refills
+    // while each runs, so it ends nearly empty rather than just short of one more queued
+    // request, which a slow machine would refill before the six below arrive.)
     let mut spent = 0;
-    for words in [600, 300] {
+    for words in [600, 100, 30] {
         while ask(bakery.clone(), words).await.0 == "reserved" {
             spent += 1;
             assert!(spent < 60, "bakery never left its floor");
         }
     }
     // Six borrowed requests queue on the one-slot engine; then shop asks, within its floor.
-    let flood: Vec<_> = (0..6).map(|_| tokio::spawn(ask(bakery.clone(), 300))).collect();
+    let flood: Vec<_> = (0..6).map(|_| tokio::spawn(ask(bakery.clone(), 100))).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let (lane, shop_done) = ask(shop.clone(), 10).await;
