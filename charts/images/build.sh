@@ -78,7 +78,7 @@ if ! bh inspect --type image "$BASE" >/dev/null 2>&1; then
 		"$SUITE" "$tar.part"
 	mv "$tar.part" "$tar"
 	c="$(bh from scratch)"
-	bh add "$c" "$tar" /
+	bh add "$c" "$tar" / >&2
 	bh config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
 	bh commit --rm "$c" "$BASE" >/dev/null
 	rm -f "$tar"
@@ -117,7 +117,7 @@ done
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$stage/out/ca-certificates.crt"
 BINARIES="localhost/synco/binaries:$TAG"
 c="$(bh from scratch)"
-bh copy "$c" "$stage/out" /out
+bh copy "$c" "$stage/out" /out >&2
 bh commit --rm "$c" "$BINARIES" >/dev/null
 
 # The images, from the Dockerfiles.

@@ -94,6 +94,9 @@ pub async fn ready(w: &Watched) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The name a mistral.rs server answers to for the one model it serves.
+pub const MISTRALRS_DEFAULT_MODEL: &str = "default";
+
 /// How an InferenceModel is served from a cluster, or `None` while it cannot be.
 pub fn model_config(model: &InferenceModel) -> Option<ModelConfig> {
     let resource = model.metadata.name.clone()?;
@@ -103,25 +106,32 @@ pub fn model_config(model: &InferenceModel) -> Option<ModelConfig> {
         .namespace
         .clone()
         .unwrap_or_else(|| "synco".to_owned());
-    let external = |url: String, replicas: Vec<String>| EngineConfig::External {
-        url,
-        upstream_model: None,
-        api_key_env: None,
-        timeout_seconds: 300,
-        retries: 2,
-        replicas,
-        routing: crate::config::routing_of(&model.spec.engine),
-    };
+    let external =
+        |url: String, replicas: Vec<String>, upstream_model: Option<String>| EngineConfig::External {
+            url,
+            upstream_model,
+            api_key_env: None,
+            timeout_seconds: 300,
+            retries: 2,
+            replicas,
+            routing: crate::config::routing_of(&model.spec.engine),
+        };
     let engine = match model.spec.engine.kind {
-        EngineKind::External => external(model.spec.engine.url.clone()?, model.spec.engine.replicas.clone()),
+        EngineKind::External => external(
+            model.spec.engine.url.clone()?,
+            model.spec.engine.replicas.clone(),
+            None,
+        ),
         // The operator's Deployment: served once it publishes a ready replica, at each
         // replica's own endpoint where it lists them (so that prompts are routed by
-        // prefix across them), else at its Service's.
+        // prefix across them), else at its Service's. The mistral.rs server knows its one
+        // model by the path it loaded it from, and as "default".
         EngineKind::Mistralrs => {
             let status = model.status.as_ref()?;
+            let default = Some(MISTRALRS_DEFAULT_MODEL.to_owned());
             match status.endpoints.split_first() {
-                Some((first, rest)) => external(first.clone(), rest.to_vec()),
-                None => external(status.endpoint.clone()?, Vec::new()),
+                Some((first, rest)) => external(first.clone(), rest.to_vec(), default),
+                None => external(status.endpoint.clone()?, Vec::new(), default),
             }
         }
         EngineKind::Embedded => {

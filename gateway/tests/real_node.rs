@@ -196,7 +196,15 @@ async fn rolled_out(admin: &kube::Client, ns: &str, deployment: &str, replicas: 
     let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
     let started = Instant::now();
     loop {
-        let d = deployments.get(deployment).await?;
+        // The operator makes an engine's Deployment a moment after its model appears.
+        let Some(d) = deployments.get_opt(deployment).await? else {
+            ensure!(
+                started.elapsed() < Duration::from_secs(180),
+                "no Deployment {ns}/{deployment} in 180 s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
         let status = d.status.clone().unwrap_or_default();
         let settled = d.metadata.generation == status.observed_generation
             && status.updated_replicas == Some(replicas)
@@ -497,7 +505,8 @@ spec:
         &[],
     )?;
     rolled_out(&admin, COOP, &format!("{}-gateway", fullname(COOP)), 1).await?;
-    let engines = rolled_out(&admin, COOP, "engine-chat", 1).await?;
+    // The operator names the Deployment after the model.
+    let engines = rolled_out(&admin, COOP, "engine-chat-engine", 1).await?;
     println!(
         "engine pod {engines:?} Ready after {:.1} s",
         started.elapsed().as_secs_f64()
@@ -532,6 +541,11 @@ spec:
     };
     ensure!(
         text.matches("data: {").count() >= 2 && text.trim_end().ends_with("data: [DONE]"),
+        "{text}"
+    );
+    // The engine knows its model as "default"; the caller is answered in the served name.
+    ensure!(
+        text.contains("\"model\":\"engine-chat\"") && !text.contains("\"model\":\"default\""),
         "{text}"
     );
     println!(

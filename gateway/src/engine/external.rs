@@ -148,13 +148,25 @@ impl ExternalEngine {
         mut req: ChatCompletionRequest,
         extra: &[(&'static str, String)],
     ) -> Result<(Reply<ChatCompletion, ChatCompletionChunk>, HeaderMap), ApiError> {
+        let served = req.model.clone();
         req.model = self.upstream_model(req.model);
         if req.is_stream() {
             req.stream_options = Some(StreamOptions { include_usage: true });
             let (chunks, headers) = self.post_stream("chat/completions", &req, extra).await?;
+            let chunks = chunks
+                .map(move |c| {
+                    c.map(|mut c: ChatCompletionChunk| {
+                        c.model.clone_from(&served);
+                        c
+                    })
+                })
+                .boxed();
             Ok((Reply::Stream(chunks), headers))
         } else {
-            let (full, headers) = self.post_json("chat/completions", &req, extra).await?;
+            let (mut full, headers): (ChatCompletion, _) =
+                self.post_json("chat/completions", &req, extra).await?;
+            // The caller asked for the served name, whatever the upstream calls the model.
+            full.model = served;
             Ok((Reply::Full(full), headers))
         }
     }
@@ -165,13 +177,23 @@ impl ExternalEngine {
         mut req: CompletionRequest,
         extra: &[(&'static str, String)],
     ) -> Result<(Reply<TextCompletion, TextCompletion>, HeaderMap), ApiError> {
+        let served = req.model.clone();
         req.model = self.upstream_model(req.model);
         if req.is_stream() {
             req.stream_options = Some(StreamOptions { include_usage: true });
             let (chunks, headers) = self.post_stream("completions", &req, extra).await?;
+            let chunks = chunks
+                .map(move |c| {
+                    c.map(|mut c: TextCompletion| {
+                        c.model.clone_from(&served);
+                        c
+                    })
+                })
+                .boxed();
             Ok((Reply::Stream(chunks), headers))
         } else {
-            let (full, headers) = self.post_json("completions", &req, extra).await?;
+            let (mut full, headers): (TextCompletion, _) = self.post_json("completions", &req, extra).await?;
+            full.model = served;
             Ok((Reply::Full(full), headers))
         }
     }
