@@ -244,8 +244,17 @@ async fn rolled_out(admin: &kube::Client, ns: &str, deployment: &str, replicas: 
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
+/// What both tests start from: Postgres, the cluster with its real node, the admin, and
+/// the API server's port (which the pods are told).
+struct Setting {
+    pg: Postgres,
+    cluster: &'static synco_e2e::Cluster,
+    node: RealNodeInfo,
+    admin: kube::Client,
+    api_port: u16,
+}
+
+async fn setting() -> Result<Setting> {
     let pg = Postgres::start().ok_or_else(|| anyhow!("PostgreSQL is needed (.ci/run installs it)"))?;
     let cluster = cluster_with_real_node()?;
     let node = cluster
@@ -259,6 +268,24 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
         .ports
         .get("apiserver")
         .ok_or_else(|| anyhow!("no API server port"))?;
+    Ok(Setting {
+        pg,
+        cluster,
+        node,
+        admin,
+        api_port,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
+    let Setting {
+        pg,
+        cluster,
+        node,
+        admin,
+        api_port,
+    } = setting().await?;
 
     // The images, built here and loaded into the node's containerd.
     let work = tempfile::tempdir()?;
@@ -407,19 +434,13 @@ async fn the_chart_runs_on_a_real_node_from_images_built_here() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "builds mistralrs-cli in release (about 20 minutes) unless cached"]
 async fn the_operator_runs_the_engine_pod_on_the_real_node() -> Result<()> {
-    let pg = Postgres::start().ok_or_else(|| anyhow!("PostgreSQL is needed (.ci/run installs it)"))?;
-    let cluster = cluster_with_real_node()?;
-    let node = cluster
-        .info()
-        .real_node
-        .clone()
-        .ok_or_else(|| anyhow!("the cluster has no real node"))?;
-    let admin = cluster.admin().await?;
-    let api_port = *cluster
-        .info()
-        .ports
-        .get("apiserver")
-        .ok_or_else(|| anyhow!("no API server port"))?;
+    let Setting {
+        pg,
+        cluster,
+        node,
+        admin,
+        api_port,
+    } = setting().await?;
     let work = tempfile::tempdir()?;
     let tag = format!("engine-{}", std::process::id());
     let started = Instant::now();
