@@ -77,6 +77,16 @@ impl ExternalEngine {
         format!("{}/{path}", self.options.base_url.trim_end_matches('/'))
     }
 
+    /// The served name to put back in answers, where the upstream was asked for its model
+    /// by another name (`None`: answers pass through as they are).
+    fn renamed(&self, served: &str) -> Option<String> {
+        self.options
+            .upstream_model
+            .as_deref()
+            .filter(|upstream| *upstream != served)
+            .map(|_| served.to_owned())
+    }
+
     fn upstream_model(&self, served: String) -> String {
         self.options.upstream_model.clone().unwrap_or(served)
     }
@@ -148,25 +158,30 @@ impl ExternalEngine {
         mut req: ChatCompletionRequest,
         extra: &[(&'static str, String)],
     ) -> Result<(Reply<ChatCompletion, ChatCompletionChunk>, HeaderMap), ApiError> {
-        let served = req.model.clone();
+        let served = self.renamed(&req.model);
         req.model = self.upstream_model(req.model);
         if req.is_stream() {
             req.stream_options = Some(StreamOptions { include_usage: true });
             let (chunks, headers) = self.post_stream("chat/completions", &req, extra).await?;
-            let chunks = chunks
-                .map(move |c| {
-                    c.map(|mut c: ChatCompletionChunk| {
-                        c.model.clone_from(&served);
-                        c
+            let chunks = match served {
+                Some(served) => chunks
+                    .map(move |c| {
+                        c.map(|mut c: ChatCompletionChunk| {
+                            c.model.clone_from(&served);
+                            c
+                        })
                     })
-                })
-                .boxed();
+                    .boxed(),
+                None => chunks,
+            };
             Ok((Reply::Stream(chunks), headers))
         } else {
             let (mut full, headers): (ChatCompletion, _) =
                 self.post_json("chat/completions", &req, extra).await?;
             // The caller asked for the served name, whatever the upstream calls the model.
-            full.model = served;
+            if let Some(served) = served {
+                full.model = served;
+            }
             Ok((Reply::Full(full), headers))
         }
     }
@@ -177,23 +192,28 @@ impl ExternalEngine {
         mut req: CompletionRequest,
         extra: &[(&'static str, String)],
     ) -> Result<(Reply<TextCompletion, TextCompletion>, HeaderMap), ApiError> {
-        let served = req.model.clone();
+        let served = self.renamed(&req.model);
         req.model = self.upstream_model(req.model);
         if req.is_stream() {
             req.stream_options = Some(StreamOptions { include_usage: true });
             let (chunks, headers) = self.post_stream("completions", &req, extra).await?;
-            let chunks = chunks
-                .map(move |c| {
-                    c.map(|mut c: TextCompletion| {
-                        c.model.clone_from(&served);
-                        c
+            let chunks = match served {
+                Some(served) => chunks
+                    .map(move |c| {
+                        c.map(|mut c: TextCompletion| {
+                            c.model.clone_from(&served);
+                            c
+                        })
                     })
-                })
-                .boxed();
+                    .boxed(),
+                None => chunks,
+            };
             Ok((Reply::Stream(chunks), headers))
         } else {
             let (mut full, headers): (TextCompletion, _) = self.post_json("completions", &req, extra).await?;
-            full.model = served;
+            if let Some(served) = served {
+                full.model = served;
+            }
             Ok((Reply::Full(full), headers))
         }
     }
